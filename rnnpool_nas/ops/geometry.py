@@ -66,9 +66,8 @@ def axis_geometry(size: int, patch: int, stride: int, padding: Padding = 0, *, a
     if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
         raise ValueError(f"padding must be a non-negative int or one of {PADDING_MODES}, got {padding!r}")
     if patch > size + 2 * padding:
-        raise ValueError(
-            f"patch_size {patch} is larger than the padded input ({size} + 2*{padding}){where}"
-        )
+        what = f"padded input ({size} + 2*{padding})" if padding else f"input ({size})"
+        raise ValueError(f"patch_size {patch} is larger than the {what}{where}")
     return AxisGeometry((size + 2 * padding - patch) // stride + 1, padding, padding, 0)
 
 

@@ -1,0 +1,22 @@
+"""Shared test set-up: two threads (the machine's cores) and the reference trace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+TESTS = Path(__file__).parent
+#: A copy of ../shared/reference/edgeml_rnnpool_trace.npz, so the suite runs without ../shared.
+TRACE = TESTS / "data" / "edgeml_rnnpool_trace.npz"
+SHARED_TRACE = TESTS.parent.parent / "shared" / "reference" / "edgeml_rnnpool_trace.npz"
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def trace() -> dict[str, np.ndarray]:
+    with np.load(TRACE) as data:
+        return {k: data[k] for k in data.files}
