@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from rnnpool_nas import __version__
 from rnnpool_nas.cli import main
 
 
+#: The installed console script, beside the interpreter running the tests (the venv need not be active).
+SCRIPT = str(Path(sys.executable).parent / "rnnpool-nas")
+
+
 def test_help_and_version_from_the_console_script():
-    out = subprocess.run(["rnnpool-nas", "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([SCRIPT, "--help"], capture_output=True, text=True, check=True).stdout
     assert "usage: rnnpool-nas" in out
-    out = subprocess.run(["rnnpool-nas", "--version"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([SCRIPT, "--version"], capture_output=True, text=True, check=True).stdout
     assert out.strip() == f"rnnpool-nas {__version__}"
 
 
