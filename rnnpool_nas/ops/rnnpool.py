@@ -101,7 +101,7 @@ class RNNPoolLayer(nn.Module):
             raise ValueError(f"input must be (N, C, H, W), got shape {tuple(x.shape)}")
         if x.shape[1] != self.in_channels:
             raise ValueError(f"in_channels: the layer expects {self.in_channels} channels, got {x.shape[1]}")
-        return rnnpool_output_hw(x.shape[2], x.shape[3], self.patch_size, self.stride, self.padding)
+        return rnnpool_output_hw(int(x.shape[2]), int(x.shape[3]), self.patch_size, self.stride, self.padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gy, gx = self._check_input(x)

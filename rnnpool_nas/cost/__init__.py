@@ -1,0 +1,80 @@
+"""The analytical cost model: pure arithmetic on an :class:`ArchSpec`, no torch.
+
+``evaluate(spec, dtype="int8", convention="standard")`` returns :class:`Costs`: peak RAM in
+bytes (and which block sets it), MAdds, parameters, deployed model bytes and a per-stage
+profile. Conventions live in ``cost.ram`` (``standard``, ``optimal``); a new one (the export's
+``runtime`` arena) registers a function ``(spec, layers, count_input) -> list[RamRow]`` in
+``CONVENTIONS``. Sizes are bytes; the paper's KB/MB are KiB/MiB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..arch.spec import ArchSpec, expand, source_shapes
+from ..errors import UserError
+from .madds import Count, head_count, layer_count
+from .ram import CONVENTIONS, RamRow
+
+DTYPE_BYTES = {"int8": 1, "float32": 4}
+
+
+@dataclass
+class StageCost:
+    name: str
+    kind: str
+    out_shape: tuple[int, int, int]
+    ram_bytes: int
+    madds: int
+    params: int
+    note: str = ""
+
+
+@dataclass
+class Costs:
+    peak_ram_bytes: int
+    madds: int
+    params: int
+    model_bytes: int
+    bottleneck: str
+    convention: str
+    dtype: str
+    input_counted: bool
+    stages: list[StageCost] = field(default_factory=list)
+    latency_cycles: int | None = None
+    latency_ms: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate(spec: ArchSpec, dtype: str = "int8", convention: str = "standard", count_input: bool = False) -> Costs:
+    """Score ``spec``; raises ``UserError`` for an unknown dtype/convention, ``SpecError`` for
+    an invalid spec."""
+    if dtype not in DTYPE_BYTES:
+        raise UserError(f"unknown dtype {dtype!r} (one of {', '.join(DTYPE_BYTES)})")
+    if convention not in CONVENTIONS:
+        raise UserError(f"unknown RAM convention {convention!r} (one of {', '.join(CONVENTIONS)})")
+    nbytes = DTYPE_BYTES[dtype]
+    layers = expand(spec)
+    ram_rows: list[RamRow] = CONVENTIONS[convention](spec, layers, count_input)
+    counts: list[Count] = [layer_count(layer) for layer in layers]
+    shapes: list[tuple[int, int, int]] = [layer.out_shape for layer in layers]
+    if spec.detection is not None:
+        for src, (shape, pred, _) in zip(spec.detection.sources, source_shapes(spec, layers)):
+            counts.append(head_count(src, shape, pred))
+            shapes.append(pred[:2] + (4 + (4 if src.max_out else 2),))
+    total = Count()
+    stages = []
+    for row, count, shape in zip(ram_rows, counts, shapes):
+        total = total.add(count)
+        stages.append(StageCost(row.name, row.kind, shape, row.elems * nbytes, count.madds, count.params, row.note))
+    peak = max(stages, key=lambda s: s.ram_bytes)
+    scale_bytes = 4 if dtype == "int8" else 0
+    model_bytes = total.weights * nbytes + total.channels * (4 + scale_bytes)
+    return Costs(peak.ram_bytes, total.madds, total.params, model_bytes, peak.name, convention, dtype,
+                 count_input, stages)
+
+
+__all__ = ["Costs", "StageCost", "CONVENTIONS", "DTYPE_BYTES", "evaluate"]
