@@ -261,54 +261,82 @@ def _stage_from_dict(index: int, data: Any) -> Stage:
 # ----------------------------------------------------------------------------------- layers
 
 
-@dataclass(frozen=True)
 class Layer:
     """One block of an expanded spec: what the builder instantiates and the cost model scores.
 
-    ``kind``: ``conv``, ``bottleneck``, ``dwsep``, ``rnnpool``, ``pool`` or ``linear``.
-    ``args`` holds the block's own settings (stride of this repeat, expansion, ...).
+    ``kind``: ``conv``, ``bottleneck``, ``dwsep``, ``rnnpool``, ``pool`` or ``linear``;
+    ``name`` is ``"STAGE.REPEAT"``; ``args`` holds the block's own settings (the stride of this
+    repeat, the expansion, ...). A plain slotted class: the cost model makes thousands a second.
     """
 
-    name: str  # "3.1": stage 3, repeat 1
-    stage: int
-    kind: str
-    in_shape: Shape
-    out_shape: Shape
-    args: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("name", "stage", "kind", "in_shape", "out_shape", "args", "in_elems", "out_elems", "count")
 
-    @property
-    def in_elems(self) -> int:
-        return math.prod(self.in_shape)
+    def __init__(self, name: str, stage: int, kind: str, in_shape: Shape, out_shape: Shape,
+                 args: dict[str, Any] | None = None) -> None:
+        self.name, self.stage, self.kind = name, stage, kind
+        self.in_shape, self.out_shape = in_shape, out_shape
+        self.args = {} if args is None else args
+        self.in_elems = in_shape[0] * in_shape[1] * in_shape[2]
+        self.out_elems = out_shape[0] * out_shape[1] * out_shape[2]
+        self.count: Any = None  # the cost model's per-layer count, filled on first use
 
-    @property
-    def out_elems(self) -> int:
-        return math.prod(self.out_shape)
+    def __repr__(self) -> str:
+        return f"Layer({self.name} {self.kind} {self.in_shape} -> {self.out_shape})"
 
 
 def _conv_out(size: int, kernel: int, stride: int) -> int:
     return (size + 2 * (kernel // 2) - kernel) // stride + 1
 
 
-def _need(where: str, name: str, value: Any, ok: bool, what: str) -> None:
-    if not ok:
-        raise SpecError(f"{where}: field {name!r} must be {what}, got {value!r}")
+def _where(index: int, stage: Any) -> str:
+    return f"stage {index} ({stage.type})"
 
 
-def _positive(where: str, stage: Any, *names: str) -> None:
+def _fail(index: int, stage: Any, name: str, value: Any, what: str) -> SpecError:
+    return SpecError(f"{_where(index, stage)}: field {name!r} must be {what}, got {value!r}")
+
+
+def _positive(index: int, stage: Any, names: tuple[str, ...]) -> None:
     for name in names:
         value = getattr(stage, name)
-        _need(where, name, value, _is_pos_int(value), "a positive integer")
+        if type(value) is not int or value <= 0:
+            raise _fail(index, stage, name, value, "a positive integer")
 
 
-def _activation(where: str, value: str) -> None:
-    _need(where, "activation", value, value in ACTIVATIONS, f"one of {ACTIVATIONS}")
+def _activation(index: int, stage: Any) -> None:
+    if stage.activation not in ACTIVATIONS:
+        raise _fail(index, stage, "activation", stage.activation, f"one of {ACTIVATIONS}")
 
 
-def _spatial(where: str, shape: Shape, kernel: int, stride: int, field_name: str = "stride") -> tuple[int, int]:
+def _spatial(index: int, stage: Any, shape: Shape, kernel: int, stride: int, field_name: str) -> tuple[int, int]:
     h, w = _conv_out(shape[0], kernel, stride), _conv_out(shape[1], kernel, stride)
     if h < 1 or w < 1:
-        raise SpecError(f"{where}: field {field_name!r} = {stride} empties the {shape[0]}x{shape[1]} map")
+        raise SpecError(f"{_where(index, stage)}: field {field_name!r} = {stride} empties the {shape[0]}x{shape[1]} map")
     return h, w
+
+
+_CONV_FIELDS = ("c", "kernel", "stride", "n", "groups")
+_BOTTLENECK_FIELDS = ("t", "c", "n", "s", "kernel")
+_DWSEP_FIELDS = ("c", "n", "s", "kernel")
+
+
+#: Expanded stages by (index, type, fields, input shape, classes): a search scores thousands of
+#: candidates that share most of their stages. Layers are never mutated after creation.
+_STAGE_CACHE: dict[tuple, tuple[Layer, ...]] = {}
+_STAGE_CACHE_MAX = 200_000
+
+
+def _stage_key(i: int, st: Any, shape: Shape, num_classes: int) -> tuple | None:
+    key = (i, type(st), shape, num_classes if isinstance(st, Linear) else 0, tuple(st.__dict__.values()))
+    try:
+        hash(key)
+    except TypeError:  # a list-valued field (patch_size [r, c]): use its tuple
+        key = key[:4] + (tuple(tuple(v) if type(v) is list else v for v in key[4]),)
+        try:
+            hash(key)
+        except TypeError:
+            return None
+    return key
 
 
 def expand(spec: ArchSpec) -> list[Layer]:
@@ -317,94 +345,19 @@ def expand(spec: ArchSpec) -> list[Layer]:
     layers: list[Layer] = []
     flat = False
     for i, st in enumerate(spec.stages):
-        where = f"stage {i} ({st.type})"
         if flat and not isinstance(st, Linear):
-            raise SpecError(f"{where}: follows a linear layer; only linear layers may")
-        if isinstance(st, Conv):
-            _positive(where, st, "c", "kernel", "stride", "n", "groups")
-            _activation(where, st.activation)
-            for r in range(st.n):
-                cin = shape[2]
-                groups = cin if st.depthwise else st.groups
-                if st.depthwise and st.c != cin:
-                    raise SpecError(f"{where}: channel mismatch: depthwise conv needs c == input channels ({cin}), got c={st.c}")
-                if cin % groups or st.c % groups:
-                    raise SpecError(f"{where}: channel mismatch: groups={groups} must divide input channels {cin} and c={st.c}")
-                stride = st.stride if r == 0 else 1
-                h, w = _spatial(where, shape, st.kernel, stride)
-                out = (h, w, st.c)
-                layers.append(Layer(f"{i}.{r}", i, "conv", shape, out, dict(
-                    kernel=st.kernel, stride=stride, groups=groups, activation=st.activation, batch_norm=st.batch_norm)))
-                shape = out
-        elif isinstance(st, (Bottleneck, DWSeparable)):
-            _positive(where, st, "c", "n", "s", "kernel", *(("t",) if isinstance(st, Bottleneck) else ()))
-            _activation(where, st.activation)
-            for r in range(st.n):
-                stride = st.s if r == 0 else 1
-                h, w = _spatial(where, shape, st.kernel, stride, "s")
-                out = (h, w, st.c)
-                args: dict[str, Any] = dict(kernel=st.kernel, stride=stride, activation=st.activation)
-                if isinstance(st, Bottleneck):
-                    args.update(t=st.t, residual=stride == 1 and shape[2] == st.c)
-                layers.append(Layer(f"{i}.{r}", i, st.type, shape, out, args))
-                shape = out
-        elif isinstance(st, RNNPool):
-            _positive(where, st, "h1", "h2")
-            for name in ("w_rank", "u_rank"):
-                value = getattr(st, name)
-                _need(where, name, value, value is None or _is_pos_int(value), "a positive integer or null")
-            for name in ("gate_nonlinearity", "update_nonlinearity"):
-                value = getattr(st, name)
-                _need(where, name, value, value in NONLINEARITIES, f"one of {NONLINEARITIES}")
-            _need(where, "padding", st.padding,
-                  st.padding in PADDING_MODES or (_is_pos_int(st.padding) or st.padding == 0), f"an int >= 0 or one of {PADDING_MODES}")
-            try:
-                (pr, pc), (sr, sc) = pair(st.patch_size, "patch_size"), pair(st.stride, "stride")
-                gy = axis_geometry(shape[0], pr, sr, st.padding, axis="rows")
-                gx = axis_geometry(shape[1], pc, sc, st.padding, axis="columns")
-            except ValueError as exc:
-                raise SpecError(f"{where}: {exc}") from None
-            out = (gy.out, gx.out, 4 * st.h2)
-            layers.append(Layer(f"{i}.0", i, "rnnpool", shape, out, dict(
-                patch=(pr, pc), stride=(sr, sc), h1=st.h1, h2=st.h2, padding=st.padding,
-                patches=(gy.patches, gx.patches), pad=(gy.pad_before, gy.pad_after, gx.pad_before, gx.pad_after),
-                gate_nonlinearity=st.gate_nonlinearity, update_nonlinearity=st.update_nonlinearity,
-                w_rank=st.w_rank, u_rank=st.u_rank)))
-            shape = out
-        elif isinstance(st, Pool):
-            _need(where, "kind", st.kind, st.kind in ("avg", "max", "rnnpool"), "one of avg, max, rnnpool")
-            if st.kernel is None:
-                kernel_hw, stride_hw = (shape[0], shape[1]), (shape[0], shape[1])
-            else:
-                _positive(where, st, "kernel")
-                stride = st.kernel if st.stride is None else st.stride
-                _need(where, "stride", stride, _is_pos_int(stride), "a positive integer")
-                if st.kernel > min(shape[:2]):
-                    raise SpecError(f"{where}: field 'kernel' = {st.kernel} is larger than the {shape[0]}x{shape[1]} map")
-                kernel_hw, stride_hw = (st.kernel, st.kernel), (stride, stride)
-            h = (shape[0] - kernel_hw[0]) // stride_hw[0] + 1
-            w = (shape[1] - kernel_hw[1]) // stride_hw[1] + 1
-            c = shape[2]
-            args = dict(kind=st.kind, kernel=kernel_hw, stride=stride_hw, global_pool=st.kernel is None)
-            if st.kind == "rnnpool":
-                h1 = st.h1 if st.h1 is not None else max(1, c // 4)
-                h2 = st.h2 if st.h2 is not None else max(1, c // 4)
-                _need(where, "h1", h1, _is_pos_int(h1), "a positive integer")
-                _need(where, "h2", h2, _is_pos_int(h2), "a positive integer")
-                args.update(h1=h1, h2=h2)
-                c = 4 * h2
-            out = (h, w, c)
-            layers.append(Layer(f"{i}.0", i, "pool", shape, out, args))
-            shape = out
-        elif isinstance(st, Linear):
-            c = spec.num_classes if st.c is None else st.c
-            _need(where, "c", c, _is_pos_int(c), "a positive integer")
-            _need(where, "dropout", st.dropout, isinstance(st.dropout, (int, float)) and 0 <= st.dropout < 1, "in [0, 1)")
-            out = (1, 1, c)
-            layers.append(Layer(f"{i}.0", i, "linear", shape, out, dict(dropout=float(st.dropout))))
-            shape, flat = out, True
-        else:  # pragma: no cover - from_dict only builds known types
-            raise SpecError(f"{where}: unknown stage")
+            raise SpecError(f"{_where(i, st)}: follows a linear layer; only linear layers may")
+        key = _stage_key(i, st, shape, spec.num_classes) if hasattr(st, "__dict__") else None
+        block = _STAGE_CACHE.get(key) if key is not None else None
+        if block is None:
+            block = tuple(_expand_stage(i, st, shape, spec.num_classes))
+            if key is not None:
+                if len(_STAGE_CACHE) >= _STAGE_CACHE_MAX:
+                    _STAGE_CACHE.clear()
+                _STAGE_CACHE[key] = block
+        layers.extend(block)
+        shape = block[-1].out_shape
+        flat = flat or isinstance(st, Linear)
     if spec.detection is None:
         if shape[2] != spec.num_classes or shape[:2] != (1, 1):
             raise SpecError(
@@ -416,6 +369,108 @@ def expand(spec: ArchSpec) -> list[Layer]:
     return layers
 
 
+def _expand_stage(i: int, st: Stage, shape: Shape, num_classes: int) -> list[Layer]:
+    """The blocks of stage ``i`` given its input shape (validated)."""
+    layers: list[Layer] = []
+    if isinstance(st, Conv):
+        _positive(i, st, _CONV_FIELDS)
+        _activation(i, st)
+        for r in range(st.n):
+            cin = shape[2]
+            groups = cin if st.depthwise else st.groups
+            if st.depthwise and st.c != cin:
+                raise SpecError(f"{_where(i, st)}: channel mismatch: depthwise conv needs c == input channels ({cin}), got c={st.c}")
+            if cin % groups or st.c % groups:
+                raise SpecError(f"{_where(i, st)}: channel mismatch: groups={groups} must divide input channels {cin} and c={st.c}")
+            stride = st.stride if r == 0 else 1
+            h, w = _spatial(i, st, shape, st.kernel, stride, "stride")
+            out = (h, w, st.c)
+            layers.append(Layer(f"{i}.{r}", i, "conv", shape, out, {
+                "kernel": st.kernel, "stride": stride, "groups": groups, "activation": st.activation,
+                "batch_norm": st.batch_norm}))
+            shape = out
+    elif isinstance(st, (Bottleneck, DWSeparable)):
+        bottleneck = isinstance(st, Bottleneck)
+        _positive(i, st, _BOTTLENECK_FIELDS if bottleneck else _DWSEP_FIELDS)
+        _activation(i, st)
+        for r in range(st.n):
+            stride = st.s if r == 0 else 1
+            h, w = _spatial(i, st, shape, st.kernel, stride, "s")
+            out = (h, w, st.c)
+            args: dict[str, Any] = {"kernel": st.kernel, "stride": stride, "activation": st.activation}
+            if bottleneck:
+                args.update(t=st.t, residual=stride == 1 and shape[2] == st.c)
+            layers.append(Layer(f"{i}.{r}", i, st.type, shape, out, args))
+            shape = out
+    elif isinstance(st, RNNPool):
+        layers.append(_rnnpool_layer(i, st, shape))
+    elif isinstance(st, Pool):
+        layers.append(_pool_layer(i, st, shape))
+    elif isinstance(st, Linear):
+        c = num_classes if st.c is None else st.c
+        if type(c) is not int or c <= 0:
+            raise _fail(i, st, "c", c, "a positive integer")
+        if not (isinstance(st.dropout, (int, float)) and 0 <= st.dropout < 1):
+            raise _fail(i, st, "dropout", st.dropout, "in [0, 1)")
+        layers.append(Layer(f"{i}.0", i, "linear", shape, (1, 1, c), {"dropout": float(st.dropout)}))
+    else:
+        raise SpecError(f"stage {i}: not a stage ({type(st).__name__})")
+    return layers
+
+
+def _rnnpool_layer(i: int, st: RNNPool, shape: Shape) -> Layer:
+    _positive(i, st, ("h1", "h2"))
+    for name in ("w_rank", "u_rank"):
+        value = getattr(st, name)
+        if value is not None and (type(value) is not int or value <= 0):
+            raise _fail(i, st, name, value, "a positive integer or null")
+    for name in ("gate_nonlinearity", "update_nonlinearity"):
+        if getattr(st, name) not in NONLINEARITIES:
+            raise _fail(i, st, name, getattr(st, name), f"one of {NONLINEARITIES}")
+    pad = st.padding
+    if not (pad in PADDING_MODES or (type(pad) is int and pad >= 0)):
+        raise _fail(i, st, "padding", pad, f"an int >= 0 or one of {PADDING_MODES}")
+    try:
+        (pr, pc), (sr, sc) = pair(st.patch_size, "patch_size"), pair(st.stride, "stride")
+        gy = axis_geometry(shape[0], pr, sr, pad, axis="rows")
+        gx = axis_geometry(shape[1], pc, sc, pad, axis="columns")
+    except ValueError as exc:
+        raise SpecError(f"{_where(i, st)}: {exc}") from None
+    return Layer(f"{i}.0", i, "rnnpool", shape, (gy.out, gx.out, 4 * st.h2), {
+        "patch": (pr, pc), "stride": (sr, sc), "h1": st.h1, "h2": st.h2, "padding": pad,
+        "patches": (gy.patches, gx.patches), "pad": (gy.pad_before, gy.pad_after, gx.pad_before, gx.pad_after),
+        "gate_nonlinearity": st.gate_nonlinearity, "update_nonlinearity": st.update_nonlinearity,
+        "w_rank": st.w_rank, "u_rank": st.u_rank})
+
+
+def _pool_layer(i: int, st: Pool, shape: Shape) -> Layer:
+    if st.kind not in ("avg", "max", "rnnpool"):
+        raise _fail(i, st, "kind", st.kind, "one of avg, max, rnnpool")
+    if st.kernel is None:
+        kernel_hw, stride_hw = (shape[0], shape[1]), (shape[0], shape[1])
+    else:
+        _positive(i, st, ("kernel",))
+        stride = st.kernel if st.stride is None else st.stride
+        if type(stride) is not int or stride <= 0:
+            raise _fail(i, st, "stride", stride, "a positive integer")
+        if st.kernel > min(shape[:2]):
+            raise SpecError(f"{_where(i, st)}: field 'kernel' = {st.kernel} is larger than the {shape[0]}x{shape[1]} map")
+        kernel_hw, stride_hw = (st.kernel, st.kernel), (stride, stride)
+    h = (shape[0] - kernel_hw[0]) // stride_hw[0] + 1
+    w = (shape[1] - kernel_hw[1]) // stride_hw[1] + 1
+    c = shape[2]
+    args: dict[str, Any] = {"kind": st.kind, "kernel": kernel_hw, "stride": stride_hw, "global_pool": st.kernel is None}
+    if st.kind == "rnnpool":
+        h1 = st.h1 if st.h1 is not None else max(1, c // 4)
+        h2 = st.h2 if st.h2 is not None else max(1, c // 4)
+        for name, value in (("h1", h1), ("h2", h2)):
+            if type(value) is not int or value <= 0:
+                raise _fail(i, st, name, value, "a positive integer")
+        args.update(h1=h1, h2=h2)
+        c = 4 * h2
+    return Layer(f"{i}.0", i, "pool", shape, (h, w, c), args)
+
+
 def _check_detection(spec: ArchSpec, layers: list[Layer]) -> None:
     assert spec.detection is not None
     if not spec.detection.sources:
@@ -423,15 +478,16 @@ def _check_detection(spec: ArchSpec, layers: list[Layer]) -> None:
     stage_out = {layer.stage: layer.out_shape for layer in layers}
     for j, src in enumerate(spec.detection.sources):
         where = f"detection source {j}"
-        _need(where, "stage", src.stage, isinstance(src.stage, int) and src.stage in stage_out,
-              f"the index of a stage (0..{len(spec.stages) - 1})")
-        _need(where, "anchor", src.anchor, _is_pos_int(src.anchor), "a positive integer")
-        if src.extra_conv is not None:
-            ec = src.extra_conv
-            if not isinstance(ec, dict) or set(ec) - {"c", "kernel", "stride"} or not _is_pos_int(ec.get("c")):
-                raise SpecError(f"{where}: field 'extra_conv' must be {{\"c\", \"kernel\", \"stride\"}} with positive c, got {ec!r}")
-            for key in ("kernel", "stride"):
-                _need(where, f"extra_conv.{key}", ec.get(key, 1), _is_pos_int(ec.get(key, 1)), "a positive integer")
+        if not (type(src.stage) is int and src.stage in stage_out):
+            raise SpecError(f"{where}: field 'stage' must be the index of a stage (0..{len(spec.stages) - 1}), got {src.stage!r}")
+        if not _is_pos_int(src.anchor):
+            raise SpecError(f"{where}: field 'anchor' must be a positive integer, got {src.anchor!r}")
+        ec = src.extra_conv
+        if ec is not None and not (
+            isinstance(ec, dict) and not set(ec) - {"c", "kernel", "stride"}
+            and all(_is_pos_int(ec.get(key, 1)) for key in ("c", "kernel", "stride")) and "c" in ec
+        ):
+            raise SpecError(f"{where}: field 'extra_conv' must be {{\"c\", \"kernel\", \"stride\"}} positive integers, got {ec!r}")
 
 
 def source_shapes(spec: ArchSpec, layers: list[Layer] | None = None) -> list[tuple[Shape, Shape, int]]:
@@ -454,3 +510,31 @@ def source_shapes(spec: ArchSpec, layers: list[Layer] | None = None) -> list[tup
             stride *= s
         out.append((shape, pred, stride))
     return out
+
+
+def parse_input_shape(text: str) -> tuple[int, int, int]:
+    """``"224x224x3"`` (rows x columns x channels) -> ``(224, 224, 3)``; ``"28x28"`` means one
+    channel. Raises ``UserError`` naming the text otherwise."""
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 2:
+        values.append(1)
+    if len(values) != 3 or min(values) <= 0:
+        raise UserError(f"--input must be HxWxC with positive integers (e.g. 224x224x3), got {text!r}")
+    return values[0], values[1], values[2]
+
+
+def load_spec(path: str) -> ArchSpec:
+    """Read a spec JSON file; a missing file or an invalid spec is a one-line ``UserError``."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise UserError(f"cannot read architecture file {path}: {exc.strerror}") from None
+    try:
+        return ArchSpec.from_json(text)
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from None

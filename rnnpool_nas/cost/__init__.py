@@ -20,7 +20,7 @@ from .ram import CONVENTIONS, RamRow
 DTYPE_BYTES = {"int8": 1, "float32": 4}
 
 
-@dataclass
+@dataclass(slots=True)
 class StageCost:
     name: str
     kind: str
@@ -49,9 +49,12 @@ class Costs:
         return asdict(self)
 
 
-def evaluate(spec: ArchSpec, dtype: str = "int8", convention: str = "standard", count_input: bool = False) -> Costs:
+def evaluate(
+    spec: ArchSpec, dtype: str = "int8", convention: str = "standard", count_input: bool = False,
+    profile: bool = True,
+) -> Costs:
     """Score ``spec``; raises ``UserError`` for an unknown dtype/convention, ``SpecError`` for
-    an invalid spec."""
+    an invalid spec. ``profile=False`` leaves ``stages`` empty (the search's fast path)."""
     if dtype not in DTYPE_BYTES:
         raise UserError(f"unknown dtype {dtype!r} (one of {', '.join(DTYPE_BYTES)})")
     if convention not in CONVENTIONS:
@@ -65,15 +68,20 @@ def evaluate(spec: ArchSpec, dtype: str = "int8", convention: str = "standard", 
         for src, (shape, pred, _) in zip(spec.detection.sources, source_shapes(spec, layers)):
             counts.append(head_count(src, shape, pred))
             shapes.append(pred[:2] + (4 + (4 if src.max_out else 2),))
-    total = Count()
+    madds = params = weights = channels = 0
+    for count in counts:
+        madds += count[0]
+        params += count[1]
+        weights += count[2]
+        channels += count[3]
+    peak_row = max(ram_rows, key=lambda row: row.elems)
     stages = []
-    for row, count, shape in zip(ram_rows, counts, shapes):
-        total = total.add(count)
-        stages.append(StageCost(row.name, row.kind, shape, row.elems * nbytes, count.madds, count.params, row.note))
-    peak = max(stages, key=lambda s: s.ram_bytes)
+    if profile:
+        for row, count, shape in zip(ram_rows, counts, shapes):
+            stages.append(StageCost(row.name, row.kind, shape, row.elems * nbytes, count[0], count[1], row.note))
     scale_bytes = 4 if dtype == "int8" else 0
-    model_bytes = total.weights * nbytes + total.channels * (4 + scale_bytes)
-    return Costs(peak.ram_bytes, total.madds, total.params, model_bytes, peak.name, convention, dtype,
+    model_bytes = weights * nbytes + channels * (4 + scale_bytes)
+    return Costs(peak_row.elems * nbytes, madds, params, model_bytes, peak_row.name, convention, dtype,
                  count_input, stages)
 
 

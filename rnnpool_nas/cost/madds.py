@@ -16,26 +16,21 @@ per-output-channel float32 scales.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ..arch.spec import ArchSpec, Layer, Source
+from ..arch.spec import Layer, Source
 
 
-@dataclass
-class Count:
-    madds: int = 0
-    params: int = 0
-    weights: int = 0  # deployed weight elements (BN folded)
-    channels: int = 0  # deployed output channels (one bias and, for int8, one scale each)
+#: (MAdds, parameters, deployed weight elements, deployed output channels), summed elementwise.
+Count = tuple[int, int, int, int]
+ZERO: Count = (0, 0, 0, 0)
 
-    def add(self, other: "Count") -> "Count":
-        return Count(self.madds + other.madds, self.params + other.params, self.weights + other.weights,
-                     self.channels + other.channels)
+
+def add(a: Count, b: Count) -> Count:
+    return (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3])
 
 
 def _conv(k: int, cin: int, cout: int, groups: int, h_out: int, w_out: int, bn: bool = True) -> Count:
     w = k * k * (cin // groups) * cout
-    return Count(w * h_out * w_out, w + (2 * cout if bn else cout), w, cout)
+    return (w * h_out * w_out, w + (2 * cout if bn else cout), w, cout)
 
 
 def _rnn_cell(k: int, h: int, w_rank: int | None, u_rank: int | None) -> tuple[int, int]:
@@ -52,54 +47,63 @@ def rnnpool_count(cin: int, patch: tuple[int, int], patches: tuple[int, int], h1
     step2, p2 = _rnn_cell(h1, h2, w_rank, u_rank)
     per_patch = 2 * r * c * step1 + 2 * (r + c) * step2
     weights = p1 + p2 - 2 * (h1 + h2) - 4
-    return Count(per_patch * patches[0] * patches[1], p1 + p2, weights, 2 * (h1 + h2))
+    return (per_patch * patches[0] * patches[1], p1 + p2, weights, 2 * (h1 + h2))
 
 
 def layer_count(layer: Layer) -> Count:
+    """The layer's count, computed once per (immutable, cached) layer."""
+    count = layer.count
+    if count is None:
+        count = layer.count = _layer_count(layer)
+    return count
+
+
+def _layer_count(layer: Layer) -> Count:
     a = layer.args
     (hi, wi, ci), (ho, wo, co) = layer.in_shape, layer.out_shape
-    if layer.kind == "conv":
+    kind = layer.kind
+    if kind == "conv":
         return _conv(a["kernel"], ci, co, a["groups"], ho, wo, a["batch_norm"])
-    if layer.kind == "bottleneck":
+    if kind == "bottleneck":
         hidden = a["t"] * ci
-        total = Count()
+        k = a["kernel"]
+        dw = k * k * hidden
+        pw = hidden * co
+        madds = (dw + pw) * ho * wo
+        params = dw + pw + 2 * (hidden + co)
+        weights, channels = dw + pw, hidden + co
         if a["t"] != 1:
-            total = total.add(_conv(1, ci, hidden, 1, hi, wi))
-        total = total.add(_conv(a["kernel"], hidden, hidden, hidden, ho, wo))
-        return total.add(_conv(1, hidden, co, 1, ho, wo))
-    if layer.kind == "dwsep":
-        return _conv(a["kernel"], ci, ci, ci, ho, wo).add(_conv(1, ci, co, 1, ho, wo))
-    if layer.kind == "rnnpool":
+            madds += ci * hidden * hi * wi
+            params += ci * hidden + 2 * hidden
+            weights += ci * hidden
+            channels += hidden
+        return (madds, params, weights, channels)
+    if kind == "dwsep":
+        return add(_conv(a["kernel"], ci, ci, ci, ho, wo), _conv(1, ci, co, 1, ho, wo))
+    if kind == "rnnpool":
         return rnnpool_count(ci, a["patch"], a["patches"], a["h1"], a["h2"], a["w_rank"], a["u_rank"])
-    if layer.kind == "pool":
+    if kind == "pool":
         if a["kind"] == "rnnpool":
             return rnnpool_count(ci, a["kernel"], (ho, wo), a["h1"], a["h2"])
-        return Count()
-    if layer.kind == "linear":
+        return ZERO
+    if kind == "linear":
         fan_in = hi * wi * ci
-        return Count(fan_in * co, fan_in * co + co, fan_in * co, co)
-    raise ValueError(f"unknown layer kind {layer.kind!r}")
+        return (fan_in * co, fan_in * co + co, fan_in * co, co)
+    raise ValueError(f"unknown layer kind {kind!r}")
 
 
 def head_count(source: Source, src_shape: tuple[int, int, int], pred_shape: tuple[int, int, int]) -> Count:
     """An S3FD head: optional L2Norm (a scale per channel), optional extra conv + ReLU (with
     bias), then 3x3 convs (with bias) to 4 box offsets and to 2 scores (4 with max-out)."""
-    total = Count()
+    total = ZERO
     c = src_shape[2]
     if source.l2norm:
-        total = total.add(Count(0, c, c, 0))
+        total = add(total, (0, c, c, 0))
     if source.extra_conv is not None:
         ec = source.extra_conv
-        total = total.add(_conv(ec.get("kernel", 3), c, ec["c"], 1, pred_shape[0], pred_shape[1], bn=False))
+        total = add(total, _conv(ec.get("kernel", 3), c, ec["c"], 1, pred_shape[0], pred_shape[1], bn=False))
         c = ec["c"]
     scores = 4 if source.max_out else 2
     for out in (4, scores):
-        total = total.add(_conv(3, c, out, 1, pred_shape[0], pred_shape[1], bn=False))
-    return total
-
-
-def spec_count(spec: ArchSpec, layers: list[Layer]) -> Count:
-    total = Count()
-    for layer in layers:
-        total = total.add(layer_count(layer))
+        total = add(total, _conv(3, c, out, 1, pred_shape[0], pred_shape[1], bn=False))
     return total

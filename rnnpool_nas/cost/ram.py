@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from ..arch.spec import ArchSpec, Layer, source_shapes
 
 
-@dataclass
+@dataclass(slots=True)
 class RamRow:
     name: str
     kind: str
@@ -120,28 +120,31 @@ def _run_rows(layers: list[Layer], input_shape: tuple[int, int, int], count_inpu
 def standard(spec: ArchSpec, layers: list[Layer], count_input: bool = False) -> list[RamRow]:
     rows: list[RamRow] = []
     first = _first_rnnpool(layers)
-    image = math.prod(spec.input)
-    last_reader = first if first is not None else 0
-    fused_into: str | None = None
-    for i, layer in enumerate(layers):
-        held = image if count_input and i <= last_reader else 0
-        nxt = layers[i + 1] if i + 1 < len(layers) else None
-        if first is not None and i < first:
-            rows.append(RamRow(layer.name, layer.kind, held, f"patch by patch inside RNNPool {layers[first].name}"))
-        elif i == first:
-            prefix = _patch_buffer(layers[:first], layer.args["patch"])
-            elems = layer.out_elems + prefix + _rnn_buffer(layer) + held
-            rows.append(RamRow(layer.name, layer.kind, elems, "output + one patch's buffers"))
-        elif fused_into is not None:
-            rows.append(RamRow(layer.name, layer.kind, 0, f"computed on the fly by {fused_into}"))
-            fused_into = None
-        elif _feeds_global_pool(layer, nxt):
-            fused_into = layer.name
-            rows.append(RamRow(layer.name, layer.kind, layer.in_elems + nxt.out_elems + held,
+    image = spec.input[0] * spec.input[1] * spec.input[2] if count_input else 0
+    start = 0
+    if first is not None:  # the patch-wise prefix and the RNNPool itself
+        note = f"patch by patch inside RNNPool {layers[first].name}"
+        rows.extend(RamRow(layer.name, layer.kind, image, note) for layer in layers[:first])
+        layer = layers[first]
+        elems = layer.out_elems + _patch_buffer(layers[:first], layer.args["patch"]) + _rnn_buffer(layer) + image
+        rows.append(RamRow(layer.name, layer.kind, elems, "output + one patch's buffers"))
+        start, image = first + 1, 0
+    n = len(layers)
+    i = start
+    while i < n:
+        layer = layers[i]
+        nxt = layers[i + 1] if i + 1 < n else None
+        if _feeds_global_pool(layer, nxt):
+            rows.append(RamRow(layer.name, layer.kind, layer.in_elems + nxt.out_elems + (image if i == 0 else 0),
                                f"fused with the global pool {nxt.name}"))
+            rows.append(RamRow(nxt.name, nxt.kind, 0, f"computed on the fly by {layer.name}"))
+            i += 2
+            continue
+        if i == 0:  # the image: held (count_input) or streamed
+            rows.append(RamRow(layer.name, layer.kind, image + layer.out_elems))
         else:
-            inp = layer.in_elems if i > 0 else 0  # the image is `held` or streamed
-            rows.append(RamRow(layer.name, layer.kind, inp + layer.out_elems + held))
+            rows.append(RamRow(layer.name, layer.kind, layer.in_elems + layer.out_elems))
+        i += 1
     rows.extend(_head_rows(spec, layers, first))
     return rows
 
