@@ -2,7 +2,8 @@
 
 Every block comes from :func:`rnnpool_nas.arch.spec.expand`, the same expansion the cost model
 scores, so shapes and counts agree by construction. Convolutions are followed by batch norm (no
-conv bias) unless the stage says ``batch_norm: false``; MBConv projections are linear. A
+conv bias) unless the stage says ``batch_norm: false``; MBConv projections are linear; an RNNPool
+stage is ``Sequential(RNNPoolLayer[, BatchNorm2d])``. A
 classifier returns logits ``(N, classes)``; a detector returns ``(loc, conf)`` with ``loc``
 ``(N, anchors, 4)`` box offsets and ``conf`` ``(N, anchors, 2)`` background/face scores, anchors
 ordered source by source, row-major over each prediction map (S3FD's layout; max-out sources
@@ -96,14 +97,16 @@ def build_layer(layer: Layer) -> nn.Module:
             conv_bn(cin, cout, 1, act=a["activation"]),
         )
     if layer.kind == "rnnpool":
-        return RNNPoolLayer(
+        pool = RNNPoolLayer(
             cin, a["patch"], a["stride"], a["h1"], a["h2"], padding=a["padding"],
             gate_nonlinearity=a["gate_nonlinearity"], update_nonlinearity=a["update_nonlinearity"],
             w_rank=a["w_rank"], u_rank=a["u_rank"],
         )
+        return nn.Sequential(pool, nn.BatchNorm2d(cout)) if a["batch_norm"] else nn.Sequential(pool)
     if layer.kind == "pool":
         if a["kind"] == "rnnpool":
-            return RNNPoolLayer(cin, a["kernel"], a["stride"], a["h1"], a["h2"], padding=0)
+            return nn.Sequential(RNNPoolLayer(cin, a["kernel"], a["stride"], a["h1"], a["h2"], padding=0),
+                                 nn.BatchNorm2d(cout))
         if a["global_pool"]:
             return nn.AdaptiveAvgPool2d(1) if a["kind"] == "avg" else nn.AdaptiveMaxPool2d(1)
         return (nn.AvgPool2d if a["kind"] == "avg" else nn.MaxPool2d)(a["kernel"], a["stride"])

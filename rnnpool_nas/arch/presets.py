@@ -256,4 +256,15 @@ def rnnpool_face_c(width: float) -> ArchSpec:
     return ArchSpec((480, 640, 3), 2, stages, Detection(_sources([1, 2, 3, 4, 5, 6], _ANCHORS)), name="rnnpool-face-c")
 
 
+@register("rnnpool-tiny", "a small RNNPool classifier for 28x28 grey images (Fashion-MNIST), ~8 KiB int8 peak RAM")
+def rnnpool_tiny(width: float) -> ArchSpec:
+    stages: list[Stage] = [
+        Conv(c=_ch(16, width), kernel=3, stride=1),
+        RNNPool(patch_size=4, stride=2, h1=8, h2=8),
+        *_bottlenecks([(4, 32, 2, 2), (4, 64, 2, 2)], width),
+        *_classifier_tail(_ch(128, width), dropout=0.1),
+    ]
+    return ArchSpec((28, 28, 1), 10, stages, name="rnnpool-tiny")
+
+
 __all__ = ["PRESETS", "Preset", "get_preset", "list_presets", "parse_value", "register", "set_field", "SpecError"]

@@ -83,7 +83,10 @@ class DWSeparable:
 @dataclass
 class RNNPool:
     """An RNNPoolLayer: ``4 * h2`` output channels. ``padding`` as in ``ops.geometry``
-    (the paper's models use ``"reference"``)."""
+    (the paper's models use ``"reference"``). ``batch_norm`` adds a batch norm on the output:
+    RNNPool's raw outputs sit near 0.5 with per-channel spreads down to ~1e-3, which 8-bit
+    activations cannot resolve; normalised they can (the int8 layer folds the norm into its
+    output requantization: no RAM, no MAdds). ``false`` is the paper's exact layer."""
 
     type: ClassVar[str] = "rnnpool"
     patch_size: Union[int, list[int]]
@@ -95,13 +98,14 @@ class RNNPool:
     update_nonlinearity: str = "tanh"
     w_rank: Union[int, None] = None
     u_rank: Union[int, None] = None
+    batch_norm: bool = True
 
 
 @dataclass
 class Pool:
     """Pooling: ``kind`` ``avg``, ``max`` or ``rnnpool``. ``kernel`` ``None`` pools the whole
     map (global); an ``rnnpool`` pool is one RNNPool over the whole map (``h1``, ``h2``; default
-    ``h1 = h2 = channels / 4``, so the channel count is kept)."""
+    ``h1 = h2 = channels / 4``, so the channel count is kept), followed by a batch norm."""
 
     type: ClassVar[str] = "pool"
     kind: str = "avg"
@@ -440,7 +444,7 @@ def _rnnpool_layer(i: int, st: RNNPool, shape: Shape) -> Layer:
         "patch": (pr, pc), "stride": (sr, sc), "h1": st.h1, "h2": st.h2, "padding": pad,
         "patches": (gy.patches, gx.patches), "pad": (gy.pad_before, gy.pad_after, gx.pad_before, gx.pad_after),
         "gate_nonlinearity": st.gate_nonlinearity, "update_nonlinearity": st.update_nonlinearity,
-        "w_rank": st.w_rank, "u_rank": st.u_rank})
+        "w_rank": st.w_rank, "u_rank": st.u_rank, "batch_norm": bool(st.batch_norm)})
 
 
 def _pool_layer(i: int, st: Pool, shape: Shape) -> Layer:

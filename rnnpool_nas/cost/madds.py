@@ -8,7 +8,8 @@ plus ``U h`` (``h1 * h1``, the first step included), and RNN2's four sweeps, eac
 ``h1 * h2 + h2 * h2``; the elementwise gate math is not counted (consistently, as for other
 nonlinearities). Low-rank ``W = W2 W1`` is counted as applied factor by factor.
 
-Parameters are those of the built PyTorch module (batch norm's weight and bias included).
+Parameters are those of the built PyTorch module (batch norm's weight and bias included, also
+the batch norm an RNNPool stage carries by default).
 ``weight_bytes`` is the deployed size: batch norm folded into the convolutions, weights at the
 element size, plus per-output-channel biases (int32 or float32: 4 bytes) and, for int8,
 per-output-channel float32 scales.
@@ -47,7 +48,8 @@ def rnnpool_count(cin: int, patch: tuple[int, int], patches: tuple[int, int], h1
     step2, p2 = _rnn_cell(h1, h2, w_rank, u_rank)
     per_patch = 2 * r * c * step1 + 2 * (r + c) * step2
     weights = p1 + p2 - 2 * (h1 + h2) - 4
-    return (per_patch * patches[0] * patches[1], p1 + p2, weights, 2 * (h1 + h2))
+    # deployed per-channel values: both biases of both cells and the 4*h2 output requantizations
+    return (per_patch * patches[0] * patches[1], p1 + p2, weights, 2 * (h1 + h2) + 4 * h2)
 
 
 def layer_count(layer: Layer) -> Count:
@@ -81,10 +83,11 @@ def _layer_count(layer: Layer) -> Count:
     if kind == "dwsep":
         return add(_conv(a["kernel"], ci, ci, ci, ho, wo), _conv(1, ci, co, 1, ho, wo))
     if kind == "rnnpool":
-        return rnnpool_count(ci, a["patch"], a["patches"], a["h1"], a["h2"], a["w_rank"], a["u_rank"])
+        count = rnnpool_count(ci, a["patch"], a["patches"], a["h1"], a["h2"], a["w_rank"], a["u_rank"])
+        return add(count, (0, 2 * co, 0, 0)) if a["batch_norm"] else count
     if kind == "pool":
         if a["kind"] == "rnnpool":
-            return rnnpool_count(ci, a["kernel"], (ho, wo), a["h1"], a["h2"])
+            return add(rnnpool_count(ci, a["kernel"], (ho, wo), a["h1"], a["h2"]), (0, 2 * co, 0, 0))
         return ZERO
     if kind == "linear":
         fan_in = hi * wi * ci

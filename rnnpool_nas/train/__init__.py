@@ -1,0 +1,1 @@
+"""Training one candidate (``trainer``) and its exact int8 reference (``quant``)."""
