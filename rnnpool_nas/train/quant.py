@@ -197,6 +197,11 @@ class QConv:
 
     def run(self, x: np.ndarray) -> np.ndarray:
         k, g = self.kernel, self.groups
+        if k == 1 and g == 1:  # pointwise: a plain matrix product over pixels
+            xs = x[:, :: self.stride, :: self.stride].astype(np.int16) - self.input.zero_point
+            acc = _imatmul(xs, self.weight.reshape(self.weight.shape[0], -1).T) + self.bias.astype(np.int64)
+            out = requant(acc, self.multiplier, self.shift) + self.output.zero_point
+            return np.clip(out, self.act_min, self.act_max).astype(np.int8)
         win = _windows(x.astype(np.int16) - self.input.zero_point, k, self.stride, k // 2, 0)
         n, ho, wo = win.shape[:3]
         cout = self.weight.shape[0]
@@ -305,7 +310,7 @@ def lut(name: str) -> np.ndarray:
     return np.round(values * ONE).astype(np.int64)
 
 
-_LUTS = {"sigmoid": lut("sigmoid"), "tanh": lut("tanh")}
+_LUTS = {name: (lut(name), np.diff(lut(name))) for name in ("sigmoid", "tanh")}  # values, slopes
 
 
 def _nonlinearity(name: str, v: np.ndarray) -> np.ndarray:
@@ -313,10 +318,14 @@ def _nonlinearity(name: str, v: np.ndarray) -> np.ndarray:
         return np.clip((v + ONE + 1) >> 1, 0, ONE)
     if name == "quantTanh":
         return np.clip(v, -ONE, ONE)
-    table = _LUTS[name]
+    table, slope = _LUTS[name]
     u = np.clip(v, -8 * ONE, 8 * ONE - 1) + 8 * ONE
-    i, f = u >> LUT_SHIFT, u & ((1 << LUT_SHIFT) - 1)
-    return table[i] + (((table[i + 1] - table[i]) * f + (1 << (LUT_SHIFT - 1))) >> LUT_SHIFT)
+    i = u >> LUT_SHIFT
+    u &= (1 << LUT_SHIFT) - 1  # the fraction within the bin
+    u *= np.take(slope, i)
+    u += 1 << (LUT_SHIFT - 1)
+    u >>= LUT_SHIFT
+    return u + np.take(table, i)
 
 
 @dataclass
@@ -342,9 +351,9 @@ class QRNNPool:
         gx = axis_geometry(w, c, sc, self.padding)
         x = np.pad(x, ((0, 0), (gy.pad_before, gy.pad_after), (gx.pad_before, gx.pad_after), (0, 0)),
                    constant_values=self.input.zero_point)
-        win = np.lib.stride_tricks.sliding_window_view(x, (r, c), axis=(1, 2))[:, ::sr, ::sc]
-        win = win[:, : gy.patches, : gx.patches].transpose(0, 1, 2, 4, 5, 3)  # (N, Py, Px, r, c, C)
-        wx = self.rnn1.project(win, self.input.zero_point)  # (N, Py, Px, r, c, h1), Q24
+        wx_map = self.rnn1.project(x, self.input.zero_point)  # W x once per pixel, Q24 (padding: 0)
+        win = np.lib.stride_tricks.sliding_window_view(wx_map, (r, c), axis=(1, 2))[:, ::sr, ::sc]
+        wx = win[:, : gy.patches, : gx.patches].transpose(0, 1, 2, 4, 5, 3)  # (N, Py, Px, r, c, h1)
         rows = self._sweep(self.rnn1, wx)  # along each row: (N, Py, Px, r, h1)
         cols = self._sweep(self.rnn1, np.swapaxes(wx, 3, 4))  # (N, Py, Px, c, h1)
         out = []
@@ -561,8 +570,9 @@ def _quantize_block(layer: Layer, module: nn.Module, inp: QParams, ranges: _Rang
 
 
 def evaluate_int8(qnet: QuantizedNet, model: SpecNet, images: np.ndarray, labels: np.ndarray,
-                  batch_size: int = 256) -> dict[str, float]:
-    """Float and int8 top-1 accuracy and their agreement on uint8 NHWC ``images``."""
+                  batch_size: int = 16) -> dict[str, float]:
+    """Float and int8 top-1 accuracy and their agreement on uint8 NHWC ``images`` (small batches
+    keep the integer reference's int64 temporaries in cache: ~4 ms a 28x28 image)."""
     model.eval()
     agree = float_ok = int_ok = 0
     for i in range(0, len(images), batch_size):
