@@ -116,7 +116,7 @@ class _progress:
     def step(self, k: int, total: int) -> None:
         if self.bar is None:
             self.bar = self._tqdm(total=total, desc=f"epoch {self.epoch_no}", leave=False, unit="batch",
-                                  file=sys.stdout, dynamic_ncols=True)
+                                  file=sys.stdout, dynamic_ncols=True, disable=None)  # off when not a TTY
         self.bar.update(k - self.bar.n)
 
     def epoch(self, m, epochs: int) -> None:
