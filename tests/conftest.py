@@ -20,3 +20,17 @@ torch.set_num_threads(2)
 def trace() -> dict[str, np.ndarray]:
     with np.load(TRACE) as data:
         return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole test session, with the machine's two cores."""
+    import logging
+    import os
+
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield ray
+    ray.shutdown()

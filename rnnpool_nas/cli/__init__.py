@@ -16,7 +16,7 @@ from .. import __version__
 from ..errors import UserError
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("presets", "cost", "train")
+COMMANDS: tuple[str, ...] = ("search", "presets", "cost", "train")
 
 
 class _Parser(argparse.ArgumentParser):

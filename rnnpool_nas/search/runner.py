@@ -1,0 +1,433 @@
+"""The search: Optuna proposes, the cost model filters, Ray Tune trains, the Pareto front comes out.
+
+Optuna's ask/tell is driven from a Ray Tune ``Searcher``, so each side does what it is for:
+
+- Optuna (NSGA-II by default, TPE or random) proposes a candidate from the search space. The
+  cost model scores it at once; a candidate over any budget is told to Optuna as infeasible
+  (its costs as objectives, accuracy 0, and its budget excess as trial constraints so the
+  sampler learns the feasible region) and recorded, never trained. Specs the space cannot
+  build are recorded as ``invalid`` and told as failed.
+- Ray Tune runs the feasible ones, ``workers`` at a time, each with its share of the cores,
+  with ASHA early stopping on validation accuracy. A trial the scheduler stops is told to Optuna
+  as *pruned* and recorded as ``stopped`` with the epochs it trained: multi-objective Optuna
+  would otherwise take its last intermediate accuracy as a final one, so a stopped trial never
+  enters the Pareto front. A trial that fails is recorded with its reason and the search goes on.
+- Everything lands in the run directory (``store.py``) as it happens. ``resume`` continues an
+  interrupted run: finished trials are kept, a trial that was running is told to Optuna as failed
+  and its hyperparameters are asked again, resuming from its last epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import __version__
+from ..arch.spec import ArchSpec, SpecError
+from ..cost import evaluate
+from ..errors import UserError
+from .budget import Budget
+from .pareto import OBJECTIVE_COLUMNS, accuracy_ram_hypervolume, direction
+from .store import RunStore
+
+SAMPLERS = ("nsga2", "tpe", "random")
+
+
+@dataclass
+class SearchConfig:
+    space: str
+    budget: Budget
+    out: str
+    dataset: str | None = None
+    data_dir: str | None = None
+    trials: int = 20
+    epochs: int = 2
+    workers: int = 2
+    objectives: list[str] = field(default_factory=lambda: ["accuracy", "peak_ram"])
+    sampler: str = "nsga2"
+    seed: int = 0
+    limit: int | None = None  # training/validation images per trial (None: all)
+    batch_size: int = 128
+    lr: float = 0.05
+    early_stopping: bool = True
+    address: str | None = None
+    resume: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["budget"] = self.budget.to_dict()
+        return out
+
+
+@dataclass
+class SearchResult:
+    run_dir: Path
+    finalists: list[dict[str, Any]]
+    counts: dict[str, int]
+    wall_time: float
+    train_time: float
+
+
+def _validate(cfg: SearchConfig) -> None:
+    for name in ("trials", "epochs", "workers", "batch_size"):
+        if getattr(cfg, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.sampler not in SAMPLERS:
+        raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {cfg.sampler!r}")
+    unknown = [o for o in cfg.objectives if o not in OBJECTIVE_COLUMNS]
+    if unknown or not cfg.objectives:
+        raise UserError(f"unknown objective {unknown[0] if unknown else '(none)'!r}; use {', '.join(OBJECTIVE_COLUMNS)}")
+    if "accuracy" not in cfg.objectives:
+        raise UserError("--objectives must include accuracy")
+    if cfg.budget.ram_bytes is None and cfg.budget.madds is None and cfg.budget.latency_s is None:
+        raise UserError("give a budget: --ram-budget, --madds-budget, --latency-budget or --constraints")
+
+
+def _sampler(name: str, seed: int, trials: int):
+    """The constrained samplers read the budget excess each trial records with
+    ``Trial.set_constraint`` (Optuna 5's replacement for ``constraints_func``)."""
+    import optuna
+
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 4)))
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(4, min(10, trials // 4)))
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+# ------------------------------------------------------------------------------ the trainable
+
+
+def train_trial(config: dict[str, Any]) -> None:
+    """One Ray Tune trial: train a spec, report accuracy every epoch, leave metrics.json."""
+    import json
+
+    from ray import tune
+
+    from ..data import load_dataset
+    from ..train.trainer import TrainConfig, Trainer
+
+    trial_dir = Path(config["dir"])
+    start = time.perf_counter()
+    metrics: dict[str, Any] = {"node": socket.gethostname(), "pid": os.getpid()}
+    try:
+        import ray
+
+        metrics["ray_node_id"] = ray.get_runtime_context().get_node_id()
+        if config.get("fail"):
+            raise RuntimeError("failure injected by RNNPOOL_NAS_FAIL_TRIALS")
+        dataset = load_dataset(config["dataset"], data_dir=config["data_dir"], seed=config["seed"], limit=config["limit"])
+        spec = ArchSpec.from_dict(config["spec"])
+        train_cfg = TrainConfig(epochs=config["epochs"], batch_size=config["batch_size"], lr=config["lr"],
+                                seed=config["seed"], threads=config["threads"])
+        trainer = Trainer(spec, dataset, train_cfg, checkpoint=trial_dir / "checkpoint.pt", resume=True)
+
+        def report(m) -> None:
+            tune.report({"accuracy": m.val_accuracy, "val_loss": m.val_loss, "epoch": m.epoch})
+
+        result = trainer.fit(callback=report)
+        metrics.update(status=result.status, reason=result.reason, epochs_trained=result.epochs_trained,
+                       accuracy=result.val_accuracy, history=[asdict(h) for h in result.history])
+    except Exception as exc:  # recorded as failed; the search goes on
+        metrics.update(status="failed", reason=f"{type(exc).__name__}: {exc}", epochs_trained=0, accuracy=None)
+    metrics["wall_time_s"] = time.perf_counter() - start
+    (trial_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+
+# ----------------------------------------------------------------------------- the searcher
+
+
+def _make_searcher(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, printer, threads: int):
+    from optuna.trial import TrialState
+    from ray.tune.search import Searcher
+
+    fail_numbers = {int(n) for n in os.environ.get("RNNPOOL_NAS_FAIL_TRIALS", "").split(",") if n.strip()}
+
+    class AskTellSearcher(Searcher):
+        """Ray Tune asks for a trial; Optuna proposes until a candidate fits the budget."""
+
+        def __init__(self) -> None:
+            super().__init__(metric="accuracy", mode="max")
+            self.running: dict[str, tuple[Any, ArchSpec, Any, dict]] = {}
+            self.asked = len(store.final_rows())
+            self.started = time.perf_counter()
+            self.train_seconds = 0.0
+
+        # -- proposals
+        def suggest(self, trial_id: str):
+            while self.asked < cfg.trials:
+                trial = study.ask()
+                self.asked += 1
+                params = space.suggest(trial)
+                row = _base_row(trial.number, params)
+                try:
+                    spec = space.build(params)
+                    costs = evaluate(spec, budget.dtype, budget.convention, profile=False)
+                except (SpecError, UserError) as exc:
+                    study.tell(trial, state=TrialState.FAIL)
+                    row.update(status="invalid", reason=str(exc), feasible=False)
+                    self._record(row)
+                    continue
+                excess = budget.excess(costs)
+                for name, value in zip(budget.constraint_names(), excess):
+                    trial.set_constraint(name, value)
+                row.update(_cost_columns(costs), feasible=all(e <= 0 for e in excess),
+                           violations="; ".join(budget.violations(costs)))
+                if not row["feasible"]:
+                    study.tell(trial, [0.0 if c == "accuracy" else float(row[OBJECTIVE_COLUMNS[c]] or 0)
+                                       for c in cfg.objectives])
+                    row.update(status="infeasible")
+                    self._record(row)
+                    continue
+                trial_dir = store.trial_dir(trial.number)
+                source = trial.user_attrs.get("resume_from")
+                if source:
+                    store.copy_checkpoint(Path(source), trial.number)
+                (trial_dir / "arch.json").write_text(spec.to_json())
+                row.update(status="running", spec_path=str(trial_dir / "arch.json"))
+                store.record(row)
+                self.running[trial_id] = (trial, spec, costs, row)
+                return {
+                    "number": trial.number, "spec": spec.to_dict(), "dir": str(trial_dir.resolve()),
+                    "dataset": cfg.dataset, "data_dir": cfg.data_dir, "limit": cfg.limit, "epochs": cfg.epochs,
+                    "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed, "threads": threads,
+                    "fail": trial.number in fail_numbers,
+                }
+            return Searcher.FINISHED
+
+        def on_trial_result(self, trial_id: str, result: dict) -> None:
+            pass  # intermediate accuracies go to the scheduler, not to multi-objective Optuna
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            import json
+
+            if trial_id not in self.running:
+                return
+            trial, spec, costs, row = self.running.pop(trial_id)
+            trial_dir = store.trial_dir(trial.number)
+            try:
+                metrics = json.loads((trial_dir / "metrics.json").read_text())
+            except (OSError, ValueError):
+                metrics = {}
+            epochs = int(metrics.get("epochs_trained") or (result or {}).get("epoch") or 0)
+            accuracy = metrics.get("accuracy", (result or {}).get("accuracy"))
+            if error or metrics.get("status") == "failed":
+                status, reason = "failed", metrics.get("reason") or "the trial raised (see Ray's logs)"
+            elif metrics.get("status") == "complete" and epochs >= cfg.epochs:
+                status, reason = "complete", ""
+            else:
+                status, reason = "stopped", f"stopped early by the scheduler after {epochs} epoch(s)"
+            row.update(status=status, reason=reason, epochs_trained=epochs,
+                       accuracy=float(accuracy) if accuracy is not None else math.nan,
+                       wall_time_s=float(metrics.get("wall_time_s", 0.0)), node=metrics.get("node", ""),
+                       ray_node_id=metrics.get("ray_node_id", ""),
+                       checkpoint_path=str(trial_dir / "checkpoint.pt") if status != "failed" else "")
+            self.train_seconds += row["wall_time_s"]
+            if status == "complete":
+                study.tell(trial, [float(row["accuracy"]) if c == "accuracy" else float(row[OBJECTIVE_COLUMNS[c]])
+                                   for c in cfg.objectives])
+            else:
+                study.tell(trial, state=TrialState.PRUNED if status == "stopped" else TrialState.FAIL)
+            self._record(row)
+
+        # -- bookkeeping
+        def _record(self, row: dict) -> None:
+            store.record(row)
+            store.write_pareto(cfg.objectives)
+            printer(_progress_line(row, store, cfg, budget, time.perf_counter() - self.started))
+
+    return AskTellSearcher()
+
+
+def _base_row(number: int, params: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"trial": number, "status": "", "accuracy": math.nan, "peak_ram_bytes": math.nan,
+                           "madds": math.nan, "params": math.nan, "model_bytes": math.nan, "latency_ms": math.nan,
+                           "epochs_trained": 0, "wall_time_s": 0.0, "feasible": False, "violations": "",
+                           "reason": "", "spec_path": "", "checkpoint_path": "", "node": "", "ray_node_id": ""}
+    for key, value in params.items():
+        row[f"param_{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return row
+
+
+def _cost_columns(costs) -> dict[str, Any]:
+    return {"peak_ram_bytes": costs.peak_ram_bytes, "madds": costs.madds, "params": costs.params,
+            "model_bytes": costs.model_bytes,
+            "latency_ms": costs.latency_ms if costs.latency_ms is not None else math.nan}
+
+
+def _kib(n: float) -> str:
+    return f"{n / 1024:,.1f} KiB"
+
+
+def _progress_line(row: dict, store: RunStore, cfg: SearchConfig, budget: Budget, elapsed: float) -> str:
+    rows = store.final_rows()
+    done = len(rows)
+    feasible = sum(1 for r in rows if r.get("feasible"))
+    complete = [r for r in rows if r.get("status") == "complete"]
+    best = max(complete, key=lambda r: r["accuracy"], default=None)
+    status = row["status"]
+    what = f"trial {row['trial']} {status}"
+    if status == "complete":
+        what += f": accuracy {row['accuracy']:.4f}, RAM {_kib(row['peak_ram_bytes'])}, {row['madds'] / 1e6:.1f}M MAdds"
+    elif status == "infeasible":
+        what += f": {row['violations']}"
+    elif status in ("failed", "invalid", "stopped"):
+        what += f": {row['reason'][:80]}"
+    best_txt = f"best {best['accuracy']:.4f} (trial {best['trial']})" if best else "best -"
+    eta = elapsed / done * (cfg.trials - done) if done else math.nan
+    eta_txt = f"ETA {eta / 60:.1f} min" if eta == eta else "ETA -"
+    return (f"[{done:>3}/{cfg.trials}] {what} | {best_txt} | feasible {feasible}, infeasible {done - feasible} "
+            f"| {elapsed / 60:.1f} min, {eta_txt}")
+
+
+# ---------------------------------------------------------------------------------- driver
+
+
+def run_search(cfg: SearchConfig, printer: Callable[[str], None] = print) -> SearchResult:
+    """Run (or resume) a search; see the module docstring."""
+    import optuna
+
+    from .space import SearchSpace
+
+    _validate(cfg)
+    start = time.perf_counter()
+    out = Path(cfg.out)
+    if cfg.resume:
+        store = RunStore.open(out)
+        saved = store.config
+        cfg.space, cfg.dataset, cfg.objectives = saved["space_path"], saved["dataset"], saved["objectives"]
+        cfg.epochs, cfg.sampler, cfg.seed, cfg.limit = saved["epochs"], saved["sampler"], saved["seed"], saved["limit"]
+        space = SearchSpace.load(cfg.space)
+    else:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise UserError(f"{out} already exists; pass --resume to continue that run, or choose another --out")
+        space = SearchSpace.load(cfg.space)
+        cfg.dataset = cfg.dataset or space.dataset
+    budget = cfg.budget
+    _, cheapest = space.cheapest(budget)
+    if budget.violations(cheapest):
+        raise UserError(
+            f"no candidate of {space.name} fits the budget: the smallest reachable is peak RAM "
+            f"{_kib(cheapest.peak_ram_bytes)}, {cheapest.madds / 1e6:.1f}M MAdds ({budget.dtype}, "
+            f"{budget.convention} convention) ({'; '.join(budget.violations(cheapest))})"
+        )
+    if space.task != "classification":
+        raise UserError(f"{space.name} is a {space.task} space: training it arrives with face detection; "
+                        "score it with `rnnpool-nas search --cost-only`")
+    if not cfg.resume:
+        from ..data import load_dataset
+
+        load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, limit=1)  # fail before starting anything
+        config = cfg.to_dict() | {"space_path": str(cfg.space), "space": space.to_dict(), "version": __version__,
+                                  "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+        store = RunStore.create(out, config)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    directions = [direction(OBJECTIVE_COLUMNS[o]) for o in cfg.objectives]
+    study = optuna.create_study(storage=store.storage_url, study_name="search", directions=directions,
+                                sampler=_sampler(cfg.sampler, cfg.seed, cfg.trials), load_if_exists=True)
+    if cfg.resume:
+        _requeue_interrupted(study, store, printer)
+    remaining = cfg.trials - len(store.final_rows())
+    if remaining <= 0:
+        printer(f"{out}: all {cfg.trials} trials are done")
+    else:
+        _run_tune(space, budget, store, cfg, study, printer)
+    finalists = store.write_pareto(cfg.objectives)
+    rows = store.final_rows()
+    counts = {s: sum(1 for r in rows if r.get("status") == s) for s in ("complete", "stopped", "infeasible", "invalid", "failed")}
+    result = SearchResult(out, finalists, counts, time.perf_counter() - start,
+                          sum(float(r.get("wall_time_s") or 0) for r in rows))
+    _summary(result, store, cfg, budget, printer)
+    return result
+
+
+def _requeue_interrupted(study, store: RunStore, printer) -> None:
+    """Trials left running by an interrupted driver: failed in Optuna, asked again (same
+    hyperparameters) so they resume from their last epoch checkpoint."""
+    from optuna.trial import TrialState
+
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(trial.number, state=TrialState.FAIL)
+        row = store.rows.get(trial.number)
+        if row is not None and row.get("status") == "running":
+            study.enqueue_trial(dict(trial.params), user_attrs={"resume_from": str(store.trial_dir(trial.number))},
+                                skip_if_exists=False)
+            printer(f"trial {trial.number} was interrupted: its hyperparameters run again from its last checkpoint")
+    for number in [n for n, r in store.rows.items() if r.get("status") == "running"]:
+        store.forget(number)
+
+
+def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, printer) -> None:
+    import logging
+
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    started_here = False
+    if not ray.is_initialized():
+        try:
+            if cfg.address:
+                ray.init(address=cfg.address, include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.ERROR)
+            else:
+                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.ERROR)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise UserError(f"cannot reach the Ray cluster {cfg.address or '(local)'}: {str(exc).splitlines()[0]}") from None
+        started_here = True
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        workers = max(1, min(cfg.workers, cpus)) if not cfg.address else max(cfg.workers, 1)
+        per_trial = max(1, cpus // workers)
+        if cfg.address:
+            workers = max(1, cpus // per_trial)
+        searcher = _make_searcher(space, budget, store, cfg, study, printer, per_trial)
+        scheduler = (ASHAScheduler(metric="accuracy", mode="max", max_t=cfg.epochs, grace_period=max(1, cfg.epochs // 3),
+                                   reduction_factor=3, time_attr="epoch")
+                     if cfg.early_stopping and cfg.epochs >= 3 else FIFOScheduler())
+        printer(f"searching {cfg.trials} candidates: {workers} worker(s) x {per_trial} core(s) on "
+                f"{'cluster ' + cfg.address if cfg.address else 'this machine'}, {cfg.epochs} epoch(s) each, "
+                f"{cfg.sampler} sampler; results in {store.root}/")
+        tuner = tune.Tuner(
+            tune.with_resources(train_trial, {"cpu": per_trial}),
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=cfg.trials,
+                                        max_concurrent_trials=workers, reuse_actors=False),
+            run_config=tune.RunConfig(name="ray", storage_path=str(store.root.resolve()), verbose=0,
+                                      failure_config=tune.FailureConfig(max_failures=0)),
+        )
+        tuner.fit()
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _summary(result: SearchResult, store: RunStore, cfg: SearchConfig, budget: Budget, printer) -> None:
+    c = result.counts
+    share = 1 - result.train_time / max(result.wall_time, 1e-9) / max(1, cfg.workers)
+    printer("")
+    printer(f"done in {result.wall_time / 60:.1f} min: {c['complete']} complete, {c['stopped']} stopped early, "
+            f"{c['infeasible']} over budget (never trained), {c['failed']} failed, {c['invalid']} invalid")
+    if budget.ram_bytes:
+        hv = accuracy_ram_hypervolume(store.final_rows(), budget.ram_bytes)
+        printer(f"accuracy/RAM hypervolume {hv:.4f}; time not spent training about {max(0.0, share):.0%}")
+    if result.finalists:
+        printer("finalists (the Pareto front):")
+        printer(f"  {'trial':>5}  {'accuracy':>8}  {'peak RAM':>12}  {'MAdds':>8}  {'params':>9}")
+        for f in result.finalists:
+            printer(f"  {f['trial']:>5}  {f['accuracy']:>8.4f}  {_kib(f['peak_ram_bytes']):>12}  "
+                    f"{f['madds'] / 1e6:>7.2f}M  {f['params']:>9,}")
+    else:
+        printer("no trial completed within the budget, so there are no finalists yet")
+    printer(f"results: {store.root}/trials.parquet, {store.root}/pareto.json, study {store.root}/study.db "
+            f"(optuna-dashboard {store.storage_url})")
+    sys.stdout.flush()

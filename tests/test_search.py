@@ -1,0 +1,209 @@
+"""The search end to end on a tiny space (one shared Ray session), its bookkeeping, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from rnnpool_nas.cli import main
+from rnnpool_nas.search.budget import Budget, parse_bytes
+from rnnpool_nas.search.pareto import pareto_front
+from rnnpool_nas.search.runner import SearchConfig, _make_searcher, run_search
+from rnnpool_nas.search.space import SearchSpace
+from rnnpool_nas.search.store import RunStore
+
+from .conftest import TESTS
+
+SPACE = str(TESTS / "data" / "tiny_space.yaml")
+BUDGET = parse_bytes("2KB")  # about half of the tiny space is over it
+
+
+def _config(out, **kw) -> SearchConfig:
+    base = dict(space=SPACE, budget=Budget(ram_bytes=BUDGET), out=str(out), trials=8, epochs=1, workers=2,
+                limit=256, batch_size=64, seed=0)
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+def test_search_end_to_end(ray_session, tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNPOOL_NAS_FAIL_TRIALS", "1,4,5")
+    lines: list[str] = []
+    result = run_search(_config(tmp_path / "run"), printer=lines.append)
+    run = tmp_path / "run"
+    frame = pd.read_parquet(run / "trials.parquet")
+    assert len(frame) == 8 and set(frame["status"]) <= {"complete", "infeasible", "failed", "stopped", "invalid"}
+    assert any(c.startswith("param_") for c in frame.columns)
+    trained = frame[frame["status"].isin(["complete", "failed", "stopped"])]
+    infeasible = frame[frame["status"] == "infeasible"]
+    assert len(infeasible) >= 1 and len(trained) >= 2
+    # every trained candidate is within budget; no over-budget candidate was ever trained
+    assert (trained["peak_ram_bytes"] <= BUDGET).all()
+    assert (infeasible["peak_ram_bytes"] > BUDGET).all()
+    for number in infeasible["trial"]:
+        assert not (run / "trials" / f"{number:04d}" / "metrics.json").exists()
+    # injected failures are recorded and do not stop the search
+    failed = frame[frame["status"] == "failed"]
+    assert set(failed["trial"]) == set(trained["trial"]) & {1, 4, 5}
+    assert all("injected" in r for r in failed["reason"])
+    assert (frame["status"] == "complete").sum() >= 1
+    # the finalists are exactly the front of the complete, feasible trials
+    complete = frame[(frame["status"] == "complete") & frame["feasible"]].to_dict("records")
+    front = {r["trial"] for r in pareto_front(complete, ["accuracy", "peak_ram_bytes"])}
+    doc = json.loads((run / "pareto.json").read_text())
+    assert {f["trial"] for f in doc["finalists"]} == front
+    for f in doc["finalists"]:
+        assert Path(f["spec_path"]).exists() and Path(f["checkpoint_path"]).exists()
+    # the Optuna study is readable by optuna-dashboard and knows the constraints
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{run / 'study.db'}")
+    assert len(study.trials) == 8
+    for t in study.trials:  # the sampler sees each candidate's budget excess
+        if t.number in set(infeasible["trial"]):
+            assert t.constraints["ram"] > 0
+        elif t.number in set(trained["trial"]):
+            assert t.constraints["ram"] <= 0
+    assert result.counts["infeasible"] == len(infeasible)
+    assert any("finalists" in line for line in lines) and any(line.startswith("[  8/8]") for line in lines)
+
+
+def test_a_stopped_trial_is_pruned_and_never_a_finalist(tmp_path):
+    """What the searcher does when the scheduler stopped a trial: recorded as stopped with its
+    epochs, told to Optuna as pruned, kept out of the Pareto front."""
+    cfg = _config(tmp_path / "run", epochs=3, budget=Budget(ram_bytes=parse_bytes("1MB")))
+    space = SearchSpace.load(SPACE)
+    store = RunStore.create(cfg.out, {"space": {}, "budget": cfg.budget.to_dict()})
+    study = optuna.create_study(directions=["maximize", "minimize"], storage=store.storage_url, study_name="search")
+    searcher = _make_searcher(space, cfg.budget, store, cfg, study, lambda line: None, 1)
+    config = searcher.suggest("t0")
+    (Path(config["dir"]) / "metrics.json").write_text(json.dumps({"status": "complete", "epochs_trained": 1,
+                                                                   "accuracy": 0.99, "wall_time_s": 1.0}))
+    searcher.on_trial_complete("t0", {"accuracy": 0.99, "epoch": 1})
+    row = store.rows[config["number"]]
+    assert row["status"] == "stopped" and row["epochs_trained"] == 1
+    assert study.trials[config["number"]].state == optuna.trial.TrialState.PRUNED
+    assert store.write_pareto(["accuracy", "peak_ram"]) == []
+
+
+def _search_cmd(out, *extra):
+    return [sys.executable, "-m", "rnnpool_nas", "search", "--space", SPACE, "--ram-budget", "2KB", "--trials", "10",
+            "--epochs", "2", "--limit", "256", "--workers", "2", "--out", str(out), *extra]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_search_cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    done_before = pd.DataFrame()
+    while time.time() < deadline:
+        time.sleep(2)
+        if (out / "trials.parquet").exists():
+            frame = pd.read_parquet(out / "trials.parquet")
+            if (frame["status"] == "complete").sum() >= 2:
+                done_before = frame[frame["status"].isin(["complete", "infeasible"])]
+                break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(done_before) >= 2, "no trial completed before the deadline"
+    resumed = subprocess.run(_search_cmd(out, "--resume"), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    frame = pd.read_parquet(out / "trials.parquet").set_index("trial")
+    assert len(frame) >= 10 and frame["status"].isin(["complete", "infeasible", "failed", "stopped"]).all()
+    for _, row in done_before.iterrows():  # nothing completed was lost or retrained
+        after = frame.loc[row["trial"]]
+        assert after["status"] == row["status"]
+        if row["status"] == "complete":
+            assert after["accuracy"] == row["accuracy"] and after["wall_time_s"] == row["wall_time_s"]
+
+
+@pytest.mark.slow
+def test_scale_out_to_a_separate_ray_head(tmp_path):
+    port = 6390 + os.getpid() % 200
+    head = subprocess.Popen(["ray", "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                             "--block"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env=os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    try:
+        address = f"127.0.0.1:{port}"
+        probe = "import ray; ray.init(address='%s', log_to_driver=False); print(ray.get_runtime_context().get_node_id())"
+        node = None
+        for _ in range(60):
+            p = subprocess.run([sys.executable, "-c", probe % address], capture_output=True, text=True)
+            if p.returncode == 0:
+                node = p.stdout.strip().splitlines()[-1]
+                break
+            time.sleep(1)
+        assert node, "the Ray head did not come up"
+        out = tmp_path / "run"
+        cmd = _search_cmd(out, "--address", address)
+        cmd[cmd.index("--trials") + 1] = "4"
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        frame = pd.read_parquet(out / "trials.parquet")
+        trained = frame[frame["status"] == "complete"]
+        assert len(trained) >= 1 and set(trained["ray_node_id"]) == {node}
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--space", "no-such-space", "--ram-budget", "2KB"], "no-such-space"),
+        (["--space", SPACE, "--ram-budget", "2XB"], "2XB"),
+        (["--space", SPACE], "give a budget"),
+        (["--space", SPACE, "--ram-budget", "100"], "smallest reachable is peak RAM"),
+        (["--space", SPACE, "--ram-budget", "2KB", "--dataset", "nope"], "unknown data set"),
+        (["--space", SPACE, "--ram-budget", "2KB", "--resume"], "--resume needs --out"),
+        (["--space", SPACE, "--ram-budget", "2KB", "--objectives", "accuracy,beauty"], "unknown objective"),
+    ],
+)
+def test_bad_input_is_one_line(argv, message, capsys, tmp_path):
+    code = main(["search", "--out", str(tmp_path / "r"), *argv] if "--resume" not in argv else ["search", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "r").exists()  # nothing created for a search that cannot start
+
+
+def test_malformed_yaml(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nstages: [\n")
+    assert main(["search", "--space", str(bad), "--ram-budget", "2KB", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "bad.yaml" in err
+
+
+def test_existing_out_is_never_overwritten(tmp_path, capsys):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    assert main(["search", "--space", SPACE, "--ram-budget", "2KB", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (out / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("damage", ["missing", "config", "table"])
+def test_corrupt_run_directory_on_resume(tmp_path, capsys, damage):
+    out = tmp_path / "r"
+    store = RunStore.create(out, {"space": {}, "budget": {}})
+    store.record({"trial": 0, "status": "infeasible"})
+    if damage == "missing":
+        (out / "config.json").unlink()
+    elif damage == "config":
+        (out / "config.json").write_text("{not json")
+    else:
+        (out / "trials.parquet").write_bytes(b"PAR1 garbage")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert main(["search", "--space", SPACE, "--ram-budget", "2KB", "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(out) in err
+    assert before == {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}  # nothing lost
