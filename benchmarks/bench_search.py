@@ -1,0 +1,56 @@
+"""Search overhead and sampler quality on the default space.
+
+    python benchmarks/bench_search.py [--space fashion-mnist] [--ram-budget 8KB] [--trials 16]
+        [--epochs 1] [--limit 2000] [--seeds 0]
+
+Runs the same search twice per seed, NSGA-II and random sampling, at equal budget and seed, and
+prints (a) the share of wall time not spent training (2 workers on 2 cores: 1 - summed trial
+time / workers / wall time) and (b) the hypervolume of the accuracy/RAM front of each, with
+reference point (accuracy 0, RAM = the budget).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from rnnpool_nas.search.budget import Budget, parse_bytes
+from rnnpool_nas.search.pareto import accuracy_ram_hypervolume
+from rnnpool_nas.search.runner import SearchConfig, run_search
+from rnnpool_nas.search.store import RunStore
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--space", default="fashion-mnist")
+    ap.add_argument("--ram-budget", default="8KB")
+    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--limit", type=int, default=2000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seeds", default="0")
+    args = ap.parse_args()
+    budget = Budget(ram_bytes=parse_bytes(args.ram_budget))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            for sampler in ("nsga2", "random"):
+                out = Path(tmp) / f"{sampler}-{seed}"
+                cfg = SearchConfig(space=args.space, budget=budget, out=str(out), trials=args.trials,
+                                   epochs=args.epochs, workers=args.workers, limit=args.limit, sampler=sampler,
+                                   seed=seed)
+                result = run_search(cfg, printer=lambda line: None)
+                store = RunStore.open(out)
+                hv = accuracy_ram_hypervolume(store.final_rows(), budget.ram_bytes)
+                overhead = 1 - result.train_time / args.workers / result.wall_time
+                rows.append((sampler, seed, hv, overhead, result.wall_time, result.counts))
+    print(f"{args.space}, RAM budget {args.ram_budget}, {args.trials} trials, {args.epochs} epoch(s) on "
+          f"{args.limit} images, {args.workers} workers")
+    print(f"{'sampler':>8} {'seed':>4} {'hypervolume':>11} {'not training':>12} {'wall':>7}  counts")
+    for sampler, seed, hv, overhead, wall, counts in rows:
+        print(f"{sampler:>8} {seed:>4} {hv:>11.4f} {overhead:>11.0%} {wall:>6.0f}s  {counts}")
+
+
+if __name__ == "__main__":
+    main()
