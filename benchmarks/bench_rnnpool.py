@@ -89,20 +89,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=9)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    layer = RNNPoolLayer(args.channels, args.patch, args.stride, args.hidden, args.hidden)
-    x = torch.randn(args.batch, args.channels, args.size, args.size, requires_grad=True)
-    def run_layer(use_kernel: bool):
-        layer.use_kernel = use_kernel
-        return layer(x)
-
-    paths = {
-        "plain": lambda: rnnpool_plain(layer, x),
-        "eager": lambda: run_layer(False),
-        "fast": lambda: run_layer(True),
-    }
-
+    layer, x, paths = _setup(args)
     print(
         f"RNNPoolLayer {args.batch}x{args.channels}x{args.size}x{args.size}, patch {args.patch}, "
         f"stride {args.stride}, h1=h2={args.hidden}, float32, {args.threads} threads; {kernel_status()}"

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 from ..cost import CONVENTIONS, DTYPE_BYTES
 from ..errors import UserError
+from ._yaml import read_yaml
 
 KIB = 1024
 MIB = 2**20
@@ -281,20 +282,8 @@ def load_constraints(path: str | Path) -> Budget:
     """Read a device profile (format in the module docstring). A missing file, broken YAML,
     an unknown field or a bad value is a one-line :class:`UserError` naming the file (and the
     field)."""
-    import yaml
-
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot read constraints file {path}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserError(f"{path}: not valid YAML{where}: {problem}") from None
+    data = read_yaml(path, "constraints file")
     if data is None:
         data = {}
     if not isinstance(data, dict):

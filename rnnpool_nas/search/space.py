@@ -70,6 +70,7 @@ from ..arch.presets import _ch
 from ..arch.spec import ArchSpec, Bottleneck, Conv, Detection, Linear, Pool, RNNPool, Source, SpecError, Stage
 from ..cost import CONVENTIONS, DTYPE_BYTES, Costs, evaluate
 from ..errors import UserError
+from ._yaml import read_yaml
 from ..ops.geometry import PADDING_MODES
 
 #: Where named spaces live: ``search_spaces/`` at the top of the repository.
@@ -220,20 +221,8 @@ class SearchSpace:
         """Read a space file. A value without ``/`` that does not end in ``.yaml`` names
         ``search_spaces/NAME.yaml`` beside the package, then in the current directory.
         Every problem is a one-line :class:`UserError` naming the file (and the key)."""
-        import yaml
-
         path = find_space(str(path_or_name))
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UserError(f"cannot read search space {path}: {exc.strerror or exc}") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise UserError(f"{path}: not valid YAML{where}: {problem}") from None
+        data = read_yaml(path, "search space")
         return cls.from_dict(data, source=str(path), default_name=path.stem)
 
     @classmethod
