@@ -380,7 +380,7 @@ def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, 
                 ray.init(address=cfg.address, include_dashboard=False, log_to_driver=False,
                          logging_level=logging.ERROR)
             else:
-                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
                          logging_level=logging.ERROR)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise UserError(f"cannot reach the Ray cluster {cfg.address or '(local)'}: {str(exc).splitlines()[0]}") from None
