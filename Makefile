@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) system-deps
 
-# The main job: a real search on Fashion-MNIST under an 8 KB RAM budget (about 12 minutes on
+# The main job: a real search on Fashion-MNIST under an 8 KB RAM budget (about 5 minutes on
 # 2 cores). Results land in runs/fashion-mnist-8k/ (a second `make run` resumes or reports it).
 RUN_DIR ?= runs/fashion-mnist-8k
 run: install
