@@ -16,6 +16,15 @@ SHARED_TRACE = TESTS.parent.parent / "shared" / "reference" / "edgeml_rnnpool_tr
 torch.set_num_threads(2)
 
 
+def one_line_error(excinfo: pytest.ExceptionInfo, *needles: str) -> str:
+    """Assert a raised error's message is one non-empty line containing every needle."""
+    message = str(excinfo.value)
+    assert "\n" not in message and message.strip() == message and message
+    for needle in needles:
+        assert needle in message, (needle, message)
+    return message
+
+
 @pytest.fixture(scope="session")
 def trace() -> dict[str, np.ndarray]:
     with np.load(TRACE) as data:

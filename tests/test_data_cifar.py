@@ -11,6 +11,8 @@ import pytest
 from rnnpool_nas.data import load_dataset
 from rnnpool_nas.errors import UserError
 
+from .conftest import one_line_error
+
 NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -43,14 +45,6 @@ def make_cifar_folder(folder: Path, per_batch: int = 4, n_test: int = 6, seed: i
                                            b"num_vis": 3072})
     return {"train": np.concatenate(out["train"]), "train_labels": np.array(out["train_labels"]),
             "test": test, "test_labels": np.array(test_labels)}
-
-
-def one_line_error(excinfo: pytest.ExceptionInfo, *needles: str) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message and message
-    for needle in needles:
-        assert needle in message, (needle, message)
-    return message
 
 
 def test_loads_and_converts_chw_to_hwc(tmp_path):

@@ -14,6 +14,8 @@ from rnnpool_nas.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from rnnpool_nas.data.registry import FASHION_MNIST_CLASSES
 from rnnpool_nas.errors import UserError
 
+from .conftest import one_line_error
+
 STEMS = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -54,12 +56,6 @@ def make_idx_folder(
     return arrays
 
 
-def one_line_error(excinfo: pytest.ExceptionInfo, *needles: str) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message and message.strip() == message and message
-    for needle in needles:
-        assert needle in message, (needle, message)
-    return message
 
 
 @pytest.mark.parametrize("gz", [True, False, {"train_images": True, "train_labels": False, "val_images": False, "val_labels": True}])

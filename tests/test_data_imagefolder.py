@@ -11,6 +11,8 @@ from PIL import Image
 from rnnpool_nas.data import DataWarning, load_dataset
 from rnnpool_nas.errors import UserError
 
+from .conftest import one_line_error
+
 
 def png(path: Path, value: int, size: tuple[int, int] = (12, 10), mode: str = "RGB") -> None:
     """A constant PNG (``size`` is width x height) whose red (or grey) level is ``value``."""
@@ -26,14 +28,6 @@ def make_folder(root: Path, counts: dict[str, int], start: int = 0, **kwargs) ->
         for j in range(n):
             png(root / cls / f"img_{j:02d}.png", level, **kwargs)
             level += 1
-
-
-def one_line_error(excinfo: pytest.ExceptionInfo, *needles: str) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message and message
-    for needle in needles:
-        assert needle in message, (needle, message)
-    return message
 
 
 def levels(x: np.ndarray) -> list[int]:

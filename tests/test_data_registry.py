@@ -10,13 +10,7 @@ import pytest
 from rnnpool_nas.data import Dataset, adapt_images, list_datasets, load_dataset
 from rnnpool_nas.errors import UserError
 
-
-def one_line_error(excinfo: pytest.ExceptionInfo, *needles: str) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message and message
-    for needle in needles:
-        assert needle in message, (needle, message)
-    return message
+from .conftest import one_line_error
 
 
 def test_list_datasets():

@@ -82,32 +82,31 @@ def _bad(what: str, kind: str, text: Any, forms: str) -> UserError:
     return UserError(f"{what}: bad {kind} {text!r}: use {forms}")
 
 
+def _parse_count(text: Any, units: dict[str, float], what: str, kind: str, forms: str) -> int:
+    """A positive whole count: a number with one of ``units``' suffixes, rounded."""
+    parsed = _split(text, _SIZE_RE)
+    if parsed is None or parsed[1] not in units:
+        raise _bad(what, kind, text, forms)
+    value = parsed[0] * units[parsed[1]]
+    if not math.isfinite(value) or round(value) <= 0:
+        raise _bad(what, kind, text, "a positive, finite " + forms)
+    return int(round(value))
+
+
 def parse_bytes(text: str | int, what: str = "size") -> int:
     """A positive size in bytes from ``262144``, ``"512B"``, ``"256KB"``, ``"256KiB"``,
     ``"256 kb"``, ``"0.25MB"``, ``"1MiB"``, ``"1GB"``. ``K``/``KB``/``KiB`` are 1024 bytes and
     ``M``/``MB``/``MiB`` 2**20 (the paper's KB are KiB); fractions round to the nearest byte.
     Zero, negative, non-finite or unparsable values raise a one-line :class:`UserError` that
     starts with ``what`` and lists the accepted forms."""
-    parsed = _split(text, _SIZE_RE)
-    if parsed is None or parsed[1] not in _BYTE_UNITS:
-        raise _bad(what, "size", text, BYTES_FORMS)
-    value = parsed[0] * _BYTE_UNITS[parsed[1]]
-    if not math.isfinite(value) or round(value) <= 0:
-        raise _bad(what, "size", text, "a positive, finite " + BYTES_FORMS)
-    return int(round(value))
+    return _parse_count(text, _BYTE_UNITS, what, "size", BYTES_FORMS)
 
 
 def parse_madds(text: str | int, what: str = "MAdds") -> int:
     """A positive multiply-add count from ``60000000``, ``"500k"``, ``"60M"``, ``"60m"``,
     ``"1.5G"`` (decimal prefixes, case-insensitive: ``m`` is mega here). One-line
     :class:`UserError` otherwise."""
-    parsed = _split(text, _SIZE_RE)
-    if parsed is None or parsed[1] not in _MADDS_UNITS:
-        raise _bad(what, "MAdds count", text, MADDS_FORMS)
-    value = parsed[0] * _MADDS_UNITS[parsed[1]]
-    if not math.isfinite(value) or round(value) <= 0:
-        raise _bad(what, "MAdds count", text, "a positive, finite " + MADDS_FORMS)
-    return int(round(value))
+    return _parse_count(text, _MADDS_UNITS, what, "MAdds count", MADDS_FORMS)
 
 
 def parse_latency(text: str | float, what: str = "latency") -> float:
