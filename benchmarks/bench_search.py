@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     args = ap.parse_args()
     budget = Budget(ram_bytes=parse_bytes(args.ram_budget))
-    rows = []
+    rows, phases = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in [int(s) for s in args.seeds.split(",")]:
             for sampler in ("nsga2", "random"):
@@ -45,11 +45,20 @@ def main() -> None:
                 hv = accuracy_ram_hypervolume(store.final_rows(), budget.ram_bytes)
                 overhead = 1 - result.train_time / args.workers / result.wall_time
                 rows.append((sampler, seed, hv, overhead, result.wall_time, result.counts))
+                tune = result.phases.get("tune", 0.0)
+                idle = max(0.0, args.workers * tune - result.train_time) / args.workers
+                phases.append((sampler, seed, result.phases.get("setup", 0.0), result.phases.get("ray_start", 0.0),
+                               idle, result.phases.get("ray_stop", 0.0), tune))
     print(f"{args.space}, RAM budget {args.ram_budget}, {args.trials} trials, {args.epochs} epoch(s) on "
           f"{args.limit} images, {args.workers} workers")
     print(f"{'sampler':>8} {'seed':>4} {'hypervolume':>11} {'not training':>12} {'wall':>7}  counts")
     for sampler, seed, hv, overhead, wall, counts in rows:
         print(f"{sampler:>8} {seed:>4} {hv:>11.4f} {overhead:>11.0%} {wall:>6.0f}s  {counts}")
+    print("where the time not spent training went (seconds of wall time; idle = workers without a trial "
+          "while Ray Tune ran, per worker)")
+    print(f"{'sampler':>8} {'seed':>4} {'setup':>6} {'ray up':>6} {'idle':>6} {'ray down':>8} {'tune':>6}")
+    for sampler, seed, setup, up, idle, down, tune in phases:
+        print(f"{sampler:>8} {seed:>4} {setup:>6.1f} {up:>6.1f} {idle:>6.1f} {down:>8.1f} {tune:>6.0f}")
 
 
 if __name__ == "__main__":

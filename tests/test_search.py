@@ -74,6 +74,21 @@ def test_search_end_to_end(ray_session, tmp_path, monkeypatch):
     assert any("finalists" in line for line in lines) and any(line.startswith("[  8/8]") for line in lines)
 
 
+def test_early_stopping_keeps_trials_that_finished(ray_session, tmp_path):
+    """With ASHA (3 epochs or more), a trial that trained every epoch is complete even though the
+    scheduler stops it inside its last report (ASHA stops every trial reaching max_t there), and
+    a trial cut earlier is stopped with the epochs it trained. Trials run in reused actors."""
+    result = run_search(_config(tmp_path / "run", epochs=3, trials=6, limit=128), printer=lambda line: None)
+    frame = pd.read_parquet(tmp_path / "run" / "trials.parquet")
+    trained = frame[frame["status"].isin(["complete", "stopped"])]
+    assert (trained[trained["epochs_trained"] == 3]["status"] == "complete").all()
+    assert (trained[trained["epochs_trained"] < 3]["status"] == "stopped").all()
+    assert (frame["status"] == "complete").sum() >= 1 and result.finalists
+    pids = {json.loads((tmp_path / "run" / "trials" / f"{n:04d}" / "metrics.json").read_text())["pid"]
+            for n in trained["trial"]}
+    assert len(pids) <= 2 < len(trained)  # two workers' actors, reused across trials
+
+
 def test_a_stopped_trial_is_pruned_and_never_a_finalist(tmp_path):
     """What the searcher does when the scheduler stopped a trial: recorded as stopped with its
     epochs, told to Optuna as pruned, kept out of the Pareto front."""

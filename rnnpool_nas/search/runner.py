@@ -19,6 +19,7 @@ Optuna's ask/tell is driven from a Ray Tune ``Searcher``, so each side does what
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import socket
@@ -72,6 +73,9 @@ class SearchResult:
     counts: dict[str, int]
     wall_time: float
     train_time: float
+    #: where the wall time went: "setup" (space, data check, study), "ray_start", "tune" (trials
+    #: running), "ray_stop", in seconds; benchmarks/bench_search.py prints them
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 def _validate(cfg: SearchConfig) -> None:
@@ -104,40 +108,64 @@ def _sampler(name: str, seed: int, trials: int):
 # ------------------------------------------------------------------------------ the trainable
 
 
+@functools.lru_cache(maxsize=2)
+def _cached_dataset(name: str, data_dir: str | None, seed: int, limit: int | None):
+    """Trials run in reused Ray actors (``reuse_actors=True``): a worker loads its data once."""
+    from ..data import load_dataset
+
+    return load_dataset(name, data_dir=data_dir, seed=seed, limit=limit)
+
+
 def train_trial(config: dict[str, Any]) -> None:
     """One Ray Tune trial: train a spec, report accuracy every epoch, leave metrics.json."""
     import json
 
     from ray import tune
 
-    from ..data import load_dataset
     from ..train.trainer import TrainConfig, Trainer
 
     trial_dir = Path(config["dir"])
     start = time.perf_counter()
-    metrics: dict[str, Any] = {"node": socket.gethostname(), "pid": os.getpid()}
+    metrics: dict[str, Any] = {"node": socket.gethostname(), "pid": os.getpid(), "started_at": time.time()}
     try:
         import ray
 
         metrics["ray_node_id"] = ray.get_runtime_context().get_node_id()
         if config.get("fail"):
             raise RuntimeError("failure injected by RNNPOOL_NAS_FAIL_TRIALS")
-        dataset = load_dataset(config["dataset"], data_dir=config["data_dir"], seed=config["seed"], limit=config["limit"])
+        dataset = _cached_dataset(config["dataset"], config["data_dir"], config["seed"], config["limit"])
         spec = ArchSpec.from_dict(config["spec"])
         train_cfg = TrainConfig(epochs=config["epochs"], batch_size=config["batch_size"], lr=config["lr"],
                                 seed=config["seed"], threads=config["threads"])
         trainer = Trainer(spec, dataset, train_cfg, checkpoint=trial_dir / "checkpoint.pt", resume=True)
 
         def report(m) -> None:
+            # metrics.json first: a scheduler may stop the trial inside tune.report (ASHA stops
+            # every trial that reaches max_t there), and then this function never returns
+            history.append(asdict(m))
+            done = m.epoch >= train_cfg.epochs
+            metrics.update(status="complete" if done else "running", reason="", epochs_trained=m.epoch,
+                           accuracy=m.val_accuracy, history=history)
+            _write_metrics(trial_dir, metrics, start)
             tune.report({"accuracy": m.val_accuracy, "val_loss": m.val_loss, "epoch": m.epoch})
 
+        history: list[dict[str, Any]] = []
         result = trainer.fit(callback=report)
         metrics.update(status=result.status, reason=result.reason, epochs_trained=result.epochs_trained,
                        accuracy=result.val_accuracy, history=[asdict(h) for h in result.history])
     except Exception as exc:  # recorded as failed; the search goes on
         metrics.update(status="failed", reason=f"{type(exc).__name__}: {exc}", epochs_trained=0, accuracy=None)
+    _write_metrics(trial_dir, metrics, start)
+
+
+def _write_metrics(trial_dir: Path, metrics: dict[str, Any], start: float) -> None:
+    import json
+
     metrics["wall_time_s"] = time.perf_counter() - start
-    (trial_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    metrics["ended_at"] = time.time()
+    tmp = trial_dir / ".metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2))
+    os.replace(tmp, trial_dir / "metrics.json")
 
 
 # ----------------------------------------------------------------------------- the searcher
@@ -146,6 +174,8 @@ def train_trial(config: dict[str, Any]) -> None:
 def _make_searcher(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, printer, threads: int):
     from optuna.trial import TrialState
     from ray.tune.search import Searcher
+
+    from ..report import ReportRefresher
 
     fail_numbers = {int(n) for n in os.environ.get("RNNPOOL_NAS_FAIL_TRIALS", "").split(",") if n.strip()}
 
@@ -158,6 +188,7 @@ def _make_searcher(space, budget: Budget, store: RunStore, cfg: SearchConfig, st
             self.asked = len(store.final_rows())
             self.started = time.perf_counter()
             self.train_seconds = 0.0
+            self.report = ReportRefresher(store.root, printer=printer)  # at most every 30 s, never raises
 
         # -- proposals
         def suggest(self, trial_id: str):
@@ -241,6 +272,7 @@ def _make_searcher(space, budget: Budget, store: RunStore, cfg: SearchConfig, st
             store.record(row)
             store.write_pareto(cfg.objectives)
             printer(_progress_line(row, store, cfg, budget, time.perf_counter() - self.started))
+            self.report()
 
     return AskTellSearcher()
 
@@ -334,17 +366,28 @@ def run_search(cfg: SearchConfig, printer: Callable[[str], None] = print) -> Sea
     if cfg.resume:
         _requeue_interrupted(study, store, printer)
     remaining = cfg.trials - len(store.final_rows())
+    phases = {"setup": time.perf_counter() - start}
     if remaining <= 0:
         printer(f"{out}: all {cfg.trials} trials are done")
     else:
-        _run_tune(space, budget, store, cfg, study, printer)
+        _run_tune(space, budget, store, cfg, study, printer, phases)
     finalists = store.write_pareto(cfg.objectives)
     rows = store.final_rows()
     counts = {s: sum(1 for r in rows if r.get("status") == s) for s in ("complete", "stopped", "infeasible", "invalid", "failed")}
     result = SearchResult(out, finalists, counts, time.perf_counter() - start,
-                          sum(float(r.get("wall_time_s") or 0) for r in rows))
+                          sum(float(r.get("wall_time_s") or 0) for r in rows), phases)
     _summary(result, store, cfg, budget, printer)
+    _final_report(store, printer)
     return result
+
+
+def _final_report(store: RunStore, printer) -> None:
+    """Write the run's report page; a failure is one printed line, never the search's end."""
+    from ..report import ReportRefresher
+
+    path = ReportRefresher(store.root, printer=printer)(force=True)
+    if path is not None:
+        printer(f"report: {path} (`rnnpool-nas browse {store.root.parent}` serves every run)")
 
 
 def _requeue_interrupted(study, store: RunStore, printer) -> None:
@@ -363,7 +406,8 @@ def _requeue_interrupted(study, store: RunStore, printer) -> None:
         store.forget(number)
 
 
-def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, printer) -> None:
+def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, printer,
+              phases: dict[str, float]) -> None:
     import logging
 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -374,6 +418,7 @@ def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, 
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     started_here = False
+    tick = time.perf_counter()
     if not ray.is_initialized():
         try:
             if cfg.address:
@@ -385,6 +430,7 @@ def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, 
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise UserError(f"cannot reach the Ray cluster {cfg.address or '(local)'}: {str(exc).splitlines()[0]}") from None
         started_here = True
+    phases["ray_start"] = time.perf_counter() - tick
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         workers = max(1, min(cfg.workers, cpus)) if not cfg.address else max(cfg.workers, 1)
@@ -401,14 +447,18 @@ def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, 
         tuner = tune.Tuner(
             tune.with_resources(train_trial, {"cpu": per_trial}),
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=cfg.trials,
-                                        max_concurrent_trials=workers, reuse_actors=False),
+                                        max_concurrent_trials=workers, reuse_actors=True),
             run_config=tune.RunConfig(name="ray", storage_path=str(store.root.resolve()), verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
+        tick = time.perf_counter()
         tuner.fit()
+        phases["tune"] = time.perf_counter() - tick
     finally:
+        tick = time.perf_counter()
         if started_here:
             ray.shutdown()
+        phases["ray_stop"] = time.perf_counter() - tick
 
 
 def _summary(result: SearchResult, store: RunStore, cfg: SearchConfig, budget: Budget, printer) -> None:
