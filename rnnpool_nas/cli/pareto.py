@@ -1,0 +1,54 @@
+"""``rnnpool-nas pareto``: a run's finalists, as a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pareto",
+        help="print a run's finalists and how to export them",
+        description="Print the finalists of a run (its complete trials within budget that no other beats on the "
+        "search's objectives), best accuracy first, with the command that exports each.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, e.g. runs/fashion-mnist-8k")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=run)
+
+
+def format_table(rows: list[dict]) -> str:
+    """The finalists as aligned text columns (what ``rnnpool-nas pareto`` prints)."""
+    has_latency = any(r["latency_ms"] is not None for r in rows)
+    header = ["trial", "accuracy", "peak RAM", "MAdds", "params", "model"] + (["latency"] if has_latency else [])
+    table = [header + ["export"]]
+    for r in rows:
+        cells = [str(r["trial"]), f"{r['accuracy']:.4f}", f"{r['peak_ram_bytes'] / 1024:,.1f} KiB",
+                 f"{r['madds'] / 1e6:.2f}M", f"{r['params']:,}", f"{r['model_bytes'] / 1024:,.1f} KiB"]
+        if has_latency:
+            cells.append("-" if r["latency_ms"] is None else f"{r['latency_ms']:.2f} ms")
+        table.append(cells + [r["export_command"]])
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) + "  " + row[-1] for row in table)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..report import RunView
+    from ..report.run import STATUS_LABELS, display_path
+
+    view = RunView.load(args.run_dir)
+    rows = view.finalists_table()
+    if args.json:
+        doc = {"run": display_path(view.root), "objectives": view.objectives, "budget": view.budget.to_dict(),
+               "trials": len(view.trials), "finalists": rows}
+        print(json.dumps(doc, indent=2))
+        return 0
+    where = display_path(view.root)
+    print(f"{where}: {view.budget.describe()}; objectives {', '.join(view.objectives)}; {len(view.trials)} trial(s)")
+    if rows:
+        print(format_table(rows))
+    else:
+        counts = ", ".join(f"{n} {STATUS_LABELS[s]}" for s, n in view.counts().items() if n) or "none finished"
+        print(f"no finalists yet: no trial has completed within the budget ({counts})")
+    return 0
