@@ -8,9 +8,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install system-deps run test test-slow bench clean
 
-# Debian packages the project uses (data today; the C toolchain and QEMU arrive with export).
-# Installed when missing, where apt-get is available and we are root; skipped otherwise.
-DEBS := dataset-fashion-mnist
+# Debian packages the project uses (data; chromium for the report's browser test; the C toolchain
+# and QEMU arrive with export). Installed when missing, where apt-get is available and we are
+# root; skipped otherwise.
+DEBS := dataset-fashion-mnist chromium
 DEB_STAMP := $(VENV)/.debs
 
 system-deps: $(DEB_STAMP)
@@ -40,7 +41,8 @@ run: install
 	$(VENV)/bin/rnnpool-nas search --space fashion-mnist --ram-budget 8KB --trials 24 --epochs 2 \
 	  --limit 12000 --workers 2 --out $(RUN_DIR) $$resume
 
-# The default suite, then the slow tests (a SIGKILLed search resumed; a separate Ray head).
+# The default suite, then the slow tests (a SIGKILLed search resumed; a separate Ray head; the
+# report and run index in headless Chromium).
 test: install
 	$(PY) -m pytest
 	$(PY) -m pytest -m slow
