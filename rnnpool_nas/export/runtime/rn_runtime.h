@@ -1,0 +1,126 @@
+/* rn_runtime.h - the int8 inference runtime of rnnpool_nas exported networks (the one public header).
+ *
+ * Every kernel is bit-exact with the integer reference in rnnpool_nas/train/quant.py (QConv, QAdd,
+ * QPool, QLinear, QRNNPool); see that module's docstring for the fixed-point rules, repeated at the
+ * top of each kernel file. Conventions:
+ *   - activations int8, NHWC (one image: H, W, C with C fastest), per-tensor zero points;
+ *   - weights int8 per output channel, biases int32, per-channel requantization (mult, shift):
+ *     y = clamp(out_zp + rn_requant(acc + bias, mult, shift), act_min, act_max);
+ *   - no dynamic memory, no VLAs, a few scalars of stack per kernel; RNNPool works in a
+ *     caller-provided int32 scratch of RN_RNNPOOL_SCRATCH_WORDS words.
+ * Plain C99; assumes an arithmetic `>>` on negative values (checked at compile time in rn_requant.h).
+ */
+#ifndef RN_RUNTIME_H
+#define RN_RUNTIME_H
+
+#include <stdint.h>
+
+#include "rn_requant.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ convolutions (NHWC int8) */
+
+/* conv.c: dense or grouped KxK convolution (groups == 1: dense).
+ * out_h = (in_h + 2*pad - kernel)/stride + 1 (same for w). Taps outside the input contribute 0
+ * (the reference pads x - in_zp with 0). weight layout (out_c, kernel, kernel, in_c/groups). */
+void rn_conv2d(const int8_t *in, int in_h, int in_w, int in_c,
+               const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
+               int out_c, int kernel, int stride, int pad, int groups,
+               int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out);
+
+/* depthwise.c: groups == in_c == out_c; weight layout (c, kernel, kernel), i.e. (c, k, k, 1). */
+void rn_depthwise_conv2d(const int8_t *in, int in_h, int in_w, int c,
+                         const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                         int kernel, int stride, int pad,
+                         int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out);
+
+/* pointwise.c: 1x1, pad 0; stride s samples pixels (0, s, 2s, ...): out_h = (in_h-1)/s+1.
+ * weight (out_c, in_c). */
+void rn_pointwise_conv2d(const int8_t *in, int in_h, int in_w, int in_c,
+                         const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                         int out_c, int stride,
+                         int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out);
+
+/* ------------------------------------------------------------------ elementwise, pooling, dense */
+
+/* add.c (the MBConv residual add): n elements; out may alias a or b (in place is allowed). */
+void rn_add(const int8_t *a, const int8_t *b, int n,
+            int32_t a_zp, int32_t a_mult, int32_t a_shift,
+            int32_t b_zp, int32_t b_mult, int32_t b_shift, int32_t out_zp, int8_t *out);
+
+/* pool.c: no padding; out_h = (in_h - kh)/sh + 1 (same for w). */
+void rn_avgpool(const int8_t *in, int in_h, int in_w, int c, int kh, int kw, int sh, int sw,
+                int32_t in_zp, int32_t mult, int32_t shift, int32_t out_zp, int8_t *out);
+void rn_maxpool(const int8_t *in, int in_h, int in_w, int c, int kh, int kw, int sh, int sw, int8_t *out);
+
+/* fully_connected.c: weight (out_n, in_n), input flattened NHWC. */
+void rn_fully_connected(const int8_t *in, int in_n, const int8_t *weight, const int32_t *bias,
+                        const int32_t *mult, const int8_t *shift, int out_n,
+                        int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out);
+
+/* ------------------------------------------------------------------ FastGRNN and RNNPool (Q24) */
+
+#define RN_Q 24
+#define RN_ONE ((int32_t)1 << RN_Q)     /* 1.0 in Q24 */
+#define RN_LUT_SIZE 1025                /* 1024 bins of 1/64 over [-8, 8] */
+#define RN_LUT_SHIFT (RN_Q - 6)
+
+enum { RN_SIGMOID = 0, RN_TANH = 1, RN_QUANT_SIGMOID = 2, RN_QUANT_TANH = 3 };
+
+typedef struct {
+    const int8_t *w;          /* (hidden, input) */
+    const int8_t *u;          /* (hidden, hidden) */
+    const int32_t *w_mult; const int8_t *w_shift;  /* per row: 31-bit mult for int8 input (RNN1), 15-bit for Q24 input (RNN2) */
+    const int32_t *u_mult; const int8_t *u_shift;  /* per row, 15-bit */
+    const int32_t *bias_gate; const int32_t *bias_update;  /* Q24 */
+    int32_t sz, sn;           /* Q24 sigmoid(zeta), sigmoid(nu) */
+    int16_t input, hidden;
+    uint8_t gate, update;     /* RN_* nonlinearity codes */
+    uint8_t state_input;      /* 1 for RNN2 (its input is RNN1's Q24 states) */
+} rn_fastgrnn_t;
+
+typedef struct {
+    rn_fastgrnn_t rnn1, rnn2;
+    int16_t patch_h, patch_w, stride_h, stride_w;
+    int16_t pad_top, pad_left;          /* axis_geometry(...).pad_before per axis */
+    int16_t patches_h, patches_w;       /* computed patch positions per axis */
+    int16_t replicate_h, replicate_w;   /* output rows/cols copied from the last computed one */
+    int32_t in_zp, out_zp;
+    const int32_t *out_mult; const int8_t *out_shift; const int32_t *out_bias;  /* (4*h2), mult signed */
+} rn_rnnpool_t;
+
+/* fastgrnn_lut.c: sigmoid and tanh in Q24 at the 1025 edges -8, -8 + 1/64, ..., 8 (quant.lut). */
+extern const int32_t rn_sigmoid_lut[RN_LUT_SIZE];
+extern const int32_t rn_tanh_lut[RN_LUT_SIZE];
+
+/* fastgrnn.c: the cell. All states, projections and pre-activations are Q24 int32. */
+/* The nonlinearity `code` (RN_*) of a Q24 pre-activation v (int64: pre + bias may pass int32). */
+int32_t rn_fastgrnn_nonlinearity(int code, int64_t v);
+/* wx[j] = requant(W[j] . (x - x_zp), w_mult[j], w_shift[j]): RNN1's projection of one int8 pixel. */
+void rn_fastgrnn_project_s8(const rn_fastgrnn_t *cell, const int8_t *x, int32_t x_zp, int32_t *wx);
+/* wx[j] = requant15(W[j] . x, w_mult[j], w_shift[j]): RNN2's projection of one Q24 state. */
+void rn_fastgrnn_project_q24(const rn_fastgrnn_t *cell, const int32_t *x, int32_t *wx);
+/* One step: h_new from the projection wx and the previous state h (h_new must not alias h). */
+void rn_fastgrnn_step(const rn_fastgrnn_t *cell, const int32_t *wx, const int32_t *h, int32_t *h_new);
+/* Final state of `steps` >= 1 steps from h = 0 over the projections wx, wx + step_words, ...
+ * (step_words may be negative: a backward sweep). Result in h; tmp: `hidden` words of scratch. */
+void rn_fastgrnn_sweep(const rn_fastgrnn_t *cell, const int32_t *wx, int steps, int step_words,
+                       int32_t *h, int32_t *tmp);
+
+/* rnnpool.c: RNNPool over an in_h x in_w x in_c int8 map, patch by patch.
+ * Output (patches_h+replicate_h, patches_w+replicate_w, 4*h2), channel order rows fwd, rows bwd,
+ * cols fwd, cols bwd. scratch: int32 words, RN_RNNPOOL_SCRATCH_WORDS of them (see rnnpool.c for
+ * the layout; its last 2*max(h1, h2) words are not touched). */
+#define RN_RNNPOOL_SCRATCH_WORDS(ph, pw, h1, h2) \
+  ((ph)*(pw)*(h1) + ((ph)+(pw))*(h1) + ((ph)>(pw)?(ph):(pw))*(h2) + 4*((h1)>(h2)?(h1):(h2)))
+void rn_rnnpool(const rn_rnnpool_t *p, const int8_t *in, int in_h, int in_w, int in_c,
+                int8_t *out, int32_t *scratch);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RN_RUNTIME_H */
