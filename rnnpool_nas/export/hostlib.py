@@ -1,0 +1,309 @@
+"""Build the C runtime as a host shared library and run its kernels on numpy arrays (ctypes).
+
+The kernel tests use it to check every C kernel byte for byte against the int8 reference of
+:mod:`rnnpool_nas.train.quant`; the exporter can use it to run a quantized network through the same
+C code it ships. :meth:`HostRuntime.run` maps a reference op to its kernel the way the generated
+code does: 1x1 dense convolutions to ``rn_pointwise_conv2d``, depthwise ones to
+``rn_depthwise_conv2d``, the rest to ``rn_conv2d`` with ``pad = kernel // 2``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..ops.geometry import axis_geometry
+from ..train.quant import QAdd, QConv, QLinear, QPool, QRNN, QRNNPool
+from . import RUNTIME_DIR, runtime_files
+
+#: How the tests build the host library: the runtime must stay warning-free in strict C99.
+HOST_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-shared", "-fPIC")
+LIBRARY_NAME = "librn_runtime.so"
+NONLINEARITY_CODES = {"sigmoid": 0, "tanh": 1, "quantSigmoid": 2, "quantTanh": 3}  # RN_* in rn_runtime.h
+
+_P = ctypes.c_void_p
+_I = ctypes.c_int
+_I32 = ctypes.c_int32
+
+
+def build(out_dir: str | Path, cc: str = "gcc", cflags: Sequence[str] = HOST_CFLAGS) -> Path:
+    """Compile every runtime source into ``out_dir/librn_runtime.so``; ``RuntimeError`` with the
+    compiler's output when it fails."""
+    out = Path(out_dir) / LIBRARY_NAME
+    sources = [str(p) for p in runtime_files() if p.suffix == ".c"]
+    cmd = [cc, *cflags, f"-I{RUNTIME_DIR}", "-o", str(out), *sources]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"building the C runtime failed: {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+    return out
+
+
+class RnFastGRNN(ctypes.Structure):
+    """``rn_fastgrnn_t``."""
+
+    _fields_ = [
+        ("w", _P), ("u", _P), ("w_mult", _P), ("w_shift", _P), ("u_mult", _P), ("u_shift", _P),
+        ("bias_gate", _P), ("bias_update", _P), ("sz", _I32), ("sn", _I32),
+        ("input", ctypes.c_int16), ("hidden", ctypes.c_int16),
+        ("gate", ctypes.c_uint8), ("update", ctypes.c_uint8), ("state_input", ctypes.c_uint8),
+    ]
+
+
+class RnRNNPool(ctypes.Structure):
+    """``rn_rnnpool_t``."""
+
+    _fields_ = [
+        ("rnn1", RnFastGRNN), ("rnn2", RnFastGRNN),
+        *[(name, ctypes.c_int16) for name in ("patch_h", "patch_w", "stride_h", "stride_w", "pad_top", "pad_left",
+                                              "patches_h", "patches_w", "replicate_h", "replicate_w")],
+        ("in_zp", _I32), ("out_zp", _I32), ("out_mult", _P), ("out_shift", _P), ("out_bias", _P),
+    ]
+
+
+def rnnpool_scratch_words(ph: int, pw: int, h1: int, h2: int) -> int:
+    """``RN_RNNPOOL_SCRATCH_WORDS``: the int32 scratch ``rn_rnnpool`` needs."""
+    return ph * pw * h1 + (ph + pw) * h1 + max(ph, pw) * h2 + 4 * max(h1, h2)
+
+
+def _arr(a: Any, dtype: type) -> np.ndarray:
+    """A C-contiguous copy of ``a`` as ``dtype``; ``OverflowError`` if a value does not fit."""
+    a = np.asarray(a)
+    out = np.ascontiguousarray(a, dtype=dtype)
+    if not np.array_equal(out.astype(np.int64), a.astype(np.int64)):
+        raise OverflowError(f"value out of range for {np.dtype(dtype).name}")
+    return out
+
+
+def _ptr(a: np.ndarray) -> int:
+    return a.ctypes.data
+
+
+class _Keep:
+    """The numpy arrays a ctypes structure points into (kept alive with it)."""
+
+    def __init__(self) -> None:
+        self.arrays: list[np.ndarray] = []
+
+    def __call__(self, a: Any, dtype: type) -> int:
+        arr = _arr(a, dtype)
+        self.arrays.append(arr)
+        return _ptr(arr)
+
+
+def fastgrnn_struct(cell: QRNN, keep: _Keep) -> RnFastGRNN:
+    """The ``rn_fastgrnn_t`` of a reference cell (its arrays are appended to ``keep``)."""
+    hidden, inp = cell.w.shape
+    return RnFastGRNN(
+        keep(cell.w, np.int8), keep(cell.u, np.int8), keep(cell.w_mult, np.int32), keep(cell.w_shift, np.int8),
+        keep(cell.u_mult, np.int32), keep(cell.u_shift, np.int8), keep(cell.bias_gate, np.int32),
+        keep(cell.bias_update, np.int32), int(cell.sz), int(cell.sn), inp, hidden,
+        NONLINEARITY_CODES[cell.gate], NONLINEARITY_CODES[cell.update], int(cell.state_input),
+    )
+
+
+def rnnpool_struct(op: QRNNPool, in_h: int, in_w: int) -> tuple[RnRNNPool, _Keep]:
+    """The ``rn_rnnpool_t`` of a reference RNNPool for an ``in_h x in_w`` input, and the arrays it
+    points into (keep them alive while it is used)."""
+    keep = _Keep()
+    (r, c), (sr, sc) = op.patch, op.stride
+    gy = axis_geometry(in_h, r, sr, op.padding)
+    gx = axis_geometry(in_w, c, sc, op.padding)
+    p = RnRNNPool(
+        fastgrnn_struct(op.rnn1, keep), fastgrnn_struct(op.rnn2, keep), r, c, sr, sc, gy.pad_before, gx.pad_before,
+        gy.patches, gx.patches, gy.replicate, gx.replicate, op.input.zero_point, op.output.zero_point,
+        keep(op.out_mult, np.int32), keep(op.out_shift, np.int8), keep(op.out_bias, np.int32),
+    )
+    return p, keep
+
+
+_SIGNATURES = {
+    "rn_conv2d": [_P, _I, _I, _I, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I32, _I32, _I32, _I32, _P],
+    "rn_depthwise_conv2d": [_P, _I, _I, _I, _P, _P, _P, _P, _I, _I, _I, _I32, _I32, _I32, _I32, _P],
+    "rn_pointwise_conv2d": [_P, _I, _I, _I, _P, _P, _P, _P, _I, _I, _I32, _I32, _I32, _I32, _P],
+    "rn_add": [_P, _P, _I, _I32, _I32, _I32, _I32, _I32, _I32, _I32, _P],
+    "rn_avgpool": [_P, _I, _I, _I, _I, _I, _I, _I, _I32, _I32, _I32, _I32, _P],
+    "rn_maxpool": [_P, _I, _I, _I, _I, _I, _I, _I, _P],
+    "rn_fully_connected": [_P, _I, _P, _P, _P, _P, _I, _I32, _I32, _I32, _I32, _P],
+    "rn_fastgrnn_nonlinearity": [_I, ctypes.c_int64],
+    "rn_fastgrnn_project_s8": [ctypes.POINTER(RnFastGRNN), _P, _I32, _P],
+    "rn_fastgrnn_project_q24": [ctypes.POINTER(RnFastGRNN), _P, _P],
+    "rn_fastgrnn_step": [ctypes.POINTER(RnFastGRNN), _P, _P, _P],
+    "rn_fastgrnn_sweep": [ctypes.POINTER(RnFastGRNN), _P, _I, _I, _P, _P],
+    "rn_rnnpool": [ctypes.POINTER(RnRNNPool), _P, _I, _I, _I, _P, _P],
+}
+
+
+class HostRuntime:
+    """The runtime library loaded with ctypes; methods take and return numpy arrays (one image,
+    HWC, unless stated). ``guard`` extra bytes after every output (and scratch) are filled with a
+    pattern and checked afterwards: a kernel writing past its output raises ``AssertionError``."""
+
+    def __init__(self, path: str | Path, guard: int = 64) -> None:
+        self.path = Path(path)
+        self.lib = ctypes.CDLL(str(self.path))
+        self.guard = guard
+        for name, args in _SIGNATURES.items():
+            fn = getattr(self.lib, name)
+            fn.argtypes = args
+            fn.restype = _I32 if name == "rn_fastgrnn_nonlinearity" else None
+        self.sigmoid_lut = np.ctypeslib.as_array((_I32 * 1025).in_dll(self.lib, "rn_sigmoid_lut")).copy()
+        self.tanh_lut = np.ctypeslib.as_array((_I32 * 1025).in_dll(self.lib, "rn_tanh_lut")).copy()
+
+    # ------------------------------------------------------------------ output buffers with a guard
+
+    def _buffer(self, shape: tuple[int, ...], dtype: type = np.int8, fill: int = 0x5A) -> np.ndarray:
+        n = int(np.prod(shape))
+        buf = np.empty(n + self.guard, dtype=dtype)
+        buf[:] = fill
+        return buf
+
+    def _finish(self, buf: np.ndarray, shape: tuple[int, ...], fill: int = 0x5A) -> np.ndarray:
+        n = int(np.prod(shape))
+        if not np.all(buf[n:] == np.array(fill, dtype=buf.dtype)):
+            raise AssertionError(f"kernel wrote past its {n}-element buffer")
+        return buf[:n].reshape(shape).copy()
+
+    # ------------------------------------------------------------------ kernels
+
+    def conv2d(self, x, weight, bias, mult, shift, *, stride, pad, groups, in_zp, out_zp, act_min=-128, act_max=127):
+        x = _arr(x, np.int8)
+        h, w, c = x.shape
+        out_c, k = weight.shape[0], weight.shape[1]
+        shape = ((h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1, out_c)
+        wt, b, m, s = _arr(weight, np.int8), _arr(bias, np.int32), _arr(mult, np.int32), _arr(shift, np.int8)
+        out = self._buffer(shape)
+        self.lib.rn_conv2d(_ptr(x), h, w, c, _ptr(wt), _ptr(b), _ptr(m), _ptr(s), out_c, k, stride, pad, groups,
+                           in_zp, out_zp, act_min, act_max, _ptr(out))
+        return self._finish(out, shape)
+
+    def depthwise_conv2d(self, x, weight, bias, mult, shift, *, stride, pad, in_zp, out_zp, act_min=-128,
+                         act_max=127):
+        x = _arr(x, np.int8)
+        h, w, c = x.shape
+        k = weight.shape[1]
+        shape = ((h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1, c)
+        wt = _arr(np.asarray(weight).reshape(c, k, k), np.int8)
+        b, m, s = _arr(bias, np.int32), _arr(mult, np.int32), _arr(shift, np.int8)
+        out = self._buffer(shape)
+        self.lib.rn_depthwise_conv2d(_ptr(x), h, w, c, _ptr(wt), _ptr(b), _ptr(m), _ptr(s), k, stride, pad,
+                                     in_zp, out_zp, act_min, act_max, _ptr(out))
+        return self._finish(out, shape)
+
+    def pointwise_conv2d(self, x, weight, bias, mult, shift, *, stride, in_zp, out_zp, act_min=-128, act_max=127):
+        x = _arr(x, np.int8)
+        h, w, c = x.shape
+        out_c = weight.shape[0]
+        shape = ((h - 1) // stride + 1, (w - 1) // stride + 1, out_c)
+        wt = _arr(np.asarray(weight).reshape(out_c, c), np.int8)
+        b, m, s = _arr(bias, np.int32), _arr(mult, np.int32), _arr(shift, np.int8)
+        out = self._buffer(shape)
+        self.lib.rn_pointwise_conv2d(_ptr(x), h, w, c, _ptr(wt), _ptr(b), _ptr(m), _ptr(s), out_c, stride,
+                                     in_zp, out_zp, act_min, act_max, _ptr(out))
+        return self._finish(out, shape)
+
+    def fully_connected(self, x, weight, bias, mult, shift, *, in_zp, out_zp, act_min=-128, act_max=127):
+        x = _arr(np.asarray(x).reshape(-1), np.int8)
+        out_n = weight.shape[0]
+        wt = _arr(np.asarray(weight).reshape(out_n, x.size), np.int8)
+        b, m, s = _arr(bias, np.int32), _arr(mult, np.int32), _arr(shift, np.int8)
+        out = self._buffer((out_n,))
+        self.lib.rn_fully_connected(_ptr(x), x.size, _ptr(wt), _ptr(b), _ptr(m), _ptr(s), out_n, in_zp, out_zp,
+                                    act_min, act_max, _ptr(out))
+        return self._finish(out, (out_n,))
+
+    def add(self, a, b, a_zp, a_mult, a_shift, b_zp, b_mult, b_shift, out_zp, in_place: str | None = None):
+        """A fresh output, or with ``in_place="a"`` / ``"b"`` the result written over (a copy of) that input."""
+        a, b = _arr(a, np.int8), _arr(b, np.int8)
+        if in_place is None:
+            buf = self._buffer(a.shape)
+            self.lib.rn_add(_ptr(a), _ptr(b), a.size, a_zp, a_mult, a_shift, b_zp, b_mult, b_shift, out_zp, _ptr(buf))
+            return self._finish(buf, a.shape)
+        a, b = a.copy(), b.copy()  # the caller's arrays stay untouched
+        target = a if in_place == "a" else b
+        self.lib.rn_add(_ptr(a), _ptr(b), a.size, a_zp, a_mult, a_shift, b_zp, b_mult, b_shift, out_zp,
+                        _ptr(target))
+        return target
+
+    def avgpool(self, x, kernel, stride, in_zp, mult, shift, out_zp):
+        x = _arr(x, np.int8)
+        h, w, c = x.shape
+        (kh, kw), (sh, sw) = kernel, stride
+        shape = ((h - kh) // sh + 1, (w - kw) // sw + 1, c)
+        out = self._buffer(shape)
+        self.lib.rn_avgpool(_ptr(x), h, w, c, kh, kw, sh, sw, in_zp, mult, shift, out_zp, _ptr(out))
+        return self._finish(out, shape)
+
+    def maxpool(self, x, kernel, stride):
+        x = _arr(x, np.int8)
+        h, w, c = x.shape
+        (kh, kw), (sh, sw) = kernel, stride
+        shape = ((h - kh) // sh + 1, (w - kw) // sw + 1, c)
+        out = self._buffer(shape)
+        self.lib.rn_maxpool(_ptr(x), h, w, c, kh, kw, sh, sw, _ptr(out))
+        return self._finish(out, shape)
+
+    def rnnpool(self, op: QRNNPool, x) -> np.ndarray:
+        """RNNPool of one HWC image; the scratch is exactly ``RN_RNNPOOL_SCRATCH_WORDS`` words (plus the
+        checked guard) and starts as garbage."""
+        x = _arr(x, np.int8)
+        h, w, c = x.shape
+        p, keep = rnnpool_struct(op, h, w)
+        h1, h2 = op.rnn1.w.shape[0], op.rnn2.w.shape[0]
+        shape = (p.patches_h + p.replicate_h, p.patches_w + p.replicate_w, 4 * h2)
+        words = rnnpool_scratch_words(p.patch_h, p.patch_w, h1, h2)
+        scratch = self._buffer((words,), np.int32, fill=-0x5A5A5A5B)
+        out = self._buffer(shape)
+        self.lib.rn_rnnpool(ctypes.byref(p), _ptr(x), h, w, c, _ptr(out), _ptr(scratch))
+        self._finish(scratch, (words,), fill=-0x5A5A5A5B)
+        del keep
+        return self._finish(out, shape)
+
+    def nonlinearity(self, name: str, v) -> np.ndarray:
+        """``rn_fastgrnn_nonlinearity`` over an array of int64 pre-activations."""
+        code = NONLINEARITY_CODES[name]
+        fn = self.lib.rn_fastgrnn_nonlinearity
+        return np.array([fn(code, int(x)) for x in np.asarray(v).reshape(-1)], dtype=np.int64).reshape(np.shape(v))
+
+    # ------------------------------------------------------------------ reference ops, batched NHWC
+
+    def run(self, op: QConv | QPool | QLinear | QRNNPool, x: np.ndarray) -> np.ndarray:
+        """The op on a batch (N, H, W, C) through the C kernel the generated code would call."""
+        return np.stack([self._run_one(op, img) for img in x])
+
+    def run_add(self, op: QAdd, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return self.add(a, b, op.a.zero_point, op.m_a, op.s_a, op.b.zero_point, op.m_b, op.s_b,
+                        op.output.zero_point)
+
+    def _run_one(self, op: Any, x: np.ndarray) -> np.ndarray:
+        if isinstance(op, QLinear):
+            c = op.conv
+            return self.fully_connected(x, c.weight.reshape(c.weight.shape[0], -1), c.bias, c.multiplier, c.shift,
+                                        in_zp=c.input.zero_point, out_zp=c.output.zero_point, act_min=c.act_min,
+                                        act_max=c.act_max)
+        if isinstance(op, QConv):
+            q = dict(in_zp=op.input.zero_point, out_zp=op.output.zero_point, act_min=op.act_min, act_max=op.act_max)
+            args = (x, op.weight, op.bias, op.multiplier, op.shift)
+            cout, cin = op.weight.shape[0], x.shape[-1]
+            if op.kernel == 1 and op.groups == 1:
+                return self.pointwise_conv2d(*args, stride=op.stride, **q)
+            if op.groups == cin == cout:
+                return self.depthwise_conv2d(*args, stride=op.stride, pad=op.kernel // 2, **q)
+            return self.conv2d(*args, stride=op.stride, pad=op.kernel // 2, groups=op.groups, **q)
+        if isinstance(op, QPool):
+            if op.pool == "max":
+                return self.maxpool(x, op.kernel, op.stride)
+            return self.avgpool(x, op.kernel, op.stride, op.input.zero_point, op.multiplier, op.shift,
+                                op.output.zero_point)
+        if isinstance(op, QRNNPool):
+            return self.rnnpool(op, x)
+        raise TypeError(f"no C kernel for {type(op).__name__}")
+
+
+def load(out_dir: str | Path, cc: str = "gcc") -> HostRuntime:
+    """Build the runtime into ``out_dir`` and load it."""
+    return HostRuntime(build(out_dir, cc))
