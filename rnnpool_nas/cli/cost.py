@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", type=int, metavar="N", help="number of classes")
     p.add_argument("--width", type=float, metavar="W", help="width multiplier (presets only)")
     p.add_argument("--dtype", choices=("int8", "float32"), default="int8", help="element size (default int8)")
-    p.add_argument("--convention", choices=("standard", "optimal"), default="standard",
+    p.add_argument("--convention", choices=("standard", "optimal", "runtime"), default="standard",
                    help="peak-RAM convention (default standard, the paper's tables)")
     p.add_argument("--count-input", action="store_true", help="count the input image in RAM")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flash-budget", metavar="SIZE", help="model size budget, e.g. 1MB")
     p.add_argument("--constraints", metavar="PROFILE", help="a device profile: constraints/NAME.yaml or a path")
     p.add_argument("--dtype", choices=("int8", "float32"), help="element size for RAM (default: profile or int8)")
-    p.add_argument("--convention", choices=("standard", "optimal"), help="peak-RAM convention (default standard)")
+    p.add_argument("--convention", choices=("standard", "optimal", "runtime"),
+                   help="peak-RAM convention (default standard; runtime: the exported C runtime's arena)")
     p.add_argument("--dataset", metavar="NAME", help="data set (default: the space's)")
     p.add_argument("--data-dir", metavar="DIR", help="folder of fashion-mnist's idx files")
     p.add_argument("--trials", type=int, default=20, help="candidates to propose, infeasible ones included (default 20)")

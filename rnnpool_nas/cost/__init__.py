@@ -2,9 +2,9 @@
 
 ``evaluate(spec, dtype="int8", convention="standard")`` returns :class:`Costs`: peak RAM in
 bytes (and which block sets it), MAdds, parameters, deployed model bytes and a per-stage
-profile. Conventions live in ``cost.ram`` (``standard``, ``optimal``); a new one (the export's
-``runtime`` arena) registers a function ``(spec, layers, count_input) -> list[RamRow]`` in
-``CONVENTIONS``. Sizes are bytes; the paper's KB/MB are KiB/MiB.
+profile. Conventions live in ``cost.ram`` (``standard``, ``optimal``, and ``runtime``: the
+exported C runtime's static arena, planned in ``cost.arena``); each is a function
+``(spec, layers, count_input) -> list[RamRow]`` in ``CONVENTIONS``. Sizes are bytes; the paper's KB/MB are KiB/MiB.
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ def evaluate(
         raise UserError(f"unknown dtype {dtype!r} (one of {', '.join(DTYPE_BYTES)})")
     if convention not in CONVENTIONS:
         raise UserError(f"unknown RAM convention {convention!r} (one of {', '.join(CONVENTIONS)})")
+    if convention == "runtime" and dtype != "int8":
+        raise UserError("the runtime convention is the int8 C runtime's arena: use --dtype int8")
     nbytes = DTYPE_BYTES[dtype]
     layers = expand(spec)
     ram_rows: list[RamRow] = CONVENTIONS[convention](spec, layers, count_input)

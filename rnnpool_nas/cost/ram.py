@@ -38,6 +38,8 @@ import math
 from dataclasses import dataclass
 
 from ..arch.spec import ArchSpec, Layer, source_shapes
+from ..errors import UserError
+from .arena import plan
 
 
 @dataclass(slots=True)
@@ -198,4 +200,16 @@ def optimal(spec: ArchSpec, layers: list[Layer], count_input: bool = False) -> l
     return rows
 
 
-CONVENTIONS = {"standard": standard, "optimal": optimal}
+def runtime(spec: ArchSpec, layers: list[Layer], count_input: bool = False) -> list[RamRow]:
+    """The exported C runtime's static arena (``cost.arena``), in bytes of int8 maps and int32
+    scratch: each layer's row is the arena's high-water mark while its kernels run, so the peak
+    is exactly the arena the exporter allocates."""
+    if spec.detection is not None:
+        raise UserError("the runtime convention does not cover detection heads yet (the C export of "
+                        "detectors arrives with face detection); use standard or optimal")
+    arena = plan(layers, count_input)
+    return [RamRow(layer.name, layer.kind, arena.layer_peaks[layer.name], "arena high-water mark")
+            for layer in layers]
+
+
+CONVENTIONS = {"standard": standard, "optimal": optimal, "runtime": runtime}

@@ -17,7 +17,7 @@ Profile format (every field optional; sizes/MAdds/latency as the parsers below a
     madds: 128M
     latency: 1s
     dtype: int8              # int8 | float32
-    convention: standard     # standard | optimal (see rnnpool_nas.cost.ram)
+    convention: standard     # standard | optimal | runtime (see rnnpool_nas.cost.ram)
     clock_mhz: 168
 
 Every problem (a bad value, a missing file, broken YAML, an unknown field) is a one-line

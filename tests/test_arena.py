@@ -1,0 +1,91 @@
+"""The runtime convention: the C runtime's memory plan, and the cost model reporting exactly it."""
+
+from __future__ import annotations
+
+import pytest
+
+from rnnpool_nas.arch.presets import get_preset, list_presets
+from rnnpool_nas.arch.spec import ArchSpec, expand
+from rnnpool_nas.cost import evaluate
+from rnnpool_nas.cost.arena import INPUT, plan, rnnpool_scratch_words
+from rnnpool_nas.errors import UserError
+
+from .conftest import one_line_error
+
+CLASSIFIERS = [p.name for p in list_presets() if get_preset(p.name).detection is None]
+
+
+def _check_plan(arena) -> None:
+    bufs = list(arena.buffers.values())
+    for b in bufs:
+        assert b.offset >= 0 and b.offset % 4 == 0 and b.size % 4 == 0
+        assert b.offset + b.size <= arena.arena_bytes
+        assert 0 <= b.first <= b.last
+    for i, a in enumerate(bufs):  # two buffers alive at the same step never share a byte
+        for b in bufs[i + 1:]:
+            if a.first <= b.last and b.first <= a.last:
+                assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset, (a, b)
+    assert arena.arena_bytes == max(b.offset + b.size for b in bufs)
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_presets_plan_is_sound_and_the_cost_model_reports_it(name):
+    spec = get_preset(name)
+    arena = plan(expand(spec))
+    _check_plan(arena)
+    costs = evaluate(spec, "int8", "runtime")
+    assert costs.peak_ram_bytes == arena.arena_bytes
+    assert max(s.ram_bytes for s in costs.stages) == arena.arena_bytes
+    # never below the largest single layer's input + output (both must exist at once)
+    for layer in expand(spec)[1:]:
+        assert arena.arena_bytes >= layer.in_elems + layer.out_elems
+
+
+def _tiny(stages) -> ArchSpec:
+    return ArchSpec.from_dict({"name": "t", "input": [8, 8, 1], "num_classes": 3, "stages": stages})
+
+
+def test_hand_computed_arena():
+    """conv 8x8x4 (256 B) -> conv 8x8x8 (512 B) -> avg pool (8 B) -> linear (3 -> 4 B):
+    the two conv outputs live together (768 B); the pool's output reuses the first map's bytes."""
+    spec = _tiny([{"type": "conv", "c": 4, "kernel": 3}, {"type": "conv", "c": 8, "kernel": 3},
+                  {"type": "pool", "kind": "avg"}, {"type": "linear"}])
+    arena = plan(expand(spec))
+    _check_plan(arena)
+    assert [s.op for s in arena.steps] == ["conv", "conv", "avgpool", "fc"]
+    assert arena.arena_bytes == 256 + 512
+    assert arena.steps[0].inputs == (INPUT,)  # the caller's input is not in the arena
+    assert evaluate(spec, "int8", "runtime").peak_ram_bytes == 768
+    # counting the input adds it while it is read
+    assert plan(expand(spec), count_input=True).layer_peaks["0.0"] == 768 + 64
+
+
+def test_residual_add_is_in_place_and_keeps_the_block_input_alive():
+    spec = _tiny([{"type": "conv", "c": 8, "kernel": 3},
+                  {"type": "bottleneck", "c": 8, "t": 2, "kernel": 3, "s": 1, "n": 1},
+                  {"type": "pool", "kind": "avg"}, {"type": "linear"}])
+    arena = plan(expand(spec))
+    _check_plan(arena)
+    ops = [s.op for s in arena.steps]
+    assert ops == ["conv", "pointwise", "depthwise", "pointwise", "add", "avgpool", "fc"]
+    add = arena.steps[4]
+    assert add.output == add.inputs[1] and add.inputs[0] == "0.0/out"
+    assert arena.buffers["0.0/out"].last == 4
+    # block input (512) + expanded (1024) + depthwise (1024) at the depthwise step
+    assert arena.arena_bytes == 512 + 1024 + 1024
+
+
+def test_rnnpool_scratch():
+    spec = get_preset("rnnpool-tiny")
+    arena = plan(expand(spec))
+    step = next(s for s in arena.steps if s.op == "rnnpool")
+    assert arena.buffers[step.scratch].size == 4 * rnnpool_scratch_words(4, 4, 8, 8) == 4 * (128 + 64 + 32 + 32)
+
+
+def test_runtime_convention_errors():
+    with pytest.raises(UserError) as e:
+        evaluate(get_preset("rnnpool-tiny"), "float32", "runtime")
+    one_line_error(e, "int8")
+    with pytest.raises(UserError) as e:
+        evaluate(get_preset("rnnpool-face-m4"), "int8", "runtime")
+    one_line_error(e, "detection")
