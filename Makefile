@@ -8,10 +8,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install system-deps run test test-slow bench clean
 
-# Debian packages the project uses (data; chromium for the report's browser test; the C toolchain
-# and QEMU arrive with export). Installed when missing, where apt-get is available and we are
-# root; skipped otherwise.
-DEBS := dataset-fashion-mnist chromium
+# Debian packages the project uses: the data, chromium for the report's browser test, the
+# Cortex-M4 toolchain and QEMU for the C export. Installed when missing, where apt-get is
+# available and we are root; skipped otherwise.
+DEBS := dataset-fashion-mnist chromium gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 DEB_STAMP := $(VENV)/.debs
 
 system-deps: $(DEB_STAMP)

@@ -91,12 +91,10 @@ def _int8(trainer, dataset) -> dict:
     import numpy as np
 
     from ..data import adapt_images
-    from ..train.quant import evaluate_int8, quantize
+    from ..train.quant import calibration_images, evaluate_int8, quantize
 
     h, w, c = trainer.spec.input
-    rng = np.random.default_rng(0)
-    calib_idx = rng.choice(len(dataset.x_train), size=min(512, len(dataset.x_train)), replace=False)
-    calib = adapt_images(dataset.x_train[np.sort(calib_idx)], h, w, c)
+    calib = calibration_images(dataset, trainer.spec.input)
     qnet = quantize(trainer.model, calib)
     val = adapt_images(dataset.x_val, h, w, c)
     scores = evaluate_int8(qnet, trainer.model, val, np.asarray(dataset.y_val))

@@ -569,6 +569,17 @@ def _quantize_block(layer: Layer, module: nn.Module, inp: QParams, ranges: _Rang
     raise UserError(f"int8 quantization does not support layer {layer.name} ({layer.kind})")
 
 
+def calibration_images(dataset, input_shape: tuple[int, int, int], count: int = 512, seed: int = 0) -> np.ndarray:
+    """The calibration set every int8 score and export uses: ``count`` training images drawn
+    with ``seed`` (in their original order), adapted to ``input_shape``, uint8 NHWC."""
+    from ..data import adapt_images
+
+    h, w, c = input_shape
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(dataset.x_train), size=min(count, len(dataset.x_train)), replace=False)
+    return adapt_images(dataset.x_train[np.sort(idx)], h, w, c)
+
+
 def evaluate_int8(qnet: QuantizedNet, model: SpecNet, images: np.ndarray, labels: np.ndarray,
                   batch_size: int = 16) -> dict[str, float]:
     """Float and int8 top-1 accuracy and their agreement on uint8 NHWC ``images`` (small batches

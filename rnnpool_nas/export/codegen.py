@@ -1,0 +1,288 @@
+"""Generate ``model.h`` / ``model.c``: a quantized network as a fixed sequence of kernel calls.
+
+The network comes from :func:`rnnpool_nas.train.quant.quantize` (the integer reference whose
+outputs the C must reproduce byte for byte); the order of calls and every buffer's place in the
+one static arena come from :func:`rnnpool_nas.cost.arena.plan` over the same spec, so the arena
+is exactly what ``rnnpool-nas cost --convention runtime`` predicts. Weights, biases and
+requantization constants are ``const`` arrays (flash); nothing is allocated at run time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..arch.spec import ArchSpec, expand
+from ..cost.arena import INPUT, ArenaPlan, Step, plan
+from ..ops.geometry import axis_geometry
+from ..train.quant import QAdd, QConv, QLinear, QPool, QRNN, QRNNPool, QuantizedNet
+
+NONLINEARITY = {"sigmoid": "RN_SIGMOID", "tanh": "RN_TANH", "quantSigmoid": "RN_QUANT_SIGMOID",
+                "quantTanh": "RN_QUANT_TANH"}
+C_TYPES = {np.int8: "int8_t", np.int32: "int32_t"}
+INT32 = (-(2**31), 2**31 - 1)
+
+
+@dataclass
+class Generated:
+    """What was written: the arena plan and the bytes of constant data (flash)."""
+
+    plan: ArenaPlan
+    const_bytes: int
+    input_shape: tuple[int, int, int]
+    output_size: int
+
+
+class _Writer:
+    """Collects the constant arrays (named per layer) and the body of ``model_run``."""
+
+    def __init__(self) -> None:
+        self.arrays: list[str] = []
+        self.body: list[str] = []
+        self.const_bytes = 0
+
+    def array(self, name: str, values: np.ndarray, dtype) -> str:
+        flat = np.asarray(values).reshape(-1)
+        lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+        if flat.size and (flat.min() < lo or flat.max() > hi):
+            raise OverflowError(f"{name}: values do not fit {np.dtype(dtype).name}")
+        flat = flat.astype(np.int64)
+        lines = [", ".join(str(int(v)) for v in flat[i:i + 24]) for i in range(0, flat.size, 24)] or ["0"]
+        self.arrays.append(f"static const {C_TYPES[dtype]} {name}[{max(1, flat.size)}] = {{\n    "
+                           + ",\n    ".join(lines) + "\n};")
+        self.const_bytes += max(1, flat.size) * np.dtype(dtype).itemsize
+        return name
+
+
+def _ident(layer: str, what: str) -> str:
+    return "L" + layer.replace(".", "_") + "_" + what
+
+
+def _buf(arena: ArenaPlan, name: str, ctype: str = "int8_t") -> str:
+    if name == INPUT:
+        return "input"
+    off = arena.offset(name)
+    if ctype == "int8_t":
+        return f"(arena.bytes + {off})"
+    return f"(({ctype} *)(void *)(arena.bytes + {off}))"
+
+
+def _requant_arrays(w: _Writer, prefix: str, op) -> tuple[str, str, str, str]:
+    weight = w.array(f"{prefix}_w", op.weight, np.int8)
+    bias = w.array(f"{prefix}_b", op.bias, np.int32)
+    mult = w.array(f"{prefix}_m", op.multiplier, np.int32)
+    shift = w.array(f"{prefix}_s", op.shift, np.int8)
+    return weight, bias, mult, shift
+
+
+def _emit_conv(w: _Writer, arena: ArenaPlan, step: Step, op: QConv, k: int) -> None:
+    prefix = _ident(step.layer, f"{k}")
+    weight, bias, mult, shift = _requant_arrays(w, prefix, op)
+    (h, wd, c), cout = step.in_shape, step.out_shape[2]
+    src, dst = _buf(arena, step.inputs[0]), _buf(arena, step.output)
+    tail = f"{op.input.zero_point}, {op.output.zero_point}, {op.act_min}, {op.act_max}, {dst}"
+    if step.op == "pointwise":
+        assert op.kernel == 1 and op.groups == 1
+        w.body.append(f"    rn_pointwise_conv2d({src}, {h}, {wd}, {c}, {weight}, {bias}, {mult}, {shift}, {cout}, "
+                      f"{op.stride}, {tail});")
+    elif step.op == "depthwise":
+        assert op.groups == c == cout
+        w.body.append(f"    rn_depthwise_conv2d({src}, {h}, {wd}, {c}, {weight}, {bias}, {mult}, {shift}, {op.kernel}, "
+                      f"{op.stride}, {op.kernel // 2}, {tail});")
+    else:
+        w.body.append(f"    rn_conv2d({src}, {h}, {wd}, {c}, {weight}, {bias}, {mult}, {shift}, {cout}, {op.kernel}, "
+                      f"{op.stride}, {op.kernel // 2}, {op.groups}, {tail});")
+
+
+def _emit_cell(w: _Writer, prefix: str, cell: QRNN) -> str:
+    arrays = {
+        "w": w.array(f"{prefix}_w", cell.w, np.int8), "u": w.array(f"{prefix}_u", cell.u, np.int8),
+        "w_mult": w.array(f"{prefix}_wm", cell.w_mult, np.int32), "w_shift": w.array(f"{prefix}_ws", cell.w_shift, np.int8),
+        "u_mult": w.array(f"{prefix}_um", cell.u_mult, np.int32), "u_shift": w.array(f"{prefix}_us", cell.u_shift, np.int8),
+        "bias_gate": w.array(f"{prefix}_bg", cell.bias_gate, np.int32),
+        "bias_update": w.array(f"{prefix}_bu", cell.bias_update, np.int32),
+    }
+    for name, value in (("sz", cell.sz), ("sn", cell.sn)):
+        if not INT32[0] <= value <= INT32[1]:
+            raise OverflowError(f"{prefix}.{name} does not fit int32")
+    fields = ", ".join(f".{k} = {v}" for k, v in arrays.items())
+    return (f"{{{fields}, .sz = {cell.sz}, .sn = {cell.sn}, .input = {cell.w.shape[1]}, .hidden = {cell.w.shape[0]}, "
+            f".gate = {NONLINEARITY[cell.gate]}, .update = {NONLINEARITY[cell.update]}, "
+            f".state_input = {int(cell.state_input)}}}")
+
+
+def _emit_rnnpool(w: _Writer, arena: ArenaPlan, step: Step, op: QRNNPool) -> None:
+    prefix = _ident(step.layer, "rnnpool")
+    h, wd, c = step.in_shape
+    (ph, pw), (sh, sw) = op.patch, op.stride
+    gy, gx = axis_geometry(h, ph, sh, op.padding), axis_geometry(wd, pw, sw, op.padding)
+    rnn1, rnn2 = _emit_cell(w, prefix + "_rnn1", op.rnn1), _emit_cell(w, prefix + "_rnn2", op.rnn2)
+    mult = w.array(f"{prefix}_om", op.out_mult, np.int32)
+    shift = w.array(f"{prefix}_os", op.out_shift, np.int8)
+    bias = w.array(f"{prefix}_ob", op.out_bias, np.int32)
+    w.arrays.append(
+        f"static const rn_rnnpool_t {prefix} = {{\n    .rnn1 = {rnn1},\n    .rnn2 = {rnn2},\n"
+        f"    .patch_h = {ph}, .patch_w = {pw}, .stride_h = {sh}, .stride_w = {sw},\n"
+        f"    .pad_top = {gy.pad_before}, .pad_left = {gx.pad_before}, .patches_h = {gy.patches}, "
+        f".patches_w = {gx.patches},\n    .replicate_h = {gy.replicate}, .replicate_w = {gx.replicate},\n"
+        f"    .in_zp = {op.input.zero_point}, .out_zp = {op.output.zero_point},\n"
+        f"    .out_mult = {mult}, .out_shift = {shift}, .out_bias = {bias}}};")
+    assert step.scratch is not None
+    w.body.append(f"    rn_rnnpool(&{prefix}, {_buf(arena, step.inputs[0])}, {h}, {wd}, {c}, {_buf(arena, step.output)}, "
+                  f"{_buf(arena, step.scratch, 'int32_t')});")
+
+
+def _emit(w: _Writer, arena: ArenaPlan, step: Step, op, k: int) -> None:
+    src, dst = _buf(arena, step.inputs[0]), _buf(arena, step.output)
+    h, wd, c = step.in_shape
+    if step.op in ("pointwise", "depthwise", "conv"):
+        _emit_conv(w, arena, step, op, k)
+    elif step.op == "rnnpool":
+        _emit_rnnpool(w, arena, step, op)
+    elif step.op == "add":
+        assert isinstance(op, QAdd)
+        n = h * wd * c
+        w.body.append(f"    rn_add({src}, {_buf(arena, step.inputs[1])}, {n}, {op.a.zero_point}, {op.m_a}, {op.s_a}, "
+                      f"{op.b.zero_point}, {op.m_b}, {op.s_b}, {op.output.zero_point}, {dst});")
+    elif step.op in ("avgpool", "maxpool"):
+        assert isinstance(op, QPool) and op.pool == step.op[:3]
+        (kh, kw), (sh, sw) = op.kernel, op.stride
+        if step.op == "maxpool":
+            w.body.append(f"    rn_maxpool({src}, {h}, {wd}, {c}, {kh}, {kw}, {sh}, {sw}, {dst});")
+        else:
+            w.body.append(f"    rn_avgpool({src}, {h}, {wd}, {c}, {kh}, {kw}, {sh}, {sw}, {op.input.zero_point}, "
+                          f"{op.multiplier}, {op.shift}, {op.output.zero_point}, {dst});")
+    elif step.op == "fc":
+        assert isinstance(op, QLinear)
+        conv = op.conv
+        weight, bias, mult, shift = _requant_arrays(w, _ident(step.layer, "fc"), conv)
+        w.body.append(f"    rn_fully_connected({src}, {h * wd * c}, {weight}, {bias}, {mult}, {shift}, "
+                      f"{conv.weight.shape[0]}, {conv.input.zero_point}, {conv.output.zero_point}, {conv.act_min}, "
+                      f"{conv.act_max}, {dst});")
+    else:  # pragma: no cover - lower() and this function list the same ops
+        raise AssertionError(step.op)
+
+
+def _pair_ops(arena: ArenaPlan, qnet: QuantizedNet) -> list[tuple[Step, object]]:
+    """Each step of the plan with the quantized op it runs (checked against the reference)."""
+    by_layer: dict[str, list] = {}
+    for block in qnet.blocks:
+        by_layer[block.layer] = list(block.ops) + ([block.add] if block.add is not None else [])
+    pairs = []
+    for step in arena.steps:
+        ops = by_layer.get(step.layer)
+        if not ops:
+            raise AssertionError(f"step {step.layer}/{step.op} has no quantized op")
+        op = ops.pop(0)
+        expected = {"add": QAdd, "rnnpool": QRNNPool, "avgpool": QPool, "maxpool": QPool, "fc": QLinear}.get(step.op, QConv)
+        if not isinstance(op, expected):
+            raise AssertionError(f"step {step.layer}/{step.op} meets {type(op).__name__}")
+        pairs.append((step, op))
+    leftover = {k: v for k, v in by_layer.items() if v}
+    if leftover:
+        raise AssertionError(f"quantized ops without a step: {leftover}")
+    return pairs
+
+
+def generate(qnet: QuantizedNet, spec: ArchSpec, out_dir: Path, class_names: list[str] | None = None) -> Generated:
+    """Write ``model.h`` and ``model.c`` for ``qnet`` (quantized from a model built from ``spec``)."""
+    layers = expand(spec)
+    arena = plan(layers)
+    w = _Writer()
+    for k, (step, op) in enumerate(_pair_ops(arena, qnet)):
+        w.body.append(f"    /* {step.layer} {step.op}: {'x'.join(map(str, step.in_shape))} -> "
+                      f"{'x'.join(map(str, step.out_shape))} */")
+        _emit(w, arena, step, op, k)
+    h, wd, c = spec.input
+    out_h, out_w, out_c = arena.steps[-1].out_shape
+    out_size = out_h * out_w * out_c
+    name = spec.name or "model"
+    header = f"""/* model.h - {name}, exported by rnnpool-nas: int8 NHWC in, int8 out. Generated; do not edit. */
+#ifndef MODEL_H
+#define MODEL_H
+
+#include <stdint.h>
+
+#define MODEL_INPUT_H {h}
+#define MODEL_INPUT_W {wd}
+#define MODEL_INPUT_C {c}
+#define MODEL_INPUT_SIZE {h * wd * c}
+#define MODEL_OUTPUT_SIZE {out_size}
+#define MODEL_CLASSES {out_size}
+#define MODEL_ARENA_BYTES {arena.arena_bytes}
+
+/* input: q = pixel - 128 (real = (q - zero_point) * scale = pixel / 255) */
+extern const float model_input_scale;
+extern const int32_t model_input_zero_point;
+/* output: real = (q - zero_point) * scale (the float model's logits) */
+extern const float model_output_scale;
+extern const int32_t model_output_zero_point;
+extern const char *const model_class_names[MODEL_CLASSES];
+
+/* Runs the network on one int8 NHWC image; writes MODEL_OUTPUT_SIZE int8 values. Returns 0. */
+int model_run(const int8_t *input, int8_t *output);
+/* The same on float pixels in [0, 1] (NHWC); writes the dequantized outputs. Returns 0. */
+int model_run_float(const float *input, float *output);
+
+#endif
+"""
+    names = class_names if class_names and len(class_names) == out_size else [str(i) for i in range(out_size)]
+    names_c = ", ".join('"' + n.replace("\\", "\\\\").replace('"', '\\"') + '"' for n in names)
+    source = "\n".join([
+        f"/* model.c - {name}: {len(arena.steps)} kernel calls, arena {arena.arena_bytes} bytes. Generated by",
+        " * rnnpool-nas export from the architecture spec and checkpoint; bit-exact with the Python int8",
+        " * reference (rnnpool_nas/train/quant.py). Do not edit. */",
+        '#include <string.h>',
+        "",
+        '#include "model.h"',
+        '#include "rn_runtime.h"',
+        "",
+        f"const float model_input_scale = {qnet.input.scale!r}f;",
+        f"const int32_t model_input_zero_point = {qnet.input.zero_point};",
+        f"const float model_output_scale = {qnet.output.scale!r}f;",
+        f"const int32_t model_output_zero_point = {qnet.output.zero_point};",
+        f"const char *const model_class_names[MODEL_CLASSES] = {{{names_c}}};",
+        "",
+        "/* One static arena; the memory plan (rnnpool_nas/cost/arena.py) reuses a buffer once it is dead. */",
+        "static union {",
+        "    int32_t align;",
+        "    int8_t bytes[MODEL_ARENA_BYTES];",
+        "} arena;",
+        "",
+        *w.arrays,
+        "",
+        "int model_run(const int8_t *input, int8_t *output) {",
+        *w.body,
+        f"    memcpy(output, {_buf(arena, arena.output)}, MODEL_OUTPUT_SIZE);",
+        "    return 0;",
+        "}",
+        "",
+        "int model_run_float(const float *input, float *output) {",
+        "    static int8_t q_in[MODEL_INPUT_SIZE];",
+        "    static int8_t q_out[MODEL_OUTPUT_SIZE];",
+        "    int i;",
+        "    for (i = 0; i < MODEL_INPUT_SIZE; i++) {",
+        "        float v = input[i] * 255.0f;",
+        "        int32_t p = (int32_t)(v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v + 0.5f);",
+        "        q_in[i] = (int8_t)(p - 128);",
+        "    }",
+        "    model_run(q_in, q_out);",
+        "    for (i = 0; i < MODEL_OUTPUT_SIZE; i++)",
+        "        output[i] = (float)(q_out[i] - model_output_zero_point) * model_output_scale;",
+        "    return 0;",
+        "}",
+        "",
+    ])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "model.h").write_text(header)
+    (out_dir / "model.c").write_text(source)
+    return Generated(arena, w.const_bytes, (h, wd, c), out_size)
+
+
+def c_array(name: str, values: np.ndarray) -> str:
+    """A ``static const int8_t`` array definition (the sample input compiled into the m4 image)."""
+    w = _Writer()
+    w.array(name, values, np.int8)
+    return w.arrays[0]
