@@ -164,3 +164,19 @@ def test_bad_input_is_one_line(case, run_dir, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and needle in err and "Traceback" not in err, err
     assert not (tmp_path / "o" / "export.json").exists()
+
+
+def test_export_a_model_trained_with_train(run_dir, tmp_path, capsys):
+    """--checkpoint/--arch: the layout `rnnpool-nas train` writes (the data set from metrics.json)."""
+    trained = tmp_path / "train"
+    trained.mkdir()
+    shutil.copy(run_dir / "trials" / "0000" / "checkpoint.pt", trained / "checkpoint.pt")
+    shutil.copy(run_dir / "trials" / "0000" / "arch.json", trained / "arch.json")
+    args = ["export", "--checkpoint", str(trained / "checkpoint.pt"), "--arch", str(trained / "arch.json"),
+            "--out", str(tmp_path / "c"), "--val-images", "4", "--no-build"]
+    assert main(args) == 2 and "metrics.json" in capsys.readouterr().err  # which data set?
+    (trained / "metrics.json").write_text(json.dumps({"dataset": "lines"}))
+    assert main(args) == 0
+    doc = json.loads((tmp_path / "c" / "export.json").read_text())
+    assert doc["dataset"] == "lines" and (tmp_path / "c" / "val_input.bin").stat().st_size == 4 * 16 * 16
+    assert "bit-exact" in _make(tmp_path / "c", "check")
