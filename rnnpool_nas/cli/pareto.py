@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Print the finalists of a run (its complete trials within budget that no other beats on the "
         "search's objectives), best accuracy first, with the command that exports each.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, e.g. runs/fashion-mnist-8k")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, e.g. runs/fashion-mnist-16k")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=run)
 

@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "peak RAM, MAdds and latency for every trial with the Pareto front and the budget, the finalists and the "
         "command that exports each, their per-stage RAM profiles, the hyperparameters, and the search's progress.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, e.g. runs/fashion-mnist-8k")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, e.g. runs/fashion-mnist-16k")
     p.set_defaults(handler=run)
 
 
