@@ -232,7 +232,8 @@ def elf_sizes(elf: Path) -> dict[str, int]:
 
 def stack_bound(obj_dir: Path) -> int:
     """An upper bound of the stack from ``-fstack-usage``: main + model_run + the three largest
-    runtime frames (the deepest call chain is rn_rnnpool -> rn_fastgrnn_sweep -> rn_fastgrnn_step)."""
+    runtime frames (the deepest runtime chain is rn_rnnpool -> rn_fastgrnn_sweep, the cell step
+    inlined; three frames over-count it)."""
     frames: dict[str, int] = {}
     for su in obj_dir.glob("*.su"):
         for line in su.read_text().splitlines():

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cost.arena import rnnpool_scratch_words
 from ..ops.geometry import axis_geometry
 from ..train.quant import QAdd, QConv, QLinear, QPool, QRNN, QRNNPool
 from . import RUNTIME_DIR, runtime_files
@@ -63,11 +64,6 @@ class RnRNNPool(ctypes.Structure):
                                               "patches_h", "patches_w", "replicate_h", "replicate_w")],
         ("in_zp", _I32), ("out_zp", _I32), ("out_mult", _P), ("out_shift", _P), ("out_bias", _P),
     ]
-
-
-def rnnpool_scratch_words(ph: int, pw: int, h1: int, h2: int) -> int:
-    """``RN_RNNPOOL_SCRATCH_WORDS``: the int32 scratch ``rn_rnnpool`` needs."""
-    return ph * pw * h1 + (ph + pw) * h1 + max(ph, pw) * h2 + 4 * max(h1, h2)
 
 
 def _arr(a: Any, dtype: type) -> np.ndarray:
