@@ -1,7 +1,7 @@
 """Run directories for the report and browse tests, made without running a search.
 
 ``make_run`` samples candidates from a real search space, scores them with the real cost model,
-and records rows shaped like the search's (``search/runner.py``) through ``RunStore``: a mix of
+and records rows made by the search's own ``new_row`` through ``RunStore``: a mix of
 complete, stopped early, infeasible, failed and invalid trials, with each trained candidate's
 ``arch.json``. Accuracies are made up (a deterministic function of the costs plus noise), so the
 front is non-trivial.
@@ -20,7 +20,7 @@ from rnnpool_nas.arch.spec import SpecError
 from rnnpool_nas.cost import evaluate
 from rnnpool_nas.search.budget import Budget, parse_bytes
 from rnnpool_nas.search.space import SearchSpace
-from rnnpool_nas.search.store import RunStore
+from rnnpool_nas.search.store import RunStore, new_row
 
 #: A figure embedded in a report page: plot id, kind, the figure's JSON.
 FIGURE_RE = re.compile(r'<script type="application/json" data-plot="([^"]+)" data-kind="([^"]+)">(.*?)</script>', re.S)
@@ -40,16 +40,6 @@ def run_config(space: SearchSpace, trials: int, budget: Budget = BUDGET) -> dict
     }
 
 
-def _row(number: int, params: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {"trial": number, "status": "", "accuracy": math.nan, "peak_ram_bytes": math.nan,
-                           "madds": math.nan, "params": math.nan, "model_bytes": math.nan, "latency_ms": math.nan,
-                           "epochs_trained": 0, "wall_time_s": 0.0, "feasible": False, "violations": "",
-                           "reason": "", "spec_path": "", "checkpoint_path": "", "node": "", "ray_node_id": ""}
-    for key, value in params.items():
-        row[f"param_{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
-    return row
-
-
 def make_run(root: Path, trials: int = 40, seed: int = 1, complete: bool = True, budget: Budget = BUDGET,
              pareto: bool = True) -> Path:
     """A run directory at ``root`` with ``trials`` finished candidates. ``complete=False``
@@ -59,7 +49,7 @@ def make_run(root: Path, trials: int = 40, seed: int = 1, complete: bool = True,
     rng = random.Random(seed)
     for number in range(trials):
         params = space.random_params(rng)
-        row = _row(number, params)
+        row = new_row(number, params)
         try:
             spec = space.build(params)
         except SpecError as exc:

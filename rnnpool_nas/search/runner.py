@@ -35,7 +35,7 @@ from ..cost import evaluate
 from ..errors import UserError
 from .budget import Budget
 from .pareto import OBJECTIVE_COLUMNS, accuracy_ram_hypervolume, direction
-from .store import RunStore
+from .store import RunStore, new_row
 
 SAMPLERS = ("nsga2", "tpe", "random")
 
@@ -196,7 +196,7 @@ def _make_searcher(space, budget: Budget, store: RunStore, cfg: SearchConfig, st
                 trial = study.ask()
                 self.asked += 1
                 params = space.suggest(trial)
-                row = _base_row(trial.number, params)
+                row = new_row(trial.number, params)
                 try:
                     spec = space.build(params)
                     costs = evaluate(spec, budget.dtype, budget.convention, profile=False)
@@ -275,16 +275,6 @@ def _make_searcher(space, budget: Budget, store: RunStore, cfg: SearchConfig, st
             self.report()
 
     return AskTellSearcher()
-
-
-def _base_row(number: int, params: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {"trial": number, "status": "", "accuracy": math.nan, "peak_ram_bytes": math.nan,
-                           "madds": math.nan, "params": math.nan, "model_bytes": math.nan, "latency_ms": math.nan,
-                           "epochs_trained": 0, "wall_time_s": 0.0, "feasible": False, "violations": "",
-                           "reason": "", "spec_path": "", "checkpoint_path": "", "node": "", "ray_node_id": ""}
-    for key, value in params.items():
-        row[f"param_{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
-    return row
 
 
 def _cost_columns(costs) -> dict[str, Any]:

@@ -17,6 +17,7 @@ leaves a half-written table; ``open`` refuses a folder that is not a run, with o
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -145,6 +146,18 @@ class RunStore:
         """Carry an interrupted trial's checkpoint into the trial that resumes it."""
         if (source / "checkpoint.pt").exists():
             shutil.copy2(source / "checkpoint.pt", self.trial_dir(number) / "checkpoint.pt")
+
+
+def new_row(number: int, params: dict[str, Any]) -> dict[str, Any]:
+    """A candidate's row of ``trials.parquet`` before it is scored: every column, hyperparameters
+    as ``param_*`` (values that are not plain scalars as text)."""
+    row: dict[str, Any] = {"trial": number, "status": "", "accuracy": math.nan, "peak_ram_bytes": math.nan,
+                           "madds": math.nan, "params": math.nan, "model_bytes": math.nan, "latency_ms": math.nan,
+                           "epochs_trained": 0, "wall_time_s": 0.0, "feasible": False, "violations": "",
+                           "reason": "", "spec_path": "", "checkpoint_path": "", "node": "", "ray_node_id": ""}
+    for key, value in params.items():
+        row[f"param_{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return row
 
 
 def _plain(value: Any) -> Any:
