@@ -106,6 +106,12 @@ def test_project_layout_and_arena(exported):
                    "rn_maxpool(", "rn_avgpool(", "rn_fully_connected("):
         assert kernel in source, kernel
     assert "malloc" not in source
+    # one marker per kernel call, described in export.json for the latency tools
+    assert [c["marker"] for c in doc["calls"]] == list(range(1, doc["kernel_calls"] + 1))
+    for call in doc["calls"]:
+        assert f"MODEL_MARK({call['marker']});" in source
+    assert {c["op"] for c in doc["calls"]} == {"conv", "depthwise", "pointwise", "rnnpool", "add", "maxpool",
+                                               "avgpool", "fc"}
     assert 0.0 <= doc["accuracy"]["agreement"] <= 1.0 and doc["accuracy"]["images"] > 0
 
 

@@ -9,7 +9,7 @@ requantization constants are ``const`` arrays (flash); nothing is allocated at r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ class Generated:
     const_bytes: int
     input_shape: tuple[int, int, int]
     output_size: int
+    calls: list[dict] = field(default_factory=list)  # one per kernel call: marker, layer, op, shapes, args
 
 
 class _Writer:
@@ -165,6 +166,20 @@ def _emit(w: _Writer, arena: ArenaPlan, step: Step, op, k: int) -> None:
         raise AssertionError(step.op)
 
 
+def _describe(marker: int, step: Step, op) -> dict:
+    """A kernel call as data (export.json): what a latency model needs to know of it."""
+    args: dict = {}
+    if isinstance(op, QConv):
+        args = {"kernel": op.kernel, "stride": op.stride, "groups": op.groups}
+    elif isinstance(op, QRNNPool):
+        args = {"patch": list(op.patch), "stride": list(op.stride), "h1": int(op.rnn1.w.shape[0]),
+                "h2": int(op.rnn2.w.shape[0]), "gate": op.rnn1.gate, "update": op.rnn1.update}
+    elif isinstance(op, QPool):
+        args = {"kernel": list(op.kernel), "stride": list(op.stride)}
+    return {"marker": marker, "layer": step.layer, "op": step.op, "in_shape": list(step.in_shape),
+            "out_shape": list(step.out_shape), "args": args}
+
+
 def _pair_ops(arena: ArenaPlan, qnet: QuantizedNet) -> list[tuple[Step, object]]:
     """Each step of the plan with the quantized op it runs (checked against the reference)."""
     by_layer: dict[str, list] = {}
@@ -191,10 +206,14 @@ def generate(qnet: QuantizedNet, spec: ArchSpec, out_dir: Path, class_names: lis
     layers = expand(spec)
     arena = plan(layers)
     w = _Writer()
+    calls: list[dict] = []
     for k, (step, op) in enumerate(_pair_ops(arena, qnet)):
         w.body.append(f"    /* {step.layer} {step.op}: {'x'.join(map(str, step.in_shape))} -> "
                       f"{'x'.join(map(str, step.out_shape))} */")
+        w.body.append(f"    MODEL_MARK({k + 1});")
         _emit(w, arena, step, op, k)
+        calls.append(_describe(k + 1, step, op))
+    w.body.append(f"    MODEL_MARK({len(arena.steps) + 1});")
     h, wd, c = spec.input
     out_h, out_w, out_c = arena.steps[-1].out_shape
     out_size = out_h * out_w * out_c
@@ -245,6 +264,11 @@ int model_run_float(const float *input, float *output);
         f"const int32_t model_output_zero_point = {qnet.output.zero_point};",
         f"const char *const model_class_names[MODEL_CLASSES] = {{{names_c}}};",
         "",
+        "/* Kernel-call markers: model_mark holds k + 1 while kernel call k runs (0 outside model_run),",
+        " * so an emulator can attribute cycles to layers (rnnpool-nas measure). Two stores a call. */",
+        "volatile uint32_t model_mark;",
+        "#define MODEL_MARK(k) (model_mark = (uint32_t)(k))",
+        "",
         "/* One static arena; the memory plan (rnnpool_nas/cost/arena.py) reuses a buffer once it is dead. */",
         "static union {",
         "    int32_t align;",
@@ -256,6 +280,7 @@ int model_run_float(const float *input, float *output);
         "int model_run(const int8_t *input, int8_t *output) {",
         *w.body,
         f"    memcpy(output, {_buf(arena, arena.output)}, MODEL_OUTPUT_SIZE);",
+        "    MODEL_MARK(0);",
         "    return 0;",
         "}",
         "",
@@ -278,7 +303,7 @@ int model_run_float(const float *input, float *output);
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "model.h").write_text(header)
     (out_dir / "model.c").write_text(source)
-    return Generated(arena, w.const_bytes, (h, wd, c), out_size)
+    return Generated(arena, w.const_bytes, (h, wd, c), out_size, calls)
 
 
 def c_array(name: str, values: np.ndarray) -> str:

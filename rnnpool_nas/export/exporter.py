@@ -166,6 +166,7 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
         "output": {"size": generated.output_size, "scale": qnet.output.scale, "zero_point": qnet.output.zero_point},
         "arena_bytes": generated.plan.arena_bytes, "const_bytes": generated.const_bytes,
         "kernel_calls": len(generated.plan.steps),
+        "calls": generated.calls,  # model_mark == marker while the call runs (rnnpool-nas measure)
         "predicted": {"runtime_peak_ram_bytes": costs["runtime"].peak_ram_bytes,
                       "standard_peak_ram_bytes": costs["standard"].peak_ram_bytes,
                       "model_bytes": costs["standard"].model_bytes, "madds": costs["standard"].madds,
