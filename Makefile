@@ -39,7 +39,7 @@ install: $(STAMP) system-deps
 RUN_DIR ?= runs/fashion-mnist-16k
 run: install
 	@if [ -d $(RUN_DIR) ]; then resume=--resume; fi; \
-	$(VENV)/bin/rnnpool-nas search --space fashion-mnist --ram-budget 16KB --convention runtime --trials 32 \
+	$(VENV)/bin/rnnpool-nas search --space fashion-mnist --ram-budget 16KB --convention runtime --trials 56 \
 	  --epochs 3 --limit 20000 --workers 2 --out $(RUN_DIR) $$resume
 
 # The default suite, then the slow tests (a SIGKILLed search resumed; a separate Ray head; the

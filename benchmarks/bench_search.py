@@ -1,7 +1,7 @@
 """Search overhead and sampler quality on the default space.
 
-    python benchmarks/bench_search.py [--space fashion-mnist] [--ram-budget 8KB] [--trials 16]
-        [--epochs 1] [--limit 2000] [--seeds 0]
+    python benchmarks/bench_search.py [--space fashion-mnist] [--ram-budget 16KB] [--convention runtime]
+        [--trials 24] [--epochs 2] [--limit 8000] [--seeds 0,1]
 
 Runs the same search twice per seed, NSGA-II and random sampling, at equal budget and seed, and
 prints (a) the share of wall time not spent training (2 workers on 2 cores: 1 - summed trial
@@ -24,14 +24,15 @@ from rnnpool_nas.search.store import RunStore
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--space", default="fashion-mnist")
-    ap.add_argument("--ram-budget", default="8KB")
-    ap.add_argument("--trials", type=int, default=16)
-    ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--limit", type=int, default=2000)
+    ap.add_argument("--ram-budget", default="16KB")
+    ap.add_argument("--convention", default="runtime", help="RAM convention of the budget (as make run)")
+    ap.add_argument("--trials", type=int, default=24)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=8000)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--seeds", default="0,1")
     args = ap.parse_args()
-    budget = Budget(ram_bytes=parse_bytes(args.ram_budget))
+    budget = Budget(ram_bytes=parse_bytes(args.ram_budget), convention=args.convention)
     rows, phases = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in [int(s) for s in args.seeds.split(",")]:
@@ -49,7 +50,7 @@ def main() -> None:
                 idle = max(0.0, args.workers * tune - result.train_time) / args.workers
                 phases.append((sampler, seed, result.phases.get("setup", 0.0), result.phases.get("ray_start", 0.0),
                                idle, result.phases.get("ray_stop", 0.0), tune))
-    print(f"{args.space}, RAM budget {args.ram_budget}, {args.trials} trials, {args.epochs} epoch(s) on "
+    print(f"{args.space}, RAM budget {args.ram_budget} ({args.convention}), {args.trials} trials, {args.epochs} epoch(s) on "
           f"{args.limit} images, {args.workers} workers")
     print(f"{'sampler':>8} {'seed':>4} {'hypervolume':>11} {'not training':>12} {'wall':>7}  counts")
     for sampler, seed, hv, overhead, wall, counts in rows:
