@@ -35,13 +35,19 @@ Fixed-point rules
   batch norm folded in (``y = a[c] h + b[c]``), become int8 as
   ``clamp(zp + B[c] + requant(h, m[c], s[c]), -128, 127)``, ``m[c] / 2^s[c] = a[c] / (ONE out_scale)``
   (signed), ``B[c] = round(b[c] / out_scale)``.
+- S3FD's L2Norm (detection heads): per pixel, ``d = x - zp_in`` (int32), ``ss = sum d^2``,
+  ``r = isqrt(ss << 32)`` (floor; ``sqrt(ss) * 2^16``), then per channel
+  ``q = clamp(zp_out + div_round(d * m[c], r))`` with ``m[c] = round(w[c] * 2^16 / out_scale)``
+  (64-bit) and ``div_round`` rounding half away from zero; ``ss == 0`` gives ``zp_out``.
+- Detection heads: box offsets and class scores are int8 maps of their own scales; a max-out
+  head takes the int8 max of its three background scores (max commutes with quantization).
 All accumulators are checked to fit int32 (as the C code's are).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -388,6 +394,67 @@ class QLinear:
         return self.conv.run(x.reshape(x.shape[0], 1, 1, -1))[:, 0, 0, :]
 
 
+def div_round(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` rounded half away from zero, for ``den > 0`` (C: integer division of the
+    magnitudes, then the sign)."""
+    num = np.asarray(num, dtype=np.int64)
+    den = np.asarray(den, dtype=np.int64)
+    mag = (np.abs(num) + den // 2) // den
+    return np.where(num < 0, -mag, mag)
+
+
+def isqrt64(v: np.ndarray) -> np.ndarray:
+    """Floor square root of non-negative int64 values below 2^62 (exact)."""
+    v = np.asarray(v, dtype=np.int64)
+    r = np.sqrt(v.astype(np.float64)).astype(np.int64)
+    r = np.where(r * r > v, r - 1, r)  # float sqrt is within one of the answer here
+    r = np.where((r + 1) * (r + 1) <= v, r + 1, r)
+    return r
+
+
+@dataclass
+class QL2Norm:
+    """S3FD's L2Norm in integers (see the module docstring)."""
+
+    mult: np.ndarray  # int64 (C,)
+    input: QParams
+    output: QParams
+    kind: str = "l2norm"
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        d = x.astype(np.int64) - self.input.zero_point
+        ss = (d * d).sum(axis=-1, keepdims=True)
+        _check_int32(ss)
+        r = isqrt64(ss << 32)
+        safe = np.maximum(r, 1)
+        q = div_round(d * self.mult, safe)
+        q = np.where(r > 0, q, 0) + self.output.zero_point
+        return np.clip(q, -128, 127).astype(np.int8)
+
+
+@dataclass
+class QHead:
+    """One detection head: [L2Norm], [extra conv + ReLU], then the box and score convs."""
+
+    norm: QL2Norm | None
+    extra: QConv | None
+    loc: QConv
+    conf: QConv
+    max_out: bool
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """int8 ``(N, P, 4)`` offsets and ``(N, P, 2)`` scores (background, face)."""
+        if self.norm is not None:
+            x = self.norm.run(x)
+        if self.extra is not None:
+            x = self.extra.run(x)
+        loc, conf = self.loc.run(x), self.conf.run(x)
+        if self.max_out:
+            conf = np.concatenate([conf[..., :3].max(axis=-1, keepdims=True), conf[..., 3:]], axis=-1)
+        n = x.shape[0]
+        return loc.reshape(n, -1, 4), conf.reshape(n, -1, 2)
+
+
 @dataclass
 class QBlock:
     """A layer's ops in order, with a residual add over the whole block when present."""
@@ -410,12 +477,38 @@ class QuantizedNet:
     blocks: list[QBlock]
     input: QParams
     output: QParams
+    heads: list[QHead] = field(default_factory=list)
+    taps: dict[int, list[int]] = field(default_factory=dict)  # block index -> heads reading its output
 
     def run(self, images: np.ndarray) -> np.ndarray:
+        """A classifier's int8 logits ``(N, classes)``; for a detector, every head's raw int8
+        outputs flattened in head order, ``[loc_0, conf_0, loc_1, conf_1, ...]`` per image (the
+        C runtime's output buffer)."""
+        if self.heads:
+            outs = self.run_heads(images)
+            n = len(images)
+            return np.concatenate([a.reshape(n, -1) for pair in outs for a in pair], axis=1)
         x = (images.astype(np.int16) - 128).astype(np.int8)
         for block in self.blocks:
             x = block.run(x)
         return x.reshape(x.shape[0], -1)
+
+    def run_heads(self, images: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each head's int8 ``(loc, conf)`` for a detector."""
+        x = (images.astype(np.int16) - 128).astype(np.int8)
+        outs: list = [None] * len(self.heads)
+        for i, block in enumerate(self.blocks):
+            x = block.run(x)
+            for j in self.taps.get(i, ()):
+                outs[j] = self.heads[j].run(x)
+        return outs
+
+    def detections(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A detector's dequantized ``(loc (N, A, 4), conf (N, A, 2))``, as the float model's."""
+        outs = self.run_heads(images)
+        loc = np.concatenate([h.loc.output.dequantize(o[0]) for h, o in zip(self.heads, outs)], axis=1)
+        conf = np.concatenate([h.conf.output.dequantize(o[1]) for h, o in zip(self.heads, outs)], axis=1)
+        return loc, conf
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         return self.output.dequantize(self.run(images))
@@ -483,7 +576,8 @@ class _Ranges:
 
 
 def _observed(model: SpecNet) -> list[nn.Module]:
-    mods: list[nn.Module] = []
+    mods: list[nn.Module] = [m for head in model.heads for m in (head.norm, head.extra, head.loc, head.conf)
+                             if not isinstance(m, nn.Identity)]
     for block in model.blocks:
         mods.append(block)
         if isinstance(block, InvertedResidual):
@@ -495,9 +589,8 @@ def _observed(model: SpecNet) -> list[nn.Module]:
 
 @torch.no_grad()
 def quantize(model: SpecNet, calibration: np.ndarray, batch_size: int = 256) -> QuantizedNet:
-    """Quantize a trained classifier; ``calibration``: uint8 NHWC images at its input shape."""
-    if model.spec.detection is not None:
-        raise UserError("int8 quantization of detection heads is not supported yet (classifiers only)")
+    """Quantize a trained classifier or detector; ``calibration``: uint8 NHWC images at its input
+    shape."""
     model.eval()
     ranges = _Ranges()
     handles = [m.register_forward_hook(ranges.hook) for m in _observed(model)]
@@ -510,10 +603,35 @@ def quantize(model: SpecNet, calibration: np.ndarray, batch_size: int = 256) -> 
             h.remove()
     blocks: list[QBlock] = []
     inp = INPUT_QPARAMS
-    for layer, module in zip(model.layers, model.blocks):
+    heads: list[QHead | None] = [None] * len(model.heads)
+    for i, (layer, module) in enumerate(zip(model.layers, model.blocks)):
         block, inp = _quantize_block(layer, module, inp, ranges)
         blocks.append(block)
-    return QuantizedNet(blocks, INPUT_QPARAMS, inp)
+        for j in model._taps.get(i, ()):
+            heads[j] = _quantize_head(model.heads[j], inp, ranges)
+    return QuantizedNet(blocks, INPUT_QPARAMS, inp, [h for h in heads if h is not None], dict(model._taps))
+
+
+def _quantize_head(head: nn.Module, inp: QParams, ranges: _Ranges) -> QHead:
+    norm = extra = None
+    x = inp
+    if not isinstance(head.norm, nn.Identity):
+        out = ranges.qparams(head.norm)
+        weight = head.norm.weight.detach().double().numpy()
+        mult = np.round(weight * 2.0**16 / out.scale).astype(np.int64)
+        norm, x = QL2Norm(mult, x, out), out
+    if not isinstance(head.extra, nn.Identity):
+        conv = head.extra[0]
+        out = ranges.qparams(head.extra)
+        w = conv.weight.detach().double().numpy()
+        extra = _qconv(w, conv.bias.detach().double().numpy(), conv.kernel_size[0], conv.stride[0], 1, x, out, "relu")
+        x = out
+    convs = []
+    for conv in (head.loc, head.conf):
+        out = ranges.qparams(conv)
+        w = conv.weight.detach().double().numpy()
+        convs.append(_qconv(w, conv.bias.detach().double().numpy(), conv.kernel_size[0], 1, 1, x, out, "none"))
+    return QHead(norm, extra, convs[0], convs[1], bool(head.max_out))
 
 
 def _quantize_block(layer: Layer, module: nn.Module, inp: QParams, ranges: _Ranges) -> tuple[QBlock, QParams]:
