@@ -112,11 +112,3 @@ def test_input_is_raw_pixels_minus_128():
     model, images, _ = _trained(spec, steps=5)
     qnet = quantize(model, images[:64])
     assert qnet.input == QParams(1 / 255, -128)
-
-
-def test_detection_is_refused():
-    from rnnpool_nas.errors import UserError
-
-    spec = get_preset("rnnpool-face-m4", input=(64, 64, 1))
-    with pytest.raises(UserError, match="detection"):
-        quantize(build(spec), np.zeros((2, 64, 64, 1), dtype=np.uint8))
