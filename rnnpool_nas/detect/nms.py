@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .boxes import VARIANCES, box_iou, decode
+from .boxes import VARIANCES, box_area, decode
 
 #: Minimum face probability to keep a prediction (EdgeML/S3FD.pytorch ``CONF_THRESH``).
 SCORE_THRESHOLD = 0.05
@@ -49,15 +49,17 @@ def nms(
     if top_k is not None:
         order = order[:top_k]
     limit = len(order) if keep_k is None else keep_k
+    x1, y1, x2, y2 = boxes.T
+    area = box_area(boxes)
     keep: list[int] = []
     while order.size and len(keep) < limit:
-        best = order[0]
+        best, rest = order[0], order[1:]
         keep.append(int(best))
-        rest = order[1:]
-        if rest.size:
-            overlap = box_iou(boxes[best : best + 1], boxes[rest])[0]
-            rest = rest[overlap <= iou_threshold]
-        order = rest
+        w = (np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest])).clip(min=0)
+        h = (np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest])).clip(min=0)
+        inter = w * h
+        overlap = inter / np.maximum(area[best] + area[rest] - inter, 1e-12)  # box_iou of one row
+        order = rest[overlap <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
 
 
