@@ -291,6 +291,13 @@ def load_dataset(
     kind, sep, rest = name.partition(":")
     kind = kind.strip().lower()
     if kind not in _LOADERS:
+        from rnnpool_nas.data.detection import is_detection_name  # detection imports this module
+
+        if is_detection_name(kind):
+            raise UserError(
+                f"{kind} is a face-detection data set (images with face boxes, not class labels): "
+                "load it with rnnpool_nas.data.load_detection_dataset"
+            )
         close = difflib.get_close_matches(kind, list(_LOADERS), n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(close)}? " if close else ""
         raise UserError(f"unknown data set {name!r}: {hint}known: {', '.join(_DESCRIPTIONS)}")
