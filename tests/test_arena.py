@@ -7,12 +7,12 @@ import pytest
 from rnnpool_nas.arch.presets import get_preset, list_presets
 from rnnpool_nas.arch.spec import ArchSpec, expand
 from rnnpool_nas.cost import evaluate
-from rnnpool_nas.cost.arena import INPUT, plan, rnnpool_scratch_words
+from rnnpool_nas.cost.arena import INPUT, OUTPUT, head_specs, plan, rnnpool_scratch_words
 from rnnpool_nas.errors import UserError
 
 from .conftest import one_line_error
 
-CLASSIFIERS = [p.name for p in list_presets() if get_preset(p.name).detection is None]
+PRESETS = [p.name for p in list_presets()]
 
 
 def _check_plan(arena) -> None:
@@ -28,10 +28,10 @@ def _check_plan(arena) -> None:
     assert arena.arena_bytes == max(b.offset + b.size for b in bufs)
 
 
-@pytest.mark.parametrize("name", CLASSIFIERS)
+@pytest.mark.parametrize("name", PRESETS)
 def test_presets_plan_is_sound_and_the_cost_model_reports_it(name):
     spec = get_preset(name)
-    arena = plan(expand(spec))
+    arena = plan(expand(spec), heads=head_specs(spec))
     _check_plan(arena)
     costs = evaluate(spec, "int8", "runtime")
     assert costs.peak_ram_bytes == arena.arena_bytes
@@ -86,6 +86,20 @@ def test_runtime_convention_errors():
     with pytest.raises(UserError) as e:
         evaluate(get_preset("rnnpool-tiny"), "float32", "runtime")
     one_line_error(e, "int8")
-    with pytest.raises(UserError) as e:
-        evaluate(get_preset("rnnpool-face-m4"), "int8", "runtime")
-    one_line_error(e, "detection")
+
+
+def test_detection_heads_write_to_the_output_buffer():
+    """Heads run right after their source layer; offsets and scores go to the caller's buffer
+    (outside the arena), so only L2Norm / extra-conv / max-out maps take arena space."""
+    spec = get_preset("rnnpool-face-m4")
+    layers = expand(spec)
+    arena = plan(layers, heads=head_specs(spec))
+    _check_plan(arena)
+    assert arena.output is None
+    assert evaluate(spec, "int8", "runtime").peak_ram_bytes == arena.arena_bytes
+    outs = [s.output for s in arena.steps if s.output.startswith(OUTPUT)]
+    sizes = [h * w * c for s in arena.steps if s.output.startswith(OUTPUT) for h, w, c in [s.out_shape]]
+    assert [int(o[len(OUTPUT):]) for o in outs] == [sum(sizes[:i]) for i in range(len(sizes))]
+    assert sum(sizes) == 6 * (30 * 40 * 2 + 15 * 20 * 2)
+    first_head = next(i for i, s in enumerate(arena.steps) if s.layer == "head0")
+    assert arena.steps[first_head - 1].layer == "2.0" and arena.steps[first_head].op == "l2norm"

@@ -15,10 +15,16 @@ Lowering (one step per kernel call of ``rnnpool_nas/export/runtime``):
   column summaries and the states; :func:`rnnpool_scratch_words`).
 - ``pool``: ``avgpool`` / ``maxpool``; ``linear``: ``fc`` on the NHWC-flattened map.
 
+- Detection head ``j`` (S3FD), right after the layer that produces its source map:
+  ``l2norm`` (optional), ``conv`` (the optional extra conv), then the box ``conv`` writing
+  straight into the caller's output buffer, and the score ``conv`` (into the output, or, with
+  max-out, into a 4-channel arena map that ``maxout`` reduces into the output). The output
+  buffer holds, per head in order, its ``P x 4`` offsets then its ``P x 2`` scores.
+
 Every map is computed whole (no row streaming: that is the ``optimal`` convention, not what this
 runtime does yet). The network input is the caller's buffer and is not in the arena (it is
-counted, during the steps that read it, only with ``count_input``); the logits are copied out of
-the arena into the caller's output buffer at the end.
+counted, during the steps that read it, only with ``count_input``); a classifier's logits are
+copied out of the arena into the caller's output buffer at the end.
 
 Placement: each buffer lives from the step that writes it to the last step that reads it; sizes
 are rounded up to 4 bytes (int32 scratch, word-aligned maps). Buffers are placed largest first
@@ -34,6 +40,7 @@ from ..arch.spec import Layer
 from ..errors import UserError
 
 INPUT = "input"  # the caller's input buffer (outside the arena)
+OUTPUT = "output:"  # prefix of places in the caller's output buffer: "output:OFFSET"
 
 
 def rnnpool_scratch_words(patch_h: int, patch_w: int, h1: int, h2: int) -> int:
@@ -67,35 +74,89 @@ class Step:
     scratch: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class HeadSpec:
+    """What the lowering needs of one detection head."""
+
+    after: int  # index of the layer whose output is the source map
+    source: tuple[int, int, int]
+    pred: tuple[int, int, int]  # the prediction map (after the optional extra conv)
+    l2norm: bool
+    extra: tuple[int, int, int] | None  # (channels, kernel, stride)
+    max_out: bool
+
+
+def head_specs(spec) -> list[HeadSpec]:
+    """The detection heads of ``spec`` (an ArchSpec), in output order."""
+    from ..arch.spec import expand, source_shapes
+
+    if spec.detection is None:
+        return []
+    layers = expand(spec)
+    last = {layer.stage: i for i, layer in enumerate(layers)}
+    out = []
+    for src, (shape, pred, _) in zip(spec.detection.sources, source_shapes(spec, layers)):
+        extra = None
+        if src.extra_conv is not None:
+            extra = (src.extra_conv["c"], src.extra_conv.get("kernel", 3), src.extra_conv.get("stride", 1))
+        out.append(HeadSpec(last[src.stage], shape, pred, src.l2norm, extra, src.max_out))
+    return out
+
+
 @dataclass
 class ArenaPlan:
     steps: list[Step]
     buffers: dict[str, Buffer]
     arena_bytes: int
-    output: str  # the buffer holding the network's output after the last step
+    output: str | None  # the buffer holding a classifier's output after the last step (None: heads)
     layer_peaks: dict[str, int] = field(default_factory=dict)  # arena high-water mark per layer
 
     def offset(self, name: str) -> int:
         return self.buffers[name].offset
 
 
-def lower(layers: list[Layer]) -> tuple[list[Step], dict[str, int]]:
-    """Kernel calls of ``layers`` and the byte size of every buffer they write."""
+def lower(layers: list[Layer], heads: list[HeadSpec] | None = None) -> tuple[list[Step], dict[str, int]]:
+    """Kernel calls of ``layers`` (and detection ``heads``) and the byte size of every arena
+    buffer they write."""
     steps: list[Step] = []
     sizes: dict[str, int] = {}
     current = INPUT
+    heads = heads or []
+    out_offset = 0
 
-    def emit(layer: Layer, op: str, src: tuple[str, ...], out_name: str, ins, outs, scratch: int = 0) -> str:
+    def emit(layer: Layer | str, op: str, src: tuple[str, ...], out_name: str, ins, outs, scratch: int = 0) -> str:
+        name = layer if isinstance(layer, str) else layer.name
         h, w, c = outs
-        sizes.setdefault(out_name, h * w * c)
+        if not out_name.startswith(OUTPUT):
+            sizes.setdefault(out_name, h * w * c)
         scratch_name = None
         if scratch:
-            scratch_name = f"{layer.name}/scratch"
+            scratch_name = f"{name}/scratch"
             sizes[scratch_name] = 4 * scratch
-        steps.append(Step(layer.name, op, src, out_name, ins, outs, scratch_name))
+        steps.append(Step(name, op, src, out_name, ins, outs, scratch_name))
         return out_name
 
-    for layer in layers:
+    def emit_heads(index: int, source: str) -> None:
+        nonlocal out_offset
+        for j, head in enumerate(heads):
+            if head.after != index:
+                continue
+            name, x, shape = f"head{j}", source, head.source
+            if head.l2norm:
+                x = emit(name, "l2norm", (x,), f"{name}/norm", shape, shape)
+            if head.extra is not None:
+                x = emit(name, "conv", (x,), f"{name}/extra", shape, head.pred)
+            ph, pw, _ = head.pred
+            emit(name, "conv", (x,), f"{OUTPUT}{out_offset}", head.pred, (ph, pw, 4))
+            out_offset += ph * pw * 4
+            if head.max_out:
+                four = emit(name, "conv", (x,), f"{name}/conf4", head.pred, (ph, pw, 4))
+                emit(name, "maxout", (four,), f"{OUTPUT}{out_offset}", (ph, pw, 4), (ph, pw, 2))
+            else:
+                emit(name, "conv", (x,), f"{OUTPUT}{out_offset}", head.pred, (ph, pw, 2))
+            out_offset += ph * pw * 2
+
+    for index, layer in enumerate(layers):
         a, kind, (hi, wi, ci), out = layer.args, layer.kind, layer.in_shape, layer.out_shape
         name = layer.name
         if kind == "conv":
@@ -128,26 +189,30 @@ def lower(layers: list[Layer]) -> tuple[list[Step], dict[str, int]]:
             current = emit(layer, "fc", (current,), f"{name}/out", layer.in_shape, out)
         else:
             raise UserError(f"the C runtime has no kernel for layer {name} ({kind})")
+        emit_heads(index, current)
     return steps, sizes
 
 
-def plan(layers: list[Layer], count_input: bool = False) -> ArenaPlan:
-    """Lower ``layers`` and place their buffers in one arena (see the module docstring)."""
-    steps, sizes = lower(layers)
+def plan(layers: list[Layer], count_input: bool = False, heads: list[HeadSpec] | None = None) -> ArenaPlan:
+    """Lower ``layers`` (and detection ``heads``) and place their buffers in one arena (see the
+    module docstring)."""
+    steps, sizes = lower(layers, heads)
     if not steps:
         raise UserError("the architecture has no layers to run")
     buffers = {name: Buffer(name, _align(size)) for name, size in sizes.items()}
     for i, step in enumerate(steps):
         for name in (step.output, step.scratch):
-            if name is not None and buffers[name].first < 0:
+            if name in buffers and buffers[name].first < 0:
                 buffers[name].first = i
         for name in (*step.inputs, step.output, step.scratch):
-            if name is not None and name != INPUT:
+            if name is not None and name in buffers:
                 buffers[name].last = i
-    final = steps[-1].output
-    if final == INPUT:
-        raise UserError("the architecture's output is its input")
-    buffers[final].last = len(steps)  # copied out after the last step
+    final: str | None = None
+    if not heads:
+        final = steps[-1].output
+        if final == INPUT:
+            raise UserError("the architecture's output is its input")
+        buffers[final].last = len(steps)  # copied out after the last step
     placed: list[Buffer] = []
     for buf in sorted(buffers.values(), key=lambda b: (-b.size, b.first, b.name)):
         busy = sorted((p.offset, p.offset + p.size) for p in placed if p.first <= buf.last and buf.first <= p.last)
@@ -158,7 +223,7 @@ def plan(layers: list[Layer], count_input: bool = False) -> ArenaPlan:
             offset = max(offset, end)
         buf.offset = offset
         placed.append(buf)
-    arena = max(b.offset + b.size for b in buffers.values())
+    arena = max((b.offset + b.size for b in buffers.values()), default=0)
     h, w, c = steps[0].in_shape
     input_last = max(i for i, step in enumerate(steps) if INPUT in step.inputs)
     peaks: dict[str, int] = {}

@@ -38,8 +38,7 @@ import math
 from dataclasses import dataclass
 
 from ..arch.spec import ArchSpec, Layer, source_shapes
-from ..errors import UserError
-from .arena import plan
+from .arena import head_specs, plan
 
 
 @dataclass(slots=True)
@@ -202,14 +201,15 @@ def optimal(spec: ArchSpec, layers: list[Layer], count_input: bool = False) -> l
 
 def runtime(spec: ArchSpec, layers: list[Layer], count_input: bool = False) -> list[RamRow]:
     """The exported C runtime's static arena (``cost.arena``), in bytes of int8 maps and int32
-    scratch: each layer's row is the arena's high-water mark while its kernels run, so the peak
-    is exactly the arena the exporter allocates."""
-    if spec.detection is not None:
-        raise UserError("the runtime convention does not cover detection heads yet (the C export of "
-                        "detectors arrives with face detection); use standard or optimal")
-    arena = plan(layers, count_input)
-    return [RamRow(layer.name, layer.kind, arena.layer_peaks[layer.name], "arena high-water mark")
-            for layer in layers]
+    scratch: each layer's (and head's) row is the arena's high-water mark while its kernels run,
+    so the peak is exactly the arena the exporter allocates. Detection outputs go straight to the
+    caller's output buffer and are not in the arena."""
+    heads = head_specs(spec)
+    arena = plan(layers, count_input, heads)
+    rows = [RamRow(layer.name, layer.kind, arena.layer_peaks[layer.name], "arena high-water mark") for layer in layers]
+    rows += [RamRow(f"head {j}", "head", arena.layer_peaks.get(f"head{j}", 0), "arena high-water mark")
+             for j in range(len(heads))]
+    return rows
 
 
 CONVENTIONS = {"standard": standard, "optimal": optimal, "runtime": runtime}

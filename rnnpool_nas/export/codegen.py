@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ..arch.spec import ArchSpec, expand
-from ..cost.arena import INPUT, ArenaPlan, Step, plan
+from ..cost.arena import INPUT, OUTPUT, ArenaPlan, Step, head_specs, plan
 from ..ops.geometry import axis_geometry
-from ..train.quant import QAdd, QConv, QLinear, QPool, QRNN, QRNNPool, QuantizedNet
+from ..train.quant import QAdd, QConv, QL2Norm, QLinear, QPool, QRNN, QRNNPool, QuantizedNet
 
 NONLINEARITY = {"sigmoid": "RN_SIGMOID", "tanh": "RN_TANH", "quantSigmoid": "RN_QUANT_SIGMOID",
                 "quantTanh": "RN_QUANT_TANH"}
@@ -64,6 +64,8 @@ def _ident(layer: str, what: str) -> str:
 def _buf(arena: ArenaPlan, name: str, ctype: str = "int8_t") -> str:
     if name == INPUT:
         return "input"
+    if name.startswith(OUTPUT):
+        return f"(output + {name[len(OUTPUT):]})"
     off = arena.offset(name)
     if ctype == "int8_t":
         return f"(arena.bytes + {off})"
@@ -155,6 +157,12 @@ def _emit(w: _Writer, arena: ArenaPlan, step: Step, op, k: int) -> None:
         else:
             w.body.append(f"    rn_avgpool({src}, {h}, {wd}, {c}, {kh}, {kw}, {sh}, {sw}, {op.input.zero_point}, "
                           f"{op.multiplier}, {op.shift}, {op.output.zero_point}, {dst});")
+    elif step.op == "l2norm":
+        assert isinstance(op, QL2Norm)
+        mult = w.array(_ident(step.layer, f"{k}_m"), op.mult, np.int32)
+        w.body.append(f"    rn_l2norm({src}, {h * wd}, {c}, {op.input.zero_point}, {mult}, {op.output.zero_point}, {dst});")
+    elif step.op == "maxout":
+        w.body.append(f"    rn_maxout({src}, {h * wd}, {dst});")
     elif step.op == "fc":
         assert isinstance(op, QLinear)
         conv = op.conv
@@ -185,13 +193,18 @@ def _pair_ops(arena: ArenaPlan, qnet: QuantizedNet) -> list[tuple[Step, object]]
     by_layer: dict[str, list] = {}
     for block in qnet.blocks:
         by_layer[block.layer] = list(block.ops) + ([block.add] if block.add is not None else [])
+    for j, head in enumerate(qnet.heads):
+        by_layer[f"head{j}"] = [o for o in (head.norm, head.extra, head.loc, head.conf) if o is not None]
+        if head.max_out:
+            by_layer[f"head{j}"].append("maxout")
     pairs = []
     for step in arena.steps:
         ops = by_layer.get(step.layer)
         if not ops:
             raise AssertionError(f"step {step.layer}/{step.op} has no quantized op")
         op = ops.pop(0)
-        expected = {"add": QAdd, "rnnpool": QRNNPool, "avgpool": QPool, "maxpool": QPool, "fc": QLinear}.get(step.op, QConv)
+        expected = {"add": QAdd, "rnnpool": QRNNPool, "avgpool": QPool, "maxpool": QPool, "fc": QLinear,
+                    "l2norm": QL2Norm, "maxout": str}.get(step.op, QConv)
         if not isinstance(op, expected):
             raise AssertionError(f"step {step.layer}/{step.op} meets {type(op).__name__}")
         pairs.append((step, op))
@@ -204,7 +217,8 @@ def _pair_ops(arena: ArenaPlan, qnet: QuantizedNet) -> list[tuple[Step, object]]
 def generate(qnet: QuantizedNet, spec: ArchSpec, out_dir: Path, class_names: list[str] | None = None) -> Generated:
     """Write ``model.h`` and ``model.c`` for ``qnet`` (quantized from a model built from ``spec``)."""
     layers = expand(spec)
-    arena = plan(layers)
+    heads = head_specs(spec)
+    arena = plan(layers, heads=heads)
     w = _Writer()
     calls: list[dict] = []
     for k, (step, op) in enumerate(_pair_ops(arena, qnet)):
@@ -215,8 +229,12 @@ def generate(qnet: QuantizedNet, spec: ArchSpec, out_dir: Path, class_names: lis
         calls.append(_describe(k + 1, step, op))
     w.body.append(f"    MODEL_MARK({len(arena.steps) + 1});")
     h, wd, c = spec.input
-    out_h, out_w, out_c = arena.steps[-1].out_shape
-    out_size = out_h * out_w * out_c
+    if heads:
+        out_size = sum(hd.pred[0] * hd.pred[1] * 6 for hd in heads)
+        classes = 2
+    else:
+        out_h, out_w, out_c = arena.steps[-1].out_shape
+        out_size = classes = out_h * out_w * out_c
     name = spec.name or "model"
     header = f"""/* model.h - {name}, exported by rnnpool-nas: int8 NHWC in, int8 out. Generated; do not edit. */
 #ifndef MODEL_H
@@ -229,8 +247,9 @@ def generate(qnet: QuantizedNet, spec: ArchSpec, out_dir: Path, class_names: lis
 #define MODEL_INPUT_C {c}
 #define MODEL_INPUT_SIZE {h * wd * c}
 #define MODEL_OUTPUT_SIZE {out_size}
-#define MODEL_CLASSES {out_size}
-#define MODEL_ARENA_BYTES {arena.arena_bytes}
+#define MODEL_CLASSES {classes}
+#define MODEL_ARENA_BYTES {max(4, arena.arena_bytes)}
+{_head_header(qnet, spec, heads) if heads else ""}
 
 /* input: q = pixel - 128 (real = (q - zero_point) * scale = pixel / 255) */
 extern const float model_input_scale;
@@ -247,7 +266,7 @@ int model_run_float(const float *input, float *output);
 
 #endif
 """
-    names = class_names if class_names and len(class_names) == out_size else [str(i) for i in range(out_size)]
+    names = class_names if class_names and len(class_names) == classes else [str(i) for i in range(classes)]
     names_c = ", ".join('"' + n.replace("\\", "\\\\").replace('"', '\\"') + '"' for n in names)
     source = "\n".join([
         f"/* model.c - {name}: {len(arena.steps)} kernel calls, arena {arena.arena_bytes} bytes. Generated by",
@@ -277,9 +296,10 @@ int model_run_float(const float *input, float *output);
         "",
         *w.arrays,
         "",
+        *(_head_table(qnet, spec, heads) if heads else []),
         "int model_run(const int8_t *input, int8_t *output) {",
         *w.body,
-        f"    memcpy(output, {_buf(arena, arena.output)}, MODEL_OUTPUT_SIZE);",
+        *([f"    memcpy(output, {_buf(arena, arena.output)}, MODEL_OUTPUT_SIZE);"] if arena.output else []),
         "    MODEL_MARK(0);",
         "    return 0;",
         "}",
@@ -294,8 +314,9 @@ int model_run_float(const float *input, float *output);
         "        q_in[i] = (int8_t)(p - 128);",
         "    }",
         "    model_run(q_in, q_out);",
-        "    for (i = 0; i < MODEL_OUTPUT_SIZE; i++)",
-        "        output[i] = (float)(q_out[i] - model_output_zero_point) * model_output_scale;",
+        *(_float_heads() if heads else [
+            "    for (i = 0; i < MODEL_OUTPUT_SIZE; i++)",
+            "        output[i] = (float)(q_out[i] - model_output_zero_point) * model_output_scale;"]),
         "    return 0;",
         "}",
         "",
@@ -304,6 +325,49 @@ int model_run_float(const float *input, float *output);
     (out_dir / "model.h").write_text(header)
     (out_dir / "model.c").write_text(source)
     return Generated(arena, w.const_bytes, (h, wd, c), out_size, calls)
+
+
+def _head_header(qnet: QuantizedNet, spec: ArchSpec, heads) -> str:
+    return f"""
+/* Detection: the output holds, per head, its rows x cols x 4 box offsets (SSD encoding, variances
+   0.1 and 0.2, relative to one square anchor per position) then its rows x cols x 2 scores
+   (background, face), each with the head's own scale and zero point. */
+#define MODEL_HEADS {len(heads)}
+#define MODEL_ANCHORS {sum(hd.pred[0] * hd.pred[1] for hd in heads)}
+typedef struct {{
+    int32_t loc_offset, conf_offset, rows, cols;
+    float stride_y, stride_x, anchor;   /* anchor (i, j): centre ((j + 0.5) stride_x, (i + 0.5) stride_y) */
+    float loc_scale, conf_scale;
+    int32_t loc_zero_point, conf_zero_point;
+}} model_head_t;
+extern const model_head_t model_heads[MODEL_HEADS];
+"""
+
+
+def _head_table(qnet: QuantizedNet, spec: ArchSpec, heads) -> list[str]:
+    rows, offset = [], 0
+    h, w = spec.input[0], spec.input[1]
+    for hd, src, qh in zip(heads, spec.detection.sources, qnet.heads):
+        r, c = hd.pred[0], hd.pred[1]
+        rows.append(f"    {{{offset}, {offset + r * c * 4}, {r}, {c}, {h / r!r}f, {w / c!r}f, {float(src.anchor)!r}f, "
+                    f"{qh.loc.output.scale!r}f, {qh.conf.output.scale!r}f, {qh.loc.output.zero_point}, "
+                    f"{qh.conf.output.zero_point}}},")
+        offset += r * c * 6
+    return ["const model_head_t model_heads[MODEL_HEADS] = {", *rows, "};", ""]
+
+
+def _float_heads() -> list[str]:
+    """A detector's float wrapper: every head's offsets and scores at their own scales."""
+    return [
+        "    for (i = 0; i < MODEL_HEADS; i++) {",
+        "        const model_head_t *hd = &model_heads[i];",
+        "        int32_t k, n = hd->rows * hd->cols;",
+        "        for (k = 0; k < 4 * n; k++)",
+        "            output[hd->loc_offset + k] = (float)(q_out[hd->loc_offset + k] - hd->loc_zero_point) * hd->loc_scale;",
+        "        for (k = 0; k < 2 * n; k++)",
+        "            output[hd->conf_offset + k] = (float)(q_out[hd->conf_offset + k] - hd->conf_zero_point) * hd->conf_scale;",
+        "    }",
+    ]
 
 
 def c_array(name: str, values: np.ndarray) -> str:

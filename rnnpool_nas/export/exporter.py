@@ -127,9 +127,9 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
     spec = source.spec
     if spec.detection is not None:
         raise UserError("export of detection models arrives with face detection; only classifiers export today")
-    costs = {c: evaluate(spec, "int8", c) for c in ("standard", "runtime")}
     if source.budget is not None:
-        violations = source.budget.violations(evaluate(spec, source.budget.dtype, source.budget.convention))
+        violations = source.budget.violations(evaluate(spec, source.budget.dtype, source.budget.convention,
+                                                        clock_mhz=source.budget.clock_mhz))
         if violations and not force:
             raise UserError(f"{source.label} breaks the run's budget ({'; '.join(violations)}); pass --force to export anyway")
     if out.exists() and any(out.iterdir()) and not (out / "export.json").exists():
@@ -143,25 +143,39 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
     log(f"{source.label}: float accuracy {scores['float_accuracy']:.4f}, int8 {scores['int8_accuracy']:.4f}, "
         f"top-1 agreement {scores['agreement']:.4f} ({len(val)} validation images)")
 
+    doc = write_project(qnet, spec, out, val[: max(1, val_images)], list(dataset.classes))
+    doc.update(source=source.label, dataset=dataset.name, accuracy={**scores, "images": len(val)})
+    if build:
+        doc["build"] = build_and_measure(out, log)
+    (out / "export.json").write_text(json.dumps(doc, indent=2))
+    return doc
+
+
+def write_project(qnet, spec: ArchSpec, out: Path, images: np.ndarray, class_names: list[str] | None = None) -> dict[str, Any]:
+    """Write the C project of ``qnet`` (quantized from a model of ``spec``) into ``out``, with
+    ``images`` (uint8 NHWC) as the sample (the first) and the validation batch, and their int8
+    reference outputs. Returns the ``export.json`` fields it knows."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    generated = generate(qnet, spec, out, list(dataset.classes))
+    generated = generate(qnet, spec, out, class_names)
     runtime = out / "runtime"
     runtime.mkdir(exist_ok=True)
     for f in runtime_files():
         shutil.copy2(f, runtime / f.name)
     for f in TEMPLATES.iterdir():
         shutil.copy2(f, out / f.name)
-    batch = val[: max(1, val_images)]
-    q_batch = (batch.astype(np.int16) - 128).astype(np.int8)
-    expected = qnet.run(batch).astype(np.int8)
+    q_batch = (images.astype(np.int16) - 128).astype(np.int8)
+    expected = qnet.run(images).astype(np.int8)
     (out / "sample_input.bin").write_bytes(q_batch[0].tobytes())
     (out / "expected_output.bin").write_bytes(expected[0].tobytes())
     (out / "val_input.bin").write_bytes(q_batch.tobytes())
     (out / "val_expected.bin").write_bytes(expected.tobytes())
     (out / "sample_input.h").write_text("/* One validation image, int8 NHWC (q = pixel - 128). Generated. */\n"
                                         "#include <stdint.h>\n" + c_array("sample_input", q_batch[0]) + "\n")
+    h, w, c = spec.input
+    costs = {conv: evaluate(spec, "int8", conv) for conv in ("standard", "runtime")}
     doc: dict[str, Any] = {
-        "source": source.label, "spec": spec.to_dict(), "dataset": dataset.name,
+        "spec": spec.to_dict(),
         "input": {"shape": [h, w, c], "scale": qnet.input.scale, "zero_point": qnet.input.zero_point},
         "output": {"size": generated.output_size, "scale": qnet.output.scale, "zero_point": qnet.output.zero_point},
         "arena_bytes": generated.plan.arena_bytes, "const_bytes": generated.const_bytes,
@@ -171,14 +185,14 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
                       "standard_peak_ram_bytes": costs["standard"].peak_ram_bytes,
                       "model_bytes": costs["standard"].model_bytes, "madds": costs["standard"].madds,
                       "params": costs["standard"].params},
-        "accuracy": {**scores, "images": len(val)},
-        "sample_images": int(len(batch)),
+        "sample_images": int(len(images)),
         "build": {},
     }
+    if qnet.heads:
+        doc["output"]["heads"] = [
+            {"loc": {"scale": hd.loc.output.scale, "zero_point": hd.loc.output.zero_point},
+             "conf": {"scale": hd.conf.output.scale, "zero_point": hd.conf.output.zero_point}} for hd in qnet.heads]
     assert doc["arena_bytes"] == doc["predicted"]["runtime_peak_ram_bytes"]
-    if build:
-        doc["build"] = build_and_measure(out, log)
-    (out / "export.json").write_text(json.dumps(doc, indent=2))
     return doc
 
 

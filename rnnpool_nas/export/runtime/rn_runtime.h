@@ -119,6 +119,14 @@ void rn_fastgrnn_sweep(const rn_fastgrnn_t *cell, const int32_t *wx, int steps, 
 void rn_rnnpool(const rn_rnnpool_t *p, const int8_t *in, int in_h, int in_w, int in_c,
                 int8_t *out, int32_t *scratch);
 
+/* ------------------------------------------------------------------ detection heads (S3FD) */
+
+/* head.c: L2Norm over the c channels of each of `pixels` pixels; mult[k] = round(w[k] 2^16 / out_scale). */
+void rn_l2norm(const int8_t *in, int pixels, int c, int32_t in_zp, const int32_t *mult, int32_t out_zp,
+               int8_t *out);
+/* head.c: (pixels, 4) scores -> (pixels, 2): the max of the three background scores, then the face score. */
+void rn_maxout(const int8_t *in, int pixels, int8_t *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,24 +21,27 @@ static char *put_uint(char *p, uint32_t v) {
 
 int main(void) {
     static const char hex[] = "0123456789abcdef";
-    static char line[16 + 3 * MODEL_OUTPUT_SIZE + 2];
-    char *p = line;
+    char line[3 * 32 + 2]; /* the output goes out 32 bytes at a time: no buffer of its size */
+    char *p;
     int i;
     stack_paint();
     if (model_run(sample_input, output) != 0) {
         semihost_write("model_run failed\n");
         return 1;
     }
-    for (i = 0; "output:"[i]; i++) *p++ = "output:"[i];
-    for (i = 0; i < MODEL_OUTPUT_SIZE; i++) {
-        uint8_t b = (uint8_t)output[i];
-        *p++ = ' ';
-        *p++ = hex[b >> 4];
-        *p++ = hex[b & 15u];
+    semihost_write("output:");
+    for (i = 0; i < MODEL_OUTPUT_SIZE;) {
+        p = line;
+        do {
+            uint8_t b = (uint8_t)output[i++];
+            *p++ = ' ';
+            *p++ = hex[b >> 4];
+            *p++ = hex[b & 15u];
+        } while (i < MODEL_OUTPUT_SIZE && i % 32);
+        *p = 0;
+        semihost_write(line);
     }
-    *p++ = '\n';
-    *p = 0;
-    semihost_write(line);
+    semihost_write("\n");
     p = line;
     for (i = 0; "stack_bytes: "[i]; i++) *p++ = "stack_bytes: "[i];
     p = put_uint(p, stack_used());

@@ -1,0 +1,61 @@
+"""Export of a detector: the raw head outputs of the C build are bit-exact with the int8
+reference on the host (sanitizers too) and on a Cortex-M4 under QEMU; detection outputs go
+straight to the caller's buffer, so the arena is still the runtime convention's."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from rnnpool_nas.arch.build import build
+from rnnpool_nas.arch.presets import get_preset, set_field
+from rnnpool_nas.cost import evaluate
+from rnnpool_nas.detect import anchors_for
+from rnnpool_nas.export.exporter import write_project
+from rnnpool_nas.train.quant import quantize
+
+from .test_export import _make, _need
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory):
+    spec = set_field(get_preset("rnnpool-face-m4"), "input", (60, 80, 1))  # the M4 heads, 1/16 of the pixels
+    torch.manual_seed(0)
+    model = build(spec).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.uniform_(0.5, 2.0)
+                m.bias.uniform_(-0.5, 0.5)
+    images = np.random.default_rng(0).integers(0, 256, size=(6, 60, 80, 1), dtype=np.uint8)
+    qnet = quantize(model, images)
+    out = tmp_path_factory.mktemp("det") / "c"
+    doc = write_project(qnet, spec, out, images, ["background", "face"])
+    return spec, qnet, out, doc
+
+
+def test_layout_and_arena(detector):
+    spec, qnet, out, doc = detector
+    anchors = len(anchors_for(spec))
+    assert doc["output"]["size"] == anchors * 6 and len(doc["output"]["heads"]) == 4
+    assert doc["arena_bytes"] == evaluate(spec, "int8", "runtime").peak_ram_bytes
+    header = (out / "model.h").read_text()
+    assert f"#define MODEL_ANCHORS {anchors}" in header and "#define MODEL_HEADS 4" in header
+    ops = [c["op"] for c in doc["calls"]]
+    assert ops.count("l2norm") == 3 and ops.count("maxout") == 1
+    assert np.fromfile(out / "val_expected.bin", dtype=np.int8).size == 6 * anchors * 6
+
+
+def test_raw_outputs_bit_exact_host_asan_and_qemu(detector):
+    _, _, out, _ = detector
+    assert "bit-exact" in _make(out, "check")
+    assert "clean" in _make(out, "asan")
+    _need("arm-none-eabi-gcc")
+    _need("qemu-system-arm")
+    _make(out, "m4")
+    qemu = [line for line in _make(out, "run-qemu").splitlines() if line.startswith("output:")]
+    host = [line for line in _make(out, "run-host").splitlines() if line.startswith("output:")]
+    assert len(qemu) == 1 and qemu == host
