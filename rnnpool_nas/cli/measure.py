@@ -1,0 +1,31 @@
+"""``rnnpool-nas measure``: instructions, cycles and milliseconds of an export on an emulated Cortex-M4."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "measure",
+        help="cycles of an exported model on an emulated Cortex-M4, per kernel call",
+        description="Build an export's Cortex-M4 image (make -C DIR m4) when needed, run it instruction by "
+        "instruction in an emulator charging each instruction its Cortex-M4 cycles (the TRM's table), check its "
+        "output against the int8 reference, and print per kernel call and in total: MACs, instructions, cycles, "
+        "cycles/MAC, milliseconds at --clock-mhz and the latency predictor's cycles. Writes DIR/measure.json.",
+    )
+    p.add_argument("dir", metavar="DIR", help="an export folder (the --out of `rnnpool-nas export`)")
+    p.add_argument("--clock-mhz", type=float, default=168.0, metavar="MHZ", help="clock for milliseconds (default 168)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (what measure.json holds)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..measure import format_table, measure
+
+    result = measure(args.dir, args.clock_mhz, log=lambda msg: print(msg, file=sys.stderr))
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0
