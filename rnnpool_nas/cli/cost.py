@@ -1,4 +1,4 @@
-"""``rnnpool-nas cost``: peak RAM, MAdds, parameters and model size of an architecture."""
+"""``rnnpool-nas cost``: peak RAM, MAdds, parameters, model size and Cortex-M4 latency of an architecture."""
 
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--convention", choices=("standard", "optimal", "runtime"), default="standard",
                    help="peak-RAM convention (default standard, the paper's tables)")
     p.add_argument("--count-input", action="store_true", help="count the input image in RAM")
+    p.add_argument("--constraints", metavar="PROFILE", help="a device profile (constraints/NAME.yaml or a path): "
+                   "its clock_mhz sets the latency's milliseconds")
+    p.add_argument("--clock-mhz", type=float, metavar="MHZ",
+                   help="clock for the latency's milliseconds (default: the profile's, else 168)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--dump-arch", action="store_true", help="print the spec JSON (what --arch reads) and exit")
     p.set_defaults(handler=run)
@@ -64,18 +68,20 @@ def _kib(n: int) -> str:
     return f"{n / 1024:,.1f}"
 
 
-def format_table(spec, costs) -> str:
+def format_table(spec, costs, clock_mhz: float = 168.0) -> str:
     """The per-stage table and totals, as printed by `rnnpool-nas cost`."""
-    rows = [("stage", "kind", "output", "RAM KiB", "MAdds", "params", "")]
+    rows = [("stage", "kind", "output", "RAM KiB", "MAdds", "params", "M4 ms", "")]
     for s in costs.stages:
         mark = "<- peak" if s.name == costs.bottleneck else s.note
-        rows.append((s.name, s.kind, "x".join(map(str, s.out_shape)), _kib(s.ram_bytes), f"{s.madds:,}", f"{s.params:,}", mark))
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+        ms = "-" if s.latency_ms is None else f"{s.latency_ms:,.2f}"
+        rows.append((s.name, s.kind, "x".join(map(str, s.out_shape)), _kib(s.ram_bytes), f"{s.madds:,}", f"{s.params:,}",
+                     ms, mark))
+    widths = [max(len(r[i]) for r in rows) for i in range(7)]
     lines = []
     for r in rows:
         cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2])]
-        cells += [r[i].rjust(widths[i]) for i in (3, 4, 5)]
-        lines.append("  ".join(cells) + ("  " + r[6] if r[6] else ""))
+        cells += [r[i].rjust(widths[i]) for i in (3, 4, 5, 6)]
+        lines.append("  ".join(cells) + ("  " + r[7] if r[7] else ""))
     image = "counted" if costs.input_counted else "not counted (streamed; --count-input counts it)"
     lines += [
         "",
@@ -86,6 +92,9 @@ def format_table(spec, costs) -> str:
         f"params    {costs.params:,}",
         f"model     {_kib(costs.model_bytes)} KiB ({costs.dtype} weights, batch norm folded)",
     ]
+    if costs.latency_cycles is not None:
+        lines.append(f"latency   {costs.latency_ms:,.2f} ms = {costs.latency_cycles:,} cycles at {clock_mhz:g} MHz "
+                     "(the int8 C runtime on a Cortex-M4, predicted; rnnpool-nas measure runs it)")
     return "\n".join(lines)
 
 
@@ -96,9 +105,18 @@ def run(args: argparse.Namespace) -> int:
     if args.dump_arch:
         print(spec.to_json())
         return 0
-    costs = evaluate(spec, args.dtype, args.convention, args.count_input)
+    clock = args.clock_mhz
+    if clock is None:
+        from ..search.budget import find_constraints, load_constraints
+
+        clock = load_constraints(find_constraints(args.constraints)).clock_mhz if args.constraints else 168.0
+    if not clock > 0:
+        from ..errors import UserError
+
+        raise UserError(f"--clock-mhz must be positive, got {clock:g}")
+    costs = evaluate(spec, args.dtype, args.convention, args.count_input, clock_mhz=clock)
     if args.json:
         print(json.dumps(costs.to_dict(), indent=2))
     else:
-        print(format_table(spec, costs))
+        print(format_table(spec, costs, clock))
     return 0

@@ -1,8 +1,9 @@
 """The analytical cost model: pure arithmetic on an :class:`ArchSpec`, no torch.
 
 ``evaluate(spec, dtype="int8", convention="standard")`` returns :class:`Costs`: peak RAM in
-bytes (and which block sets it), MAdds, parameters, deployed model bytes and a per-stage
-profile. Conventions live in ``cost.ram`` (``standard``, ``optimal``, and ``runtime``: the
+bytes (and which block sets it), MAdds, parameters, deployed model bytes, the exported int8
+runtime's latency on a Cortex-M4 (``cost.latency``: cycles predicted from the shapes of its
+kernel calls, and milliseconds at ``clock_mhz``) and a per-stage profile. Conventions live in ``cost.ram`` (``standard``, ``optimal``, and ``runtime``: the
 exported C runtime's static arena, planned in ``cost.arena``); each is a function
 ``(spec, layers, count_input) -> list[RamRow]`` in ``CONVENTIONS``. Sizes are bytes; the paper's KB/MB are KiB/MiB.
 """
@@ -14,6 +15,7 @@ from typing import Any
 
 from ..arch.spec import ArchSpec, expand, source_shapes
 from ..errors import UserError
+from .latency import cycles_to_ms, predict_layers
 from .madds import Count, head_count, layer_count
 from .ram import CONVENTIONS, RamRow
 
@@ -29,6 +31,8 @@ class StageCost:
     madds: int
     params: int
     note: str = ""
+    latency_cycles: int | None = None  # the Cortex-M4 runtime's kernel calls of this stage
+    latency_ms: float | None = None
 
 
 @dataclass
@@ -51,10 +55,12 @@ class Costs:
 
 def evaluate(
     spec: ArchSpec, dtype: str = "int8", convention: str = "standard", count_input: bool = False,
-    profile: bool = True,
+    profile: bool = True, clock_mhz: float = 168.0,
 ) -> Costs:
     """Score ``spec``; raises ``UserError`` for an unknown dtype/convention, ``SpecError`` for
-    an invalid spec. ``profile=False`` leaves ``stages`` empty (the search's fast path)."""
+    an invalid spec. ``profile=False`` leaves ``stages`` empty (the search's fast path).
+    Latency is the int8 C runtime's on a Cortex-M4 at ``clock_mhz`` (whatever ``dtype``: it is
+    what the exporter ships), ``None`` for detectors (their heads are not calibrated yet)."""
     if dtype not in DTYPE_BYTES:
         raise UserError(f"unknown dtype {dtype!r} (one of {', '.join(DTYPE_BYTES)})")
     if convention not in CONVENTIONS:
@@ -77,14 +83,23 @@ def evaluate(
         weights += count[2]
         channels += count[3]
     peak_row = max(ram_rows, key=lambda row: row.elems)
+    per_layer: dict[str, float] = {}
+    cycles = None
+    if spec.detection is None:
+        per_layer, cycles = predict_layers(layers)
     stages = []
     if profile:
         for row, count, shape in zip(ram_rows, counts, shapes):
-            stages.append(StageCost(row.name, row.kind, shape, row.elems * nbytes, count[0], count[1], row.note))
+            stage = StageCost(row.name, row.kind, shape, row.elems * nbytes, count[0], count[1], row.note)
+            if row.name in per_layer:
+                stage.latency_cycles = round(per_layer[row.name])
+                stage.latency_ms = cycles_to_ms(per_layer[row.name], clock_mhz)
+            stages.append(stage)
     scale_bytes = 4 if dtype == "int8" else 0
     model_bytes = weights * nbytes + channels * (4 + scale_bytes)
     return Costs(peak_row.elems * nbytes, madds, params, model_bytes, peak_row.name, convention, dtype,
-                 count_input, stages)
+                 count_input, stages, None if cycles is None else round(cycles),
+                 None if cycles is None else cycles_to_ms(cycles, clock_mhz))
 
 
 __all__ = ["Costs", "StageCost", "CONVENTIONS", "DTYPE_BYTES", "evaluate"]

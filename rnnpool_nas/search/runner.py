@@ -199,7 +199,7 @@ def _make_searcher(space, budget: Budget, store: RunStore, cfg: SearchConfig, st
                 row = new_row(trial.number, params)
                 try:
                     spec = space.build(params)
-                    costs = evaluate(spec, budget.dtype, budget.convention, profile=False)
+                    costs = evaluate(spec, budget.dtype, budget.convention, profile=False, clock_mhz=budget.clock_mhz)
                 except (SpecError, UserError) as exc:
                     study.tell(trial, state=TrialState.FAIL)
                     row.update(status="invalid", reason=str(exc), feasible=False)

@@ -608,7 +608,8 @@ class SearchSpace:
         first_error: SpecError | None = None
         for params in candidates:
             try:
-                costs = evaluate(self.build(params), dtype, convention, profile=False)
+                costs = evaluate(self.build(params), dtype, convention, profile=False,
+                                 clock_mhz=getattr(budget, "clock_mhz", 168.0))
             except SpecError as exc:
                 first_error = first_error or exc
                 continue
