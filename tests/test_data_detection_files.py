@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from pathlib import Path
 
@@ -91,6 +92,8 @@ def test_wider_reads_the_official_layout(tmp_path):
     inside, ring = bright(sample.image, sample.boxes[0])
     assert inside > 200 and ring < 100  # the box is where the face pixels are
     assert ds.val.boxes[0].tolist() == [[10, 12, 24, 22]]
+    copy = pickle.loads(pickle.dumps(ds))  # picklable for DataLoader workers
+    assert np.array_equal(copy.train[0].image, sample.image)
 
 
 def test_wider_size_and_grey_scale_boxes_with_images(tmp_path):

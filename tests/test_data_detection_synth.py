@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -121,6 +123,8 @@ def test_lazy_split_and_preload_agree():
     assert lazy.train.image_size(0) == (240, 320) and lazy.train.face_counts().shape == (4,)
     with pytest.raises(IndexError):
         lazy.train[4]
+    copy = pickle.loads(pickle.dumps(lazy))  # a split can go to DataLoader workers (spawn) or Ray actors
+    assert np.array_equal(copy.train[2].image, lazy.train[2].image)
 
 
 def test_names_and_arguments():

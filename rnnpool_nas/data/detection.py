@@ -107,6 +107,31 @@ def clip_boxes(boxes: np.ndarray, height: int, width: int) -> tuple[np.ndarray, 
     return b, outside
 
 
+class FileReader:
+    """``reader(i)`` decodes ``paths[i]`` as RGB (:func:`read_image`); picklable, for DataLoader workers."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+
+    def __call__(self, i: int) -> np.ndarray:
+        return read_image(self.paths[i])
+
+
+class _Adapted:
+    """Reads image i at its native size and converts it to the split's size and channels."""
+
+    def __init__(self, read: Callable[[int], np.ndarray], native: list[tuple[int, int]], sizes: list[tuple[int, int]], channels: int):
+        self.read, self.native, self.sizes, self.channels = read, native, sizes, channels
+
+    def __call__(self, i: int) -> np.ndarray:
+        image = self.read(i)
+        if image.shape[:2] != self.native[i]:
+            nh, nw = self.native[i]
+            raise UnreadableImage(f"decoded as {image.shape[1]}x{image.shape[0]} but its header says {nw}x{nh}")
+        h, w = self.sizes[i]
+        return adapt_images(image[None], h, w, self.channels)[0]
+
+
 @dataclass(frozen=True)
 class DetectionSample:
     """One image (uint8 (H, W, C)), its boxes (float32 (K, 4) x1, y1, x2, y2), ignore flags (bool (K,)), where from."""
@@ -173,7 +198,8 @@ class DetectionSplit(Sequence[DetectionSample]):
         """A lazy split: ``read(i)`` returns image i at its native size (uint8 (H, W, 1 or 3)).
 
         ``boxes`` are in native pixels; with ``size`` they are scaled to it here and every image
-        is resized to it on access. ``read`` raises :class:`UnreadableImage` for a bad image.
+        is resized to it on access. ``read`` raises :class:`UnreadableImage` for a bad image; it
+        should be picklable (not a lambda) so that the split can go to DataLoader workers.
         """
         if size is not None:
             out_h, out_w = size
@@ -185,15 +211,7 @@ class DetectionSplit(Sequence[DetectionSample]):
         else:
             sizes = list(native_sizes)
 
-        def adapted(i: int) -> np.ndarray:
-            image = read(i)
-            h, w = sizes[i]
-            if image.shape[:2] != native_sizes[i]:
-                nh, nw = native_sizes[i]
-                raise UnreadableImage(f"decoded as {image.shape[1]}x{image.shape[0]} but its header says {nw}x{nh}")
-            return adapt_images(image[None], h, w, channels)[0]
-
-        return cls(name, sources, boxes, ignore, sizes, adapted, channels, bad)
+        return cls(name, sources, boxes, ignore, sizes, _Adapted(read, list(native_sizes), sizes, channels), channels, bad)
 
     @classmethod
     def from_arrays(

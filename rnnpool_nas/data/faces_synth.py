@@ -360,6 +360,16 @@ def generate(
     return images, boxes
 
 
+class _Painter:
+    """``painter(i)`` renders ``layouts[i]``; picklable, for DataLoader workers."""
+
+    def __init__(self, layouts: list[Layout], opts: SynthOptions) -> None:
+        self.layouts, self.opts = layouts, opts
+
+    def __call__(self, i: int) -> np.ndarray:
+        return render(self.layouts[i], self.opts)
+
+
 def synth_split(n: int, seed: int, split: str, opts: SynthOptions):
     """A lazy :class:`~rnnpool_nas.data.detection.DetectionSplit` of the first ``n`` images of ``split``."""
     from rnnpool_nas.data.detection import DetectionSplit
@@ -369,10 +379,7 @@ def synth_split(n: int, seed: int, split: str, opts: SynthOptions):
     ignore = [np.zeros(len(b), dtype=bool) for b in boxes]
     sources = [f"faces-synth:{split}[{i}]" for i in range(n)]
     sizes = [(opts.height, opts.width)] * n
-
-    def paint(i: int) -> np.ndarray:
-        return render(layouts[i], opts)
-
+    paint = _Painter(layouts, opts)
     return DetectionSplit.from_reader(f"faces-synth:{split}", sources, boxes, ignore, sizes, paint, size=None, channels=opts.channels)
 
 

@@ -36,10 +36,10 @@ import numpy as np
 from rnnpool_nas.data.detection import (
     DetectionDataset,
     DetectionSplit,
+    FileReader,
     UnreadableImage,
     clip_boxes,
     image_header,
-    read_image,
     seeded_order,
     warn_bad,
 )
@@ -213,7 +213,7 @@ def load_split(
         [t[2] for t in kept],
         [t[3] for t in kept],
         [t[4] for t in kept],
-        lambda i: read_image(paths[i]),
+        FileReader(paths),
         size=size,
         channels=channels,
         bad=bad,
@@ -225,5 +225,6 @@ def load(
 ) -> DetectionDataset:
     """The ``scut-head`` :class:`~rnnpool_nas.data.detection.DetectionDataset` under ``root``."""
     folder = part_folder(root)
-    train, val = (load_split(folder, s, seed=seed, size=size, channels=channels, limit=limit, stream=20 + k) for k, s in enumerate(splits))
+    options = {"seed": seed, "size": size, "channels": channels, "limit": limit}
+    train, val = (load_split(folder, s, stream=20 + k, **options) for k, s in enumerate(splits))
     return DetectionDataset(f"scut-head:{root}", train, val, channels)

@@ -39,10 +39,10 @@ import numpy as np
 from rnnpool_nas.data.detection import (
     DetectionDataset,
     DetectionSplit,
+    FileReader,
     UnreadableImage,
     clip_boxes,
     image_header,
-    read_image,
     seeded_order,
     warn_bad,
 )
@@ -168,7 +168,7 @@ def load_split(
         [b for _, _, b, _ in kept],
         [np.zeros(len(b), dtype=bool) for _, _, b, _ in kept],
         [s for _, _, _, s in kept],
-        lambda i: read_image(paths[i]),
+        FileReader(paths),
         size=size,
         channels=channels,
         bad=bad,
@@ -183,5 +183,6 @@ def load(
         raise UserError(
             f"wider-face: expected the WIDER FACE folder (WIDER_train, WIDER_val, wider_face_split) at {root}, which is not a folder"
         )
-    train, val = (load_split(root, s, seed=seed, size=size, channels=channels, limit=limit, stream=10 + k) for k, s in enumerate(splits))
+    options = {"seed": seed, "size": size, "channels": channels, "limit": limit}
+    train, val = (load_split(root, s, stream=10 + k, **options) for k, s in enumerate(splits))
     return DetectionDataset(f"wider-face:{root}", train, val, channels)
