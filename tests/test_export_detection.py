@@ -59,3 +59,36 @@ def test_raw_outputs_bit_exact_host_asan_and_qemu(detector):
     qemu = [line for line in _make(out, "run-qemu").splitlines() if line.startswith("output:")]
     host = [line for line in _make(out, "run-host").splitlines() if line.startswith("output:")]
     assert len(qemu) == 1 and qemu == host
+
+
+def _c_detections(out) -> list[list[tuple[float, ...]]]:
+    _make(out, "host")
+    text = subprocess.run([str(out / "build" / "model_host"), "--detect", str(out / "val_input.bin")],
+                          capture_output=True, text=True, check=True).stdout
+    images: list[list[tuple[float, ...]]] = []
+    for line in text.splitlines():
+        if line.startswith("image"):
+            images.append([])
+        elif line.startswith("box:"):
+            images[-1].append(tuple(float(v) for v in line.split()[1:]))
+    return images
+
+
+def test_box_decoding_and_nms_in_c_match_python(detector):
+    """model_detect (float C) against detect.decode_detections on the dequantized int8 outputs."""
+    from rnnpool_nas.detect import decode_detections
+
+    spec, qnet, out, _ = detector
+    images = np.fromfile(out / "val_input.bin", dtype=np.int8).reshape(-1, *spec.input)
+    loc, conf = qnet.detections((images.astype(np.int16) + 128).astype(np.uint8))
+    python = decode_detections(loc, conf, anchors_for(spec))
+    c = _c_detections(out)
+    assert len(c) == len(python) == 6
+    assert sum(len(b) for b in c) > 10  # the random detector finds something to suppress
+    for c_boxes, (boxes, scores) in zip(c, python):
+        assert len(c_boxes) == len(boxes)
+        got = np.array(c_boxes).reshape(-1, 5)
+        # the same boxes in the same order: the C follows numpy's order of operations (the last
+        # bits may differ only through the C library's exp)
+        np.testing.assert_allclose(got[:, 4], scores, rtol=1e-12)
+        np.testing.assert_allclose(got[:, :4], boxes, rtol=1e-12, atol=1e-9)

@@ -334,13 +334,13 @@ def _head_header(qnet: QuantizedNet, spec: ArchSpec, heads) -> str:
    (background, face), each with the head's own scale and zero point. */
 #define MODEL_HEADS {len(heads)}
 #define MODEL_ANCHORS {sum(hd.pred[0] * hd.pred[1] for hd in heads)}
-typedef struct {{
-    int32_t loc_offset, conf_offset, rows, cols;
-    float stride_y, stride_x, anchor;   /* anchor (i, j): centre ((j + 0.5) stride_x, (i + 0.5) stride_y) */
-    float loc_scale, conf_scale;
-    int32_t loc_zero_point, conf_zero_point;
-}} model_head_t;
+#define MODEL_DETECT_TOP_K {min(5000, sum(hd.pred[0] * hd.pred[1] for hd in heads))}
+#include "rn_runtime.h"
+typedef rn_head_t model_head_t;
 extern const model_head_t model_heads[MODEL_HEADS];
+/* Face boxes from model_run's output: score > 0.05, the MODEL_DETECT_TOP_K best through NMS at
+   IoU 0.3, at most max_boxes kept (rnnpool_nas/detect/nms.py's defaults). Returns the count. */
+int model_detect(const int8_t *raw, rn_box_t *boxes, int max_boxes);
 """
 
 
@@ -349,11 +349,15 @@ def _head_table(qnet: QuantizedNet, spec: ArchSpec, heads) -> list[str]:
     h, w = spec.input[0], spec.input[1]
     for hd, src, qh in zip(heads, spec.detection.sources, qnet.heads):
         r, c = hd.pred[0], hd.pred[1]
-        rows.append(f"    {{{offset}, {offset + r * c * 4}, {r}, {c}, {h / r!r}f, {w / c!r}f, {float(src.anchor)!r}f, "
+        rows.append(f"    {{{offset}, {offset + r * c * 4}, {r}, {c}, {h / r!r}, {w / c!r}, {float(src.anchor)!r}, "
                     f"{qh.loc.output.scale!r}f, {qh.conf.output.scale!r}f, {qh.loc.output.zero_point}, "
                     f"{qh.conf.output.zero_point}}},")
         offset += r * c * 6
-    return ["const model_head_t model_heads[MODEL_HEADS] = {", *rows, "};", ""]
+    return ["const model_head_t model_heads[MODEL_HEADS] = {", *rows, "};", "",
+            "int model_detect(const int8_t *raw, rn_box_t *boxes, int max_boxes) {",
+            "    static rn_candidate_t work[MODEL_DETECT_TOP_K];",
+            "    return rn_detect(raw, model_heads, MODEL_HEADS, 0.05, 0.3, MODEL_DETECT_TOP_K, work, boxes, max_boxes);",
+            "}", ""]
 
 
 def _float_heads() -> list[str]:

@@ -127,6 +127,19 @@ void rn_l2norm(const int8_t *in, int pixels, int c, int32_t in_zp, const int32_t
 /* head.c: (pixels, 4) scores -> (pixels, 2): the max of the three background scores, then the face score. */
 void rn_maxout(const int8_t *in, int pixels, int8_t *out);
 
+/* detect.c: a detector's outputs -> face boxes (double after dequantization; see the file). */
+typedef struct {
+    int32_t loc_offset, conf_offset, rows, cols;  /* in the raw output; the head's prediction map */
+    double stride_y, stride_x, anchor;            /* anchor (i, j): centre ((j + 0.5) sx, (i + 0.5) sy) */
+    float loc_scale, conf_scale;
+    int32_t loc_zero_point, conf_zero_point;
+} rn_head_t;
+typedef struct { double x1, y1, x2, y2, score; } rn_box_t;  /* input pixels; score: face probability */
+typedef struct { double score; int32_t head, position; } rn_candidate_t;
+/* Returns the number of boxes written (best first, at most max_boxes); work: top_k entries. */
+int rn_detect(const int8_t *raw, const rn_head_t *heads, int n_heads, double score_threshold, double nms_iou,
+              int top_k, rn_candidate_t *work, rn_box_t *boxes, int max_boxes);
+
 #ifdef __cplusplus
 }
 #endif
