@@ -147,10 +147,10 @@ def format_table(result: dict[str, Any]) -> str:
         "",
         f"total     {t['instructions']:,} instructions, {t['cycles']:,} cycles = {t['ms']:.2f} ms at "
         f"{result['clock_mhz']:g} MHz ({t['macs']:,} MACs, "
-        + ("-" if t["cycles_per_mac"] is None else f"{t['cycles_per_mac']:.2f}") + " cycles/MAC; copy-out "
-        f"{result['copy_out']['cycles']:,} cycles)",
+        + ("-" if t["cycles_per_mac"] is None else f"{t['cycles_per_mac']:.2f}") + " cycles/MAC"
+        + (f"; copy-out {result['copy_out']['cycles']:,} cycles" if result["copy_out"]["cycles"] else "") + ")",
         f"predicted {t['predicted_cycles']:,} cycles = {t['predicted_ms']:.2f} ms ({100 * t['predicted_error']:+.1f}%)",
-        f"output    same as expected_output.bin (the int8 reference)",
+        "output    same as expected_output.bin (the int8 reference)",
         f"emulator  {e['wall_seconds']:.2f} s, {e['instructions_per_second'] / 1e6:.1f} M instructions/s; "
         f"timings: {result['timing']}",
     ]
