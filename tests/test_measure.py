@@ -273,6 +273,31 @@ def test_evaluate_reports_latency_per_stage_and_in_total():
     assert sum(c.cycles for c in calls) == pytest.approx(staged, abs=len(costs.stages))
 
 
+def test_every_kernel_the_lowering_emits_is_calibrated():
+    """A new kernel (or a new lowering) needs features and a recalibration: see UncalibratedKernel."""
+    from rnnpool_nas.arch.presets import list_presets
+    from rnnpool_nas.cost.arena import lower
+
+    model = latency.load_model()
+    for spec in [get_preset(p.name) for p in list_presets()] + [ArchSpec.from_dict(SPEC)]:
+        if spec.detection is None:
+            ops = {step.op for step in lower(expand(spec))[0]}
+            assert ops <= set(model.coefficients), (spec.name, ops - set(model.coefficients), latency.UncalibratedKernel.__doc__)
+            assert evaluate(spec, profile=False).latency_cycles > 0
+
+
+def test_an_uncalibrated_kernel_means_unknown_latency(monkeypatch):
+    model = latency.load_model()
+    partial = latency.LatencyModel({k: v for k, v in model.coefficients.items() if k != "rnnpool"}, 0.0)
+    monkeypatch.setattr(latency, "load_model", lambda path=None: partial)
+    with pytest.raises(latency.UncalibratedKernel, match="calibrate"):
+        latency.predict_layers(expand(get_preset("rnnpool-tiny")), partial)
+    import rnnpool_nas.cost as cost_pkg
+
+    monkeypatch.setattr(cost_pkg, "predict_layers", lambda layers: latency.predict_layers(layers, partial))
+    assert evaluate(get_preset("rnnpool-tiny")).latency_cycles is None
+
+
 def test_detectors_have_no_latency_yet():
     costs = evaluate(get_preset("rnnpool-face-m4"))
     assert costs.latency_cycles is None and costs.latency_ms is None

@@ -62,6 +62,13 @@ FEATURES: dict[str, tuple[str, ...]] = {
 LUT_NONLINEARITIES = ("sigmoid", "tanh")
 
 
+class UncalibratedKernel(ValueError):
+    """A kernel call the latency model has no coefficients for. Adding a kernel family: give it
+    features here (:data:`FEATURES`, :func:`call_features`, :func:`call_args`), benchmarks in
+    ``rnnpool_nas/measure/calibrate.py`` and a case in ``measure/microbench.py``'s driver, then
+    re-run ``python -m rnnpool_nas.measure.calibrate``."""
+
+
 @functools.lru_cache(maxsize=4096)
 def valid_taps(size_in: int, size_out: int, kernel: int, stride: int, pad: int) -> int:
     """Sum over the ``size_out`` windows of one axis of the taps that fall inside the input
@@ -136,7 +143,7 @@ def call_features(op: str, in_shape, out_shape, args: dict[str, Any]) -> dict[st
             "proj_q24": patches * (ph + pw) * h2, "units": units, "units_lut": units * args["lut"],
             "steps": patches * (steps1 + steps2), "outputs": patches * 4 * h2, "patches": patches, "calls": 1,
         }
-    raise ValueError(f"no latency features for kernel {op!r}")
+    raise UncalibratedKernel(f"no latency features for kernel {op!r}")
 
 
 def call_macs(op: str, features: dict[str, float]) -> int:
@@ -175,7 +182,10 @@ class LatencyModel:
     doc: dict[str, Any] | None = None
 
     def call_cycles(self, op: str, features: dict[str, float]) -> float:
-        coef = self.coefficients[op]
+        coef = self.coefficients.get(op)
+        if coef is None:
+            raise UncalibratedKernel(f"the latency model has no coefficients for kernel {op!r}: "
+                                     "run python -m rnnpool_nas.measure.calibrate")
         return sum(c * features[name] for name, c in coef.items())
 
     @classmethod
@@ -253,5 +263,5 @@ def cycles_to_ms(cycles: float, clock_mhz: float) -> float:
     return cycles / (clock_mhz * 1e3)
 
 
-__all__ = ["FEATURES", "LatencyModel", "CallLatency", "call_args", "call_features", "call_macs", "cycles_to_ms",
+__all__ = ["FEATURES", "LatencyModel", "UncalibratedKernel", "CallLatency", "call_args", "call_features", "call_macs", "cycles_to_ms",
            "layer_cycles", "load_model", "predict_calls", "predict_layers", "runtime_hash", "stale", "valid_taps"]
