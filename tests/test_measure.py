@@ -87,6 +87,9 @@ def test_measure_a_tiny_model(exported, measured):
     # the predictor, fitted on micro-benchmarks only, is close on this network it never saw
     assert abs(total["predicted_error"]) < 0.10
     assert json.loads((exported / "measure.json").read_text())["total"]["cycles"] == total["cycles"]
+    layers = measured["layers"]
+    assert [entry["layer"] for entry in layers] == [layer.name for layer in expand(ArchSpec.from_dict(SPEC))]
+    assert sum(entry["cycles"] for entry in layers) == sum(c["cycles"] for c in calls)
     assert measured["emulator"]["instructions_per_second"] > 1e5
 
 

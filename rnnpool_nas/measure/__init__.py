@@ -111,11 +111,21 @@ def measure(export_dir: str | Path, clock_mhz: float = DEFAULT_CLOCK_MHZ, log=pr
     instructions = sum(r["instructions"] for r in rows) + copy_instr
     macs = sum(r["macs"] for r in rows)
     predicted_total = sum(p.cycles for p in predicted) + model.overhead_cycles
+    layers_out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        agg = layers_out.setdefault(r["layer"], {"layer": r["layer"], "ops": [], "macs": 0, "instructions": 0,
+                                                  "cycles": 0, "predicted_cycles": 0})
+        agg["ops"].append(r["op"])
+        for k in ("macs", "instructions", "cycles", "predicted_cycles"):
+            agg[k] += r[k]
+    for agg in layers_out.values():
+        agg["ms"] = ms(agg["cycles"])
     result = {
         "export": str(export_dir), "elf": str(elf), "clock_mhz": clock_mhz,
         "timing": "Cortex-M4 TRM r0p1 instruction timings (rnnpool_nas.measure.timing), zero wait states",
         "output_matches_expected": True,
         "calls": rows,
+        "layers": list(layers_out.values()),  # the calls summed per layer of the spec
         "copy_out": {"instructions": copy_instr, "cycles": copy_cycles},
         "total": {"instructions": instructions, "cycles": cycles, "ms": ms(cycles), "macs": macs,
                   "cycles_per_mac": cycles / macs if macs else None,
