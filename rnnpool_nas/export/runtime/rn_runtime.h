@@ -37,12 +37,48 @@ void rn_depthwise_conv2d(const int8_t *in, int in_h, int in_w, int c,
                          int kernel, int stride, int pad,
                          int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out);
 
+/* depthwise.c: output row (out_w * c bytes) of rn_depthwise_conv2d whose window starts at input row
+ * iy0 = oy*stride - pad, with input row iy (0 <= iy < in_h) read from rows + (iy % ring) * in_w * c:
+ * a ring of `ring` row slots (rn_mbconv's expanded rows), or the whole map with ring == in_h. */
+void rn_depthwise_row(const int8_t *rows, int ring, int in_h, int in_w, int c, int iy0,
+                      const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                      int kernel, int stride, int pad,
+                      int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out);
+
 /* pointwise.c: 1x1, pad 0; stride s samples pixels (0, s, 2s, ...): out_h = (in_h-1)/s+1.
  * weight (out_c, in_c). */
 void rn_pointwise_conv2d(const int8_t *in, int in_h, int in_w, int in_c,
                          const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
                          int out_c, int stride,
                          int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out);
+
+/* mbconv.c: a whole MBConv (inverted residual) block, fused and streamed row by row, byte for byte
+ * what rn_pointwise_conv2d (expand) + rn_depthwise_conv2d + rn_pointwise_conv2d (project) + rn_add
+ * compute on whole maps, without holding the expanded maps: out_h = (in_h + 2*pad - kernel)/stride + 1
+ * with pad = kernel / 2 (same for w). */
+typedef struct {
+    /* expand: 1x1, in_c -> hidden; absent (exp_w == NULL) when t == 1 (then hidden == in_c and the
+       depthwise reads the input directly). weight (hidden, in_c) */
+    const int8_t *exp_w; const int32_t *exp_bias; const int32_t *exp_mult; const int8_t *exp_shift;
+    int32_t exp_out_zp, exp_act_min, exp_act_max;
+    /* depthwise kernel x kernel, stride, pad = kernel / 2, hidden channels; weight (hidden, kernel, kernel) */
+    const int8_t *dw_w; const int32_t *dw_bias; const int32_t *dw_mult; const int8_t *dw_shift;
+    int32_t dw_in_zp, dw_out_zp, dw_act_min, dw_act_max;
+    /* project: 1x1, hidden -> out_c (activation range as given, usually -128..127); weight (out_c, hidden) */
+    const int8_t *proj_w; const int32_t *proj_bias; const int32_t *proj_mult; const int8_t *proj_shift;
+    int32_t proj_out_zp, proj_act_min, proj_act_max;
+    /* residual add (has_residual; needs stride 1, odd kernel, in_c == out_c): out = add(block input,
+       projection) with rn_add's parameters (a: the block input, b: the projection) */
+    int32_t add_a_zp, add_a_mult, add_a_shift, add_b_zp, add_b_mult, add_b_shift, add_out_zp;
+    int32_t in_zp;            /* the block input's zero point (the expand's input zp) */
+    int16_t in_c, hidden, out_c, kernel, stride;
+    uint8_t has_residual;
+} rn_mbconv_t;
+/* Scratch bytes: kernel rows of the expanded input (in_w * hidden each; none when t == 1) and one
+ * depthwise output row (out_w * hidden); no alignment needed. out must not overlap in or scratch. */
+#define RN_MBCONV_SCRATCH_BYTES(expand, kernel, in_w, out_w, hidden) \
+  ((expand) ? (kernel) * (in_w) * (hidden) + (out_w) * (hidden) : (out_w) * (hidden))
+void rn_mbconv(const rn_mbconv_t *p, const int8_t *in, int in_h, int in_w, int8_t *out, int8_t *scratch);
 
 /* ------------------------------------------------------------------ elementwise, pooling, dense */
 
