@@ -4,7 +4,8 @@ The kernel tests use it to check every C kernel byte for byte against the int8 r
 :mod:`rnnpool_nas.train.quant`; the exporter can use it to run a quantized network through the same
 C code it ships. :meth:`HostRuntime.run` maps a reference op to its kernel the way the generated
 code does: 1x1 dense convolutions to ``rn_pointwise_conv2d``, depthwise ones to
-``rn_depthwise_conv2d``, the rest to ``rn_conv2d`` with ``pad = kernel // 2``.
+``rn_depthwise_conv2d``, the rest to ``rn_conv2d`` with ``pad = kernel // 2``. :meth:`HostRuntime.mbconv`
+runs a whole bottleneck block (:class:`QBlock`) through the fused, row-streamed ``rn_mbconv``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from ..cost.arena import rnnpool_scratch_words
 from ..ops.geometry import axis_geometry
-from ..train.quant import QAdd, QConv, QLinear, QPool, QRNN, QRNNPool
+from ..train.quant import QAdd, QBlock, QConv, QLinear, QPool, QRNN, QRNNPool
 from . import RUNTIME_DIR, runtime_files
 
 #: How the tests build the host library: the runtime must stay warning-free in strict C99.
@@ -64,6 +65,29 @@ class RnRNNPool(ctypes.Structure):
                                               "patches_h", "patches_w", "replicate_h", "replicate_w")],
         ("in_zp", _I32), ("out_zp", _I32), ("out_mult", _P), ("out_shift", _P), ("out_bias", _P),
     ]
+
+
+class RnMBConv(ctypes.Structure):
+    """``rn_mbconv_t``."""
+
+    _fields_ = [
+        ("exp_w", _P), ("exp_bias", _P), ("exp_mult", _P), ("exp_shift", _P),
+        ("exp_out_zp", _I32), ("exp_act_min", _I32), ("exp_act_max", _I32),
+        ("dw_w", _P), ("dw_bias", _P), ("dw_mult", _P), ("dw_shift", _P),
+        ("dw_in_zp", _I32), ("dw_out_zp", _I32), ("dw_act_min", _I32), ("dw_act_max", _I32),
+        ("proj_w", _P), ("proj_bias", _P), ("proj_mult", _P), ("proj_shift", _P),
+        ("proj_out_zp", _I32), ("proj_act_min", _I32), ("proj_act_max", _I32),
+        *[(name, _I32) for name in ("add_a_zp", "add_a_mult", "add_a_shift", "add_b_zp", "add_b_mult", "add_b_shift",
+                                    "add_out_zp", "in_zp")],
+        *[(name, ctypes.c_int16) for name in ("in_c", "hidden", "out_c", "kernel", "stride")],
+        ("has_residual", ctypes.c_uint8),
+    ]
+
+
+def mbconv_scratch_bytes(expand: bool, kernel: int, in_w: int, out_w: int, hidden: int) -> int:
+    """``RN_MBCONV_SCRATCH_BYTES``: ``kernel`` expanded input rows (none without an expand) and one
+    depthwise output row, int8."""
+    return (kernel * in_w * hidden if expand else 0) + out_w * hidden
 
 
 def _arr(a: Any, dtype: type) -> np.ndarray:
@@ -117,10 +141,61 @@ def rnnpool_struct(op: QRNNPool, in_h: int, in_w: int) -> tuple[RnRNNPool, _Keep
     return p, keep
 
 
+def mbconv_parts(block: QBlock) -> tuple[QConv | None, QConv, QConv, QAdd | None]:
+    """``(expand or None, depthwise, project, add or None)`` of a bottleneck block; ``ValueError``
+    if the block is not an MBConv ``rn_mbconv`` can run."""
+    ops = list(block.ops)
+    if len(ops) not in (2, 3) or not all(isinstance(op, QConv) for op in ops):
+        raise ValueError(f"{block.layer}: not an MBConv block ([expand], depthwise, project)")
+    expand = ops[0] if len(ops) == 3 else None
+    dw, proj = ops[-2], ops[-1]
+    hidden = dw.weight.shape[0]
+    if expand is not None and not (expand.kernel == 1 and expand.groups == 1 and expand.stride == 1
+                                   and expand.weight.shape[0] == hidden):
+        raise ValueError(f"{block.layer}: the expand is not a stride-1 1x1 convolution into the depthwise")
+    if not (dw.groups == hidden and dw.weight.shape[3] == 1):
+        raise ValueError(f"{block.layer}: the middle op is not a depthwise convolution")
+    if not (proj.kernel == 1 and proj.groups == 1 and proj.stride == 1 and proj.weight.shape[3] == hidden):
+        raise ValueError(f"{block.layer}: the projection is not a stride-1 1x1 convolution")
+    if block.add is not None and (dw.stride != 1 or dw.kernel % 2 == 0 or proj.weight.shape[0] !=
+                                  (expand.weight.shape[3] if expand is not None else hidden)):
+        raise ValueError(f"{block.layer}: a residual needs stride 1, an odd kernel and out_c == in_c")
+    return expand, dw, proj, block.add
+
+
+def mbconv_struct(block: QBlock) -> tuple[RnMBConv, _Keep]:
+    """The ``rn_mbconv_t`` of a reference bottleneck block (:func:`mbconv_parts`), and the arrays it
+    points into (keep them alive while it is used)."""
+    expand, dw, proj, add = mbconv_parts(block)
+    keep = _Keep()
+    hidden, k = dw.weight.shape[0], dw.kernel
+
+    def conv(op: QConv | None, n_in: int) -> list:
+        if op is None:
+            return [None, None, None, None]
+        return [keep(op.weight.reshape(op.weight.shape[0], n_in), np.int8), keep(op.bias, np.int32),
+                keep(op.multiplier, np.int32), keep(op.shift, np.int8)]
+
+    in_c = expand.weight.shape[3] if expand is not None else hidden
+    first = expand if expand is not None else dw
+    p = RnMBConv(
+        *conv(expand, in_c),
+        *((expand.output.zero_point, expand.act_min, expand.act_max) if expand is not None else (0, -128, 127)),
+        *conv(dw, k * k), dw.input.zero_point, dw.output.zero_point, dw.act_min, dw.act_max,
+        *conv(proj, hidden), proj.output.zero_point, proj.act_min, proj.act_max,
+        *((add.a.zero_point, add.m_a, add.s_a, add.b.zero_point, add.m_b, add.s_b, add.output.zero_point)
+          if add is not None else (0,) * 7),
+        first.input.zero_point, in_c, hidden, proj.weight.shape[0], k, dw.stride, int(add is not None),
+    )
+    return p, keep
+
+
 _SIGNATURES = {
     "rn_conv2d": [_P, _I, _I, _I, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I32, _I32, _I32, _I32, _P],
     "rn_depthwise_conv2d": [_P, _I, _I, _I, _P, _P, _P, _P, _I, _I, _I, _I32, _I32, _I32, _I32, _P],
     "rn_pointwise_conv2d": [_P, _I, _I, _I, _P, _P, _P, _P, _I, _I, _I32, _I32, _I32, _I32, _P],
+    "rn_depthwise_row": [_P, _I, _I, _I, _I, _I, _P, _P, _P, _P, _I, _I, _I, _I32, _I32, _I32, _I32, _P],
+    "rn_mbconv": [ctypes.POINTER(RnMBConv), _P, _I, _I, _P, _P],
     "rn_add": [_P, _P, _I, _I32, _I32, _I32, _I32, _I32, _I32, _I32, _P],
     "rn_avgpool": [_P, _I, _I, _I, _I, _I, _I, _I, _I32, _I32, _I32, _I32, _P],
     "rn_maxpool": [_P, _I, _I, _I, _I, _I, _I, _I, _P],
@@ -258,6 +333,33 @@ class HostRuntime:
         self._finish(scratch, (words,), fill=-0x5A5A5A5B)
         del keep
         return self._finish(out, shape)
+
+    def mbconv(self, block: QBlock, x, scratch_fill: int = 0x3C) -> np.ndarray:
+        """A bottleneck block on one HWC image through the fused ``rn_mbconv``; the scratch is exactly
+        ``RN_MBCONV_SCRATCH_BYTES`` (plus the checked guard) and starts as ``scratch_fill`` garbage; the
+        input is checked to be left untouched."""
+        x = _arr(x, np.int8)
+        h, w, c = x.shape
+        p, keep = mbconv_struct(block)
+        if c != p.in_c:
+            raise ValueError(f"{block.layer}: input has {c} channels, the block takes {p.in_c}")
+        k, s, pad = p.kernel, p.stride, p.kernel // 2
+        out_w = (w + 2 * pad - k) // s + 1
+        shape = ((h + 2 * pad - k) // s + 1, out_w, p.out_c)
+        n = mbconv_scratch_bytes(bool(p.exp_w), k, w, out_w, p.hidden)
+        scratch = self._buffer((n,), fill=scratch_fill)
+        out = self._buffer(shape)
+        before = x.copy()
+        self.lib.rn_mbconv(ctypes.byref(p), _ptr(x), h, w, _ptr(out), _ptr(scratch))
+        self._finish(scratch, (n,), fill=scratch_fill)
+        if not np.array_equal(x, before):
+            raise AssertionError("rn_mbconv wrote into its input")
+        del keep
+        return self._finish(out, shape)
+
+    def run_mbconv(self, block: QBlock, x: np.ndarray) -> np.ndarray:
+        """A bottleneck block on a batch (N, H, W, C) through ``rn_mbconv`` (``QBlock.run``'s bytes)."""
+        return np.stack([self.mbconv(block, img) for img in x])
 
     def nonlinearity(self, name: str, v) -> np.ndarray:
         """``rn_fastgrnn_nonlinearity`` over an array of int64 pre-activations."""
