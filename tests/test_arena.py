@@ -7,7 +7,7 @@ import pytest
 from rnnpool_nas.arch.presets import get_preset, list_presets
 from rnnpool_nas.arch.spec import ArchSpec, expand
 from rnnpool_nas.cost import evaluate
-from rnnpool_nas.cost.arena import INPUT, OUTPUT, head_specs, plan, rnnpool_scratch_words
+from rnnpool_nas.cost.arena import INPUT, OUTPUT, head_specs, mbconv_scratch_bytes, plan, rnnpool_scratch_words
 from rnnpool_nas.errors import UserError
 
 from .conftest import one_line_error
@@ -60,19 +60,18 @@ def test_hand_computed_arena():
     assert plan(expand(spec), count_input=True).layer_peaks["0.0"] == 768 + 64
 
 
-def test_residual_add_is_in_place_and_keeps_the_block_input_alive():
+def test_mbconv_is_one_streamed_call():
+    """An MBConv holds its input, its output and ``kernel`` expanded rows + one depthwise row."""
     spec = _tiny([{"type": "conv", "c": 8, "kernel": 3},
                   {"type": "bottleneck", "c": 8, "t": 2, "kernel": 3, "s": 1, "n": 1},
                   {"type": "pool", "kind": "avg"}, {"type": "linear"}])
     arena = plan(expand(spec))
     _check_plan(arena)
-    ops = [s.op for s in arena.steps]
-    assert ops == ["conv", "pointwise", "depthwise", "pointwise", "add", "avgpool", "fc"]
-    add = arena.steps[4]
-    assert add.output == add.inputs[1] and add.inputs[0] == "0.0/out"
-    assert arena.buffers["0.0/out"].last == 4
-    # block input (512) + expanded (1024) + depthwise (1024) at the depthwise step
-    assert arena.arena_bytes == 512 + 1024 + 1024
+    assert [s.op for s in arena.steps] == ["conv", "mbconv", "avgpool", "fc"]
+    mb = arena.steps[1]
+    assert arena.buffers[mb.scratch].size == mbconv_scratch_bytes(True, 3, 8, 8, 16) == 3 * 8 * 16 + 8 * 16
+    # block input (512) + output (512) + scratch (512) at the MBConv; the whole maps would need 2560
+    assert arena.arena_bytes == 512 + 512 + 512
 
 
 def test_rnnpool_scratch():
@@ -103,3 +102,4 @@ def test_detection_heads_write_to_the_output_buffer():
     assert sum(sizes) == 6 * (30 * 40 * 2 + 15 * 20 * 2)
     first_head = next(i for i, s in enumerate(arena.steps) if s.layer == "head0")
     assert arena.steps[first_head - 1].layer == "2.0" and arena.steps[first_head].op == "l2norm"
+    assert arena.arena_bytes < 188 * 1024  # the paper's RNNPool-Face-M4 on an STM32F439: 188 KB

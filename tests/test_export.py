@@ -102,7 +102,7 @@ def test_project_layout_and_arena(exported):
     assert (out / "sample_input.bin").stat().st_size == 16 * 16
     assert (out / "val_expected.bin").stat().st_size == 32 * 9
     source = (out / "model.c").read_text()
-    for kernel in ("rn_conv2d(", "rn_depthwise_conv2d(", "rn_pointwise_conv2d(", "rn_rnnpool(", "rn_add(",
+    for kernel in ("rn_conv2d(", "rn_depthwise_conv2d(", "rn_pointwise_conv2d(", "rn_rnnpool(", "rn_mbconv(",
                    "rn_maxpool(", "rn_avgpool(", "rn_fully_connected("):
         assert kernel in source, kernel
     assert "malloc" not in source
@@ -110,8 +110,9 @@ def test_project_layout_and_arena(exported):
     assert [c["marker"] for c in doc["calls"]] == list(range(1, doc["kernel_calls"] + 1))
     for call in doc["calls"]:
         assert f"MODEL_MARK({call['marker']});" in source
-    assert {c["op"] for c in doc["calls"]} == {"conv", "depthwise", "pointwise", "rnnpool", "add", "maxpool",
+    assert {c["op"] for c in doc["calls"]} == {"conv", "depthwise", "pointwise", "rnnpool", "mbconv", "maxpool",
                                                "avgpool", "fc"}
+    assert any(c["args"].get("residual") for c in doc["calls"] if c["op"] == "mbconv")
     assert 0.0 <= doc["accuracy"]["agreement"] <= 1.0 and doc["accuracy"]["images"] > 0
 
 

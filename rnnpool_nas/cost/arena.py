@@ -7,8 +7,9 @@ reports the same plan's size, so the prediction and the generated C cannot disag
 Lowering (one step per kernel call of ``rnnpool_nas/export/runtime``):
 
 - ``conv``: ``pointwise`` (1x1, one group), ``depthwise`` (groups == channels) or ``conv``.
-- MBConv (``bottleneck``): ``pointwise`` expand (when t > 1), ``depthwise``, ``pointwise``
-  project, then ``add`` of the block input *in place* into the projection's buffer.
+- MBConv (``bottleneck``): one fused ``mbconv`` call, row by row: it holds ``kernel`` rows of
+  the expanded input and one depthwise output row (:func:`mbconv_scratch_bytes`), never the
+  expanded maps, and adds the residual row by row.
 - ``dwsep``: ``depthwise``, ``pointwise``.
 - RNNPool (and an RNNPool pool): one ``rnnpool`` step over the whole map, patch by patch, with
   an int32 scratch of ``RN_RNNPOOL_SCRATCH_WORDS`` words (one patch's projections, the row and
@@ -46,6 +47,12 @@ OUTPUT = "output:"  # prefix of places in the caller's output buffer: "output:OF
 def rnnpool_scratch_words(patch_h: int, patch_w: int, h1: int, h2: int) -> int:
     """``RN_RNNPOOL_SCRATCH_WORDS`` of ``rn_runtime.h``: int32 words the RNNPool kernel uses."""
     return patch_h * patch_w * h1 + (patch_h + patch_w) * h1 + max(patch_h, patch_w) * h2 + 4 * max(h1, h2)
+
+
+def mbconv_scratch_bytes(expand: bool, kernel: int, in_w: int, out_w: int, hidden: int) -> int:
+    """``RN_MBCONV_SCRATCH_BYTES`` of ``rn_runtime.h``: ``kernel`` expanded input rows (none
+    without an expand, t == 1) and one depthwise output row, int8."""
+    return (kernel * in_w * hidden if expand else 0) + out_w * hidden
 
 
 def _align(n: int) -> int:
@@ -124,15 +131,16 @@ def lower(layers: list[Layer], heads: list[HeadSpec] | None = None) -> tuple[lis
     heads = heads or []
     out_offset = 0
 
-    def emit(layer: Layer | str, op: str, src: tuple[str, ...], out_name: str, ins, outs, scratch: int = 0) -> str:
+    def emit(layer: Layer | str, op: str, src: tuple[str, ...], out_name: str, ins, outs, scratch: int = 0,
+             scratch_bytes: int = 0) -> str:
         name = layer if isinstance(layer, str) else layer.name
         h, w, c = outs
         if not out_name.startswith(OUTPUT):
             sizes.setdefault(out_name, h * w * c)
         scratch_name = None
-        if scratch:
+        if scratch or scratch_bytes:
             scratch_name = f"{name}/scratch"
-            sizes[scratch_name] = 4 * scratch
+            sizes[scratch_name] = 4 * scratch + scratch_bytes
         steps.append(Step(name, op, src, out_name, ins, outs, scratch_name))
         return out_name
 
@@ -164,17 +172,8 @@ def lower(layers: list[Layer], heads: list[HeadSpec] | None = None) -> tuple[lis
                   else "depthwise" if a["groups"] == ci == out[2] else "conv")
             current = emit(layer, op, (current,), f"{name}/out", layer.in_shape, out)
         elif kind == "bottleneck":
-            block_in, x, shape = current, current, layer.in_shape
-            hidden = a["t"] * ci
-            if a["t"] != 1:
-                x = emit(layer, "pointwise", (x,), f"{name}/expand", shape, (hi, wi, hidden))
-                shape = (hi, wi, hidden)
-            dw_shape = (out[0], out[1], hidden)
-            x = emit(layer, "depthwise", (x,), f"{name}/dw", shape, dw_shape)
-            x = emit(layer, "pointwise", (x,), f"{name}/out", dw_shape, out)
-            if a["residual"]:
-                x = emit(layer, "add", (block_in, x), x, out, out)
-            current = x
+            scratch = mbconv_scratch_bytes(a["t"] != 1, a["kernel"], wi, out[1], a["t"] * ci)
+            current = emit(layer, "mbconv", (current,), f"{name}/out", layer.in_shape, out, scratch_bytes=scratch)
         elif kind == "dwsep":
             x = emit(layer, "depthwise", (current,), f"{name}/dw", layer.in_shape, (out[0], out[1], ci))
             current = emit(layer, "pointwise", (x,), f"{name}/out", (out[0], out[1], ci), out)

@@ -137,10 +137,43 @@ def _emit_rnnpool(w: _Writer, arena: ArenaPlan, step: Step, op: QRNNPool) -> Non
                   f"{_buf(arena, step.scratch, 'int32_t')});")
 
 
+def _emit_mbconv(w: _Writer, arena: ArenaPlan, step: Step, ops: tuple[list[QConv], QAdd | None]) -> None:
+    convs, add = ops
+    prefix = _ident(step.layer, "mbconv")
+    fields: list[str] = []
+    if len(convs) == 3:
+        ew, eb, em, es = _requant_arrays(w, prefix + "_exp", convs[0])
+        e = convs[0]
+        fields.append(f".exp_w = {ew}, .exp_bias = {eb}, .exp_mult = {em}, .exp_shift = {es}, "
+                      f".exp_out_zp = {e.output.zero_point}, .exp_act_min = {e.act_min}, .exp_act_max = {e.act_max}")
+    dw, proj = convs[-2], convs[-1]
+    dww, dwb, dwm, dws = _requant_arrays(w, prefix + "_dw", dw)
+    pw, pb, pm, ps = _requant_arrays(w, prefix + "_proj", proj)
+    fields.append(f".dw_w = {dww}, .dw_bias = {dwb}, .dw_mult = {dwm}, .dw_shift = {dws}, "
+                  f".dw_in_zp = {dw.input.zero_point}, .dw_out_zp = {dw.output.zero_point}, "
+                  f".dw_act_min = {dw.act_min}, .dw_act_max = {dw.act_max}")
+    fields.append(f".proj_w = {pw}, .proj_bias = {pb}, .proj_mult = {pm}, .proj_shift = {ps}, "
+                  f".proj_out_zp = {proj.output.zero_point}, .proj_act_min = {proj.act_min}, .proj_act_max = {proj.act_max}")
+    if add is not None:
+        fields.append(f".add_a_zp = {add.a.zero_point}, .add_a_mult = {add.m_a}, .add_a_shift = {add.s_a}, "
+                      f".add_b_zp = {add.b.zero_point}, .add_b_mult = {add.m_b}, .add_b_shift = {add.s_b}, "
+                      f".add_out_zp = {add.output.zero_point}")
+    h, wd, c = step.in_shape
+    fields.append(f".in_zp = {convs[0].input.zero_point}, .in_c = {c}, .hidden = {dw.weight.shape[0]}, "
+                  f".out_c = {step.out_shape[2]}, .kernel = {dw.kernel}, .stride = {dw.stride}, "
+                  f".has_residual = {int(add is not None)}")
+    w.arrays.append(f"static const rn_mbconv_t {prefix} = {{\n    " + ",\n    ".join(fields) + "};")
+    assert step.scratch is not None
+    w.body.append(f"    rn_mbconv(&{prefix}, {_buf(arena, step.inputs[0])}, {h}, {wd}, {_buf(arena, step.output)}, "
+                  f"{_buf(arena, step.scratch)});")
+
+
 def _emit(w: _Writer, arena: ArenaPlan, step: Step, op, k: int) -> None:
     src, dst = _buf(arena, step.inputs[0]), _buf(arena, step.output)
     h, wd, c = step.in_shape
-    if step.op in ("pointwise", "depthwise", "conv"):
+    if step.op == "mbconv":
+        _emit_mbconv(w, arena, step, op)
+    elif step.op in ("pointwise", "depthwise", "conv"):
         _emit_conv(w, arena, step, op, k)
     elif step.op == "rnnpool":
         _emit_rnnpool(w, arena, step, op)
@@ -177,7 +210,11 @@ def _emit(w: _Writer, arena: ArenaPlan, step: Step, op, k: int) -> None:
 def _describe(marker: int, step: Step, op) -> dict:
     """A kernel call as data (export.json): what a latency model needs to know of it."""
     args: dict = {}
-    if isinstance(op, QConv):
+    if step.op == "mbconv":
+        convs, add = op
+        args = {"kernel": convs[-2].kernel, "stride": convs[-2].stride, "hidden": int(convs[-2].weight.shape[0]),
+                "expand": len(convs) == 3, "residual": add is not None}
+    elif isinstance(op, QConv):
         args = {"kernel": op.kernel, "stride": op.stride, "groups": op.groups}
     elif isinstance(op, QRNNPool):
         args = {"patch": list(op.patch), "stride": list(op.stride), "h1": int(op.rnn1.w.shape[0]),
@@ -202,6 +239,14 @@ def _pair_ops(arena: ArenaPlan, qnet: QuantizedNet) -> list[tuple[Step, object]]
         ops = by_layer.get(step.layer)
         if not ops:
             raise AssertionError(f"step {step.layer}/{step.op} has no quantized op")
+        if step.op == "mbconv":  # the whole block: its convolutions and the residual add
+            convs = [o for o in ops if isinstance(o, QConv)]
+            adds = [o for o in ops if isinstance(o, QAdd)]
+            if len(convs) not in (2, 3) or len(convs) + len(adds) != len(ops):
+                raise AssertionError(f"step {step.layer}/mbconv meets {[type(o).__name__ for o in ops]}")
+            ops.clear()
+            pairs.append((step, (convs, adds[0] if adds else None)))
+            continue
         op = ops.pop(0)
         expected = {"add": QAdd, "rnnpool": QRNNPool, "avgpool": QPool, "maxpool": QPool, "fc": QLinear,
                     "l2norm": QL2Norm, "maxout": str}.get(step.op, QConv)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cost.arena import rnnpool_scratch_words
+from ..cost.arena import mbconv_scratch_bytes, rnnpool_scratch_words
 from ..ops.geometry import axis_geometry
 from ..train.quant import QAdd, QBlock, QConv, QLinear, QPool, QRNN, QRNNPool
 from . import RUNTIME_DIR, runtime_files
@@ -82,12 +82,6 @@ class RnMBConv(ctypes.Structure):
         *[(name, ctypes.c_int16) for name in ("in_c", "hidden", "out_c", "kernel", "stride")],
         ("has_residual", ctypes.c_uint8),
     ]
-
-
-def mbconv_scratch_bytes(expand: bool, kernel: int, in_w: int, out_w: int, hidden: int) -> int:
-    """``RN_MBCONV_SCRATCH_BYTES``: ``kernel`` expanded input rows (none without an expand) and one
-    depthwise output row, int8."""
-    return (kernel * in_w * hidden if expand else 0) + out_w * hidden
 
 
 def _arr(a: Any, dtype: type) -> np.ndarray:
