@@ -1,4 +1,11 @@
-"""``rnnpool-nas train``: train one architecture on one data set, then score it in int8."""
+"""``rnnpool-nas train``: train one architecture on one data set, then score it in int8.
+
+Classifiers train with :class:`~rnnpool_nas.train.trainer.Trainer` and report top-1 accuracy;
+face detectors (specs with detection heads) on a face-detection data set train with
+:class:`~rnnpool_nas.train.detection.DetectionTrainer` and report AP at IoU 0.5 (all images and
+the paper's images with at most 3 faces; the official WIDER FACE easy/medium/hard with
+``--wider-eval``).
+"""
 
 from __future__ import annotations
 
@@ -15,25 +22,31 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train one architecture (float, then the exact int8 reference)",
         description="Train one architecture with the paper's recipe (SGD, momentum 0.9, weight decay 4e-5, "
-        "cosine schedule), then quantize it to int8 and report both accuracies. Writes checkpoint.pt, "
-        "arch.json and metrics.json to --out.",
+        "cosine schedule), then quantize it to int8 and report both accuracies (face detectors: AP at IoU 0.5, "
+        "also on the images with at most 3 faces). Writes checkpoint.pt, arch.json and metrics.json to --out.",
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", metavar="NAME", help="a preset (see `rnnpool-nas presets`)")
     src.add_argument("--arch", metavar="FILE.json", help="a spec file (e.g. from `cost --dump-arch`)")
     p.add_argument("--dataset", required=True, metavar="NAME",
-                   help="fashion-mnist, idx:PATH, cifar10:PATH, imagefolder:PATH, lines, shapes")
+                   help="fashion-mnist, idx:PATH, cifar10:PATH, imagefolder:PATH, lines, shapes; for face "
+                   "detectors faces-synth, wider-face:PATH, scut-head:PATH")
     p.add_argument("--data-dir", metavar="DIR", help="where fashion-mnist's idx files are (default: Debian's)")
     p.add_argument("--set", metavar="FIELD=VALUE", action="append", default=[], help="override a spec field")
     p.add_argument("--input", metavar="HxWxC", help="train at this input size (images are resized)")
     p.add_argument("--width", type=float, metavar="W", help="width multiplier (presets only)")
     p.add_argument("--epochs", type=int, default=5, help="epochs (default 5)")
     p.add_argument("--steps", type=int, metavar="N", help="stop after N optimizer steps")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.05, help="initial learning rate (default 0.05)")
+    p.add_argument("--batch-size", type=int, help="images per step (default 128; 16 for detectors)")
+    p.add_argument("--lr", type=float, help="initial learning rate (default 0.05; 0.01 for detectors, the paper's)")
+    p.add_argument("--warmup", type=float, metavar="EPOCHS",
+                   help="linear warm-up before the cosine schedule (default 0; detectors: 5, at most a tenth of the run)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     p.add_argument("--limit", type=int, metavar="N", help="use at most N training and N validation images")
+    p.add_argument("--val-limit", type=int, metavar="N", help="score on the first N validation images only")
+    p.add_argument("--wider-eval", metavar="DIR", help="detectors on WIDER FACE val: also score with the official "
+                   "protocol (easy/medium/hard) from the ground truth in DIR (wider_face_val.mat, wider_*_val.mat)")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/train-<arch>-<dataset>)")
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 evaluation")
@@ -48,46 +61,87 @@ def _positive(name: str, value: int | float | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..arch.presets import set_field
     from ..data import load_dataset
     from ..errors import UserError
+    from ..train.detection import DetectionTrainer
     from ..train.trainer import TrainConfig, Trainer
 
-    for name in ("epochs", "steps", "batch_size", "lr", "threads", "limit"):
+    for name in ("epochs", "steps", "batch_size", "lr", "threads", "limit", "val_limit"):
         _positive(name.replace("_", "-"), getattr(args, name))
-    dataset = load_dataset(args.dataset, data_dir=args.data_dir, seed=args.seed, limit=args.limit)
+    if args.warmup is not None and args.warmup < 0:
+        raise UserError(f"--warmup must be non-negative, got {args.warmup}")
     spec = resolve_spec(args)
-    if spec.detection is not None:
-        raise UserError("detection models train with the face-detection data sets, which are not available yet")
-    spec = set_field(spec, "num_classes", dataset.num_classes)
+    detection = _is_detection(spec, args)
+    if detection:
+        dataset = _load_detection(args, spec)
+        sizes = (f"{len(dataset.train)} train / {len(dataset.val)} val images, "
+                 f"{int(dataset.train.face_counts().sum())} / {int(dataset.val.face_counts().sum())} faces")
+    else:
+        from ..arch.presets import set_field
+
+        dataset = load_dataset(args.dataset, data_dir=args.data_dir, seed=args.seed, limit=args.limit)
+        spec = set_field(spec, "num_classes", dataset.num_classes)
+        sizes = f"{len(dataset.x_train)} train / {len(dataset.x_val)} val images, {dataset.num_classes} classes"
     out = Path(args.out or f"runs/train-{spec.name or 'arch'}-{dataset.name.replace(':', '_').replace('/', '_')}")
     if out.exists() and any(out.iterdir()) and not args.resume:
         raise UserError(f"{out} exists and is not empty; pass --resume to continue it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     (out / "arch.json").write_text(spec.to_json())
-    config = TrainConfig(epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         seed=args.seed, threads=args.threads)
-    trainer = Trainer(spec, dataset, config, checkpoint=out / "checkpoint.pt", resume=args.resume)
-    print(f"training {spec.name or args.arch} at {'x'.join(map(str, spec.input))} on {dataset.name} "
-          f"({len(dataset.x_train)} train / {len(dataset.x_val)} val images, {dataset.num_classes} classes)")
-    bar = _progress()
+    warmup = args.warmup if args.warmup is not None else (min(5.0, args.epochs / 10) if detection else 0.0)
+    config = TrainConfig(epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size or (16 if detection else 128),
+                         lr=args.lr or (0.01 if detection else 0.05), warmup_epochs=warmup, seed=args.seed,
+                         threads=args.threads, val_limit=args.val_limit)
+    trainer = (DetectionTrainer if detection else Trainer)(spec, dataset, config, checkpoint=out / "checkpoint.pt",
+                                                           resume=args.resume)
+    print(f"training {spec.name or args.arch} at {'x'.join(map(str, spec.input))} on {dataset.name} ({sizes})")
+    metric = "AP" if detection else "accuracy"
+    bar = _progress(metric)
     result = trainer.fit(callback=lambda m: bar.epoch(m, args.epochs), progress=bar.step)
     bar.close()
     metrics = {"result": result.to_dict(), "spec": "arch.json", "dataset": dataset.name, "config": vars(config)}
-    if result.status == "complete" and not args.no_int8 and spec.detection is None:
-        metrics["int8"] = _int8(trainer, dataset)
-        i8 = metrics["int8"]
-        print(f"int8: accuracy {i8['int8_accuracy']:.4f} (float {i8['float_accuracy']:.4f}), "
-              f"top-1 agreement {i8['agreement']:.4f} on {i8['images']} validation images")
+    if result.status == "complete" and not args.no_int8:
+        metrics["int8"] = _int8_detection(trainer, dataset, args) if detection else _int8(trainer, dataset, args.val_limit)
+    elif detection and trainer.last_scores is not None:
+        metrics["val"] = trainer.last_scores
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if result.status == "failed":
         print(f"rnnpool-nas: training failed: {result.reason}", file=sys.stderr)
         return 1
-    print(f"done in {result.wall_time:.0f} s: validation accuracy {result.val_accuracy:.4f}; wrote {out}/")
+    print(f"done in {result.wall_time:.0f} s: validation {metric} {result.val_accuracy:.4f}; wrote {out}/")
     return 0
 
 
-def _int8(trainer, dataset) -> dict:
+def _is_detection(spec, args: argparse.Namespace) -> bool:
+    """Whether this is a face-detection run; a detector with classification data (or the reverse)
+    is a UserError."""
+    from ..data.detection import is_detection_name
+    from ..errors import UserError
+
+    name = spec.name or args.arch
+    if spec.detection is not None and not is_detection_name(args.dataset):
+        raise UserError(f"{name} is a face detector: train it on a face-detection data set "
+                        f"(faces-synth, wider-face:PATH, scut-head:PATH), not {args.dataset!r}")
+    if spec.detection is None and is_detection_name(args.dataset):
+        raise UserError(f"{args.dataset} is a face-detection data set but {name} is a classifier: use a detector "
+                        "(rnnpool-face-m4, rnnpool-face-quant, ... or an --arch with detection heads)")
+    if spec.detection is None and args.wider_eval:
+        raise UserError("--wider-eval scores face detectors; this is a classifier")
+    return spec.detection is not None
+
+
+def _load_detection(args: argparse.Namespace, spec):
+    """The detection data set at the spec's channels: faces-synth painted at the input size, the
+    file-based sets at their own sizes (S3FD's augmentation crops before it resizes)."""
+    from ..data.detection import is_detection_name, load_detection_dataset
+
+    assert is_detection_name(args.dataset)
+    h, w, c = spec.input
+    synthetic = args.dataset.strip().lower() == "faces-synth"
+    return load_detection_dataset(args.dataset, data_dir=args.data_dir, seed=args.seed,
+                                  size=(h, w) if synthetic else None, channels=c, limit=args.limit)
+
+
+def _int8(trainer, dataset, val_limit: int | None = None) -> dict:
     import numpy as np
 
     from ..data import adapt_images
@@ -96,17 +150,52 @@ def _int8(trainer, dataset) -> dict:
     h, w, c = trainer.spec.input
     calib = calibration_images(dataset, trainer.spec.input)
     qnet = quantize(trainer.model, calib)
-    val = adapt_images(dataset.x_val, h, w, c)
-    scores = evaluate_int8(qnet, trainer.model, val, np.asarray(dataset.y_val))
-    return {**scores, "images": len(val), "calibration_images": len(calib)}
+    val = adapt_images(dataset.x_val[:val_limit], h, w, c)
+    scores = evaluate_int8(qnet, trainer.model, val, np.asarray(dataset.y_val[:val_limit]))
+    i8 = {**scores, "images": len(val), "calibration_images": len(calib)}
+    print(f"int8: accuracy {i8['int8_accuracy']:.4f} (float {i8['float_accuracy']:.4f}), "
+          f"top-1 agreement {i8['agreement']:.4f} on {i8['images']} validation images")
+    return i8
+
+
+def _int8_detection(trainer, dataset, args: argparse.Namespace) -> dict:
+    """Float and int8 AP of a trained detector (calibrated on 128 resized training images)."""
+    from ..train.detection import detection_calibration_images, evaluate_detection
+    from ..train.quant import quantize
+
+    spec, limit = trainer.spec, trainer.config.val_limit
+    calib = detection_calibration_images(dataset.train, spec.input, seed=args.seed)
+    qnet = quantize(trainer.model, calib)
+    if trainer.last_scores is not None and not args.wider_eval:
+        fl = {k: v for k, v in trainer.last_scores.items() if k != "loss"}  # the last epoch's evaluation
+    else:
+        fl = evaluate_detection(trainer.model, dataset.val, spec, limit=limit, wider_gt=args.wider_eval)
+    i8 = evaluate_detection(qnet, dataset.val, spec, limit=limit, batch_size=4, wider_gt=args.wider_eval)
+    out = {"float_ap": fl["ap"], "int8_ap": i8["ap"], "float_ap_at_most_3": fl["ap_at_most_3"],
+           "int8_ap_at_most_3": i8["ap_at_most_3"], "images": i8["images"], "faces": i8["faces"],
+           "calibration_images": len(calib), "float": fl, "int8": i8}
+    print(f"int8: AP {_fmt(i8['ap'])} (float {_fmt(fl['ap'])}); images with <= 3 faces: AP "
+          f"{_fmt(i8['ap_at_most_3'])} (float {_fmt(fl['ap_at_most_3'])}); IoU 0.5, on {i8['images']} "
+          f"validation images ({i8['faces']} faces)")
+    if args.wider_eval:
+        for name, scores in (("float", fl), ("int8", i8)):
+            wider = scores["wider"]
+            print(f"WIDER FACE official ({name}, {wider['images']} images): " + ", ".join(
+                f"{s} {_fmt(wider[s])}" for s in ("easy", "medium", "hard")))
+    return out
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
 
 
 class _progress:
     """A one-line progress bar per epoch (tqdm), then the epoch's metrics."""
 
-    def __init__(self) -> None:
+    def __init__(self, metric: str = "accuracy") -> None:
         from tqdm import tqdm
 
+        self.metric = metric
         self._tqdm = tqdm
         self.bar = None
         self.epoch_no = 1
@@ -120,7 +209,7 @@ class _progress:
     def epoch(self, m, epochs: int) -> None:
         self.close()
         print(f"epoch {m.epoch}/{epochs}: train loss {m.train_loss:.4f}, val loss {m.val_loss:.4f}, "
-              f"val accuracy {m.val_accuracy:.4f}, {m.images_per_second:,.0f} img/s")
+              f"val {self.metric} {m.val_accuracy:.4f}, {m.images_per_second:,.0f} img/s")
         self.epoch_no = m.epoch + 1
 
     def close(self) -> None:
