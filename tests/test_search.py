@@ -229,3 +229,27 @@ def test_corrupt_run_directory_on_resume(tmp_path, capsys, damage):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and str(out) in err
     assert before == {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}  # nothing lost
+
+
+def test_cost_only_scores_without_training(tmp_path, capsys):
+    """--cost-only: every candidate is scored by the cost model and recorded; nothing trains, no
+    Ray starts; within-budget candidates are 'scored', the others 'infeasible'."""
+    out = tmp_path / "co"
+    assert main(["search", "--space", "face-detection", "--ram-budget", "64KB", "--trials", "10", "--cost-only",
+                 "--out", str(out)]) == 0
+    frame = pd.read_parquet(out / "trials.parquet")
+    assert len(frame) == 10 and set(frame["status"]) <= {"scored", "infeasible", "invalid"}
+    scored = frame[frame["status"] == "scored"]
+    assert (scored["peak_ram_bytes"] <= 64 * 1024).all() and len(scored) >= 1
+    assert (frame[frame["status"] == "infeasible"]["peak_ram_bytes"] > 64 * 1024).all()
+    for number in frame["trial"]:
+        assert not (out / "trials" / f"{number:04d}" / "checkpoint.pt").exists()
+    assert json.loads((out / "pareto.json").read_text())["finalists"] == []
+    assert "cheapest candidates within budget" in capsys.readouterr().out
+
+
+def test_a_detection_space_needs_a_detection_data_set(tmp_path, capsys):
+    assert main(["search", "--space", "face-detection", "--ram-budget", "256KB", "--dataset", "lines",
+                 "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "detection space" in err and not (tmp_path / "x").exists()

@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/<space>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--address", metavar="RAY_ADDRESS", help="run trials on an existing Ray cluster")
+    p.add_argument("--cost-only", action="store_true",
+                   help="score the candidates with the cost model only (RAM, MAdds, latency); train nothing")
     p.set_defaults(handler=run)
 
 
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         space=args.space, budget=budget, out=out, dataset=args.dataset, data_dir=args.data_dir, trials=args.trials,
         epochs=args.epochs, workers=args.workers, objectives=[o.strip() for o in args.objectives.split(",") if o.strip()],
         sampler=args.sampler, seed=args.seed, limit=args.limit, early_stopping=not args.no_early_stopping,
-        address=args.address, resume=args.resume,
+        address=args.address, resume=args.resume, cost_only=args.cost_only,
     )
     run_search(cfg)
     return 0

@@ -58,6 +58,7 @@ class SearchConfig:
     lr: float = 0.05
     early_stopping: bool = True
     address: str | None = None
+    cost_only: bool = False  # score candidates with the cost model only: nothing is trained
     resume: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,10 +110,18 @@ def _sampler(name: str, seed: int, trials: int):
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_dataset(name: str, data_dir: str | None, seed: int, limit: int | None):
-    """Trials run in reused Ray actors (``reuse_actors=True``): a worker loads its data once."""
+def _cached_dataset(name: str, data_dir: str | None, seed: int, limit: int | None,
+                    shape: tuple[int, int, int] | None = None):
+    """Trials run in reused Ray actors (``reuse_actors=True``): a worker loads its data once.
+    Detection data sets are made at the candidate's input ``shape`` (faces-synth is generated at
+    any size; real sets are resized and augmented by the detection trainer)."""
     from ..data import load_dataset
+    from ..data.detection import is_detection_name, load_detection_dataset
 
+    if is_detection_name(name):
+        size = None if shape is None or not name.startswith("faces-synth") else shape[:2]
+        channels = None if shape is None else shape[2]
+        return load_detection_dataset(name, data_dir=data_dir, seed=seed, size=size, channels=channels, limit=limit)
     return load_dataset(name, data_dir=data_dir, seed=seed, limit=limit)
 
 
@@ -133,10 +142,14 @@ def train_trial(config: dict[str, Any]) -> None:
         metrics["ray_node_id"] = ray.get_runtime_context().get_node_id()
         if config.get("fail"):
             raise RuntimeError("failure injected by RNNPOOL_NAS_FAIL_TRIALS")
-        dataset = _cached_dataset(config["dataset"], config["data_dir"], config["seed"], config["limit"])
         spec = ArchSpec.from_dict(config["spec"])
+        detection = spec.detection is not None
+        dataset = _cached_dataset(config["dataset"], config["data_dir"], config["seed"], config["limit"],
+                                  tuple(spec.input) if detection else None)
         train_cfg = TrainConfig(epochs=config["epochs"], batch_size=config["batch_size"], lr=config["lr"],
                                 seed=config["seed"], threads=config["threads"])
+        if detection:  # accuracy is the validation AP at IoU 0.5
+            from ..train.detection import DetectionTrainer as Trainer  # noqa: N813
         trainer = Trainer(spec, dataset, train_cfg, checkpoint=trial_dir / "checkpoint.pt", resume=True)
 
         def report(m) -> None:
@@ -339,13 +352,19 @@ def run_search(cfg: SearchConfig, printer: Callable[[str], None] = print) -> Sea
             f"{_kib(cheapest.peak_ram_bytes)}, {cheapest.madds / 1e6:.1f}M MAdds ({budget.dtype}, "
             f"{budget.convention} convention) ({'; '.join(budget.violations(cheapest))})"
         )
-    if space.task != "classification":
-        raise UserError(f"{space.name} is a {space.task} space: training it arrives with face detection; "
-                        "score it with `rnnpool-nas search --cost-only`")
-    if not cfg.resume:
+    if not cfg.resume and not cfg.cost_only:
         from ..data import load_dataset
+        from ..data.detection import is_detection_name, load_detection_dataset
 
-        load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, limit=1)  # fail before starting anything
+        detection_data = bool(cfg.dataset) and is_detection_name(cfg.dataset)
+        if (space.task == "detection") != detection_data:
+            raise UserError(f"{space.name} is a {space.task} space but {cfg.dataset!r} is "
+                            f"{'a detection' if detection_data else 'not a detection'} data set")
+        if detection_data:  # fail before starting anything
+            load_detection_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, limit=1)
+        else:
+            load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, limit=1)
+    if not cfg.resume:
         config = cfg.to_dict() | {"space_path": str(cfg.space), "space": space.to_dict(), "version": __version__,
                                   "created": time.strftime("%Y-%m-%d %H:%M:%S")}
         store = RunStore.create(out, config)
@@ -359,11 +378,14 @@ def run_search(cfg: SearchConfig, printer: Callable[[str], None] = print) -> Sea
     phases = {"setup": time.perf_counter() - start}
     if remaining <= 0:
         printer(f"{out}: all {cfg.trials} trials are done")
+    elif cfg.cost_only or store.config.get("cost_only"):
+        _score_only(space, budget, store, cfg, study, printer)
     else:
         _run_tune(space, budget, store, cfg, study, printer, phases)
     finalists = store.write_pareto(cfg.objectives)
     rows = store.final_rows()
-    counts = {s: sum(1 for r in rows if r.get("status") == s) for s in ("complete", "stopped", "infeasible", "invalid", "failed")}
+    counts = {s: sum(1 for r in rows if r.get("status") == s)
+              for s in ("complete", "stopped", "infeasible", "invalid", "failed", "scored")}
     result = SearchResult(out, finalists, counts, time.perf_counter() - start,
                           sum(float(r.get("wall_time_s") or 0) for r in rows), phases)
     _summary(result, store, cfg, budget, printer)
@@ -378,6 +400,22 @@ def _final_report(store: RunStore, printer) -> None:
     path = ReportRefresher(store.root, printer=printer)(force=True)
     if path is not None:
         printer(f"report: {path} (`rnnpool-nas browse {store.root.parent}` serves every run)")
+
+
+def _score_only(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, printer) -> None:
+    """``--cost-only``: the sampler proposes, the cost model scores, nothing trains. Rows are
+    ``scored`` (within budget) or ``infeasible``; the sampler sees the costs (accuracy 0) and the
+    budget excess, so it still learns the cheap, feasible region."""
+    searcher = _make_searcher(space, budget, store, cfg, study, printer, 1)
+    printer(f"scoring {cfg.trials} candidates of {space.name} with the cost model only (nothing is trained)")
+    while True:
+        config = searcher.suggest(f"score-{searcher.asked}")
+        if config is None or config == "FINISHED" or not isinstance(config, dict):
+            break
+        trial, _, _, row = searcher.running.pop(next(iter(searcher.running)))
+        study.tell(trial, [0.0 if c == "accuracy" else float(row[OBJECTIVE_COLUMNS[c]] or 0) for c in cfg.objectives])
+        row.update(status="scored", reason="cost-only search: not trained")
+        searcher._record(row)
 
 
 def _requeue_interrupted(study, store: RunStore, printer) -> None:
@@ -456,8 +494,15 @@ def _summary(result: SearchResult, store: RunStore, cfg: SearchConfig, budget: B
     share = 1 - result.train_time / max(result.wall_time, 1e-9) / max(1, cfg.workers)
     printer("")
     printer(f"done in {result.wall_time / 60:.1f} min: {c['complete']} complete, {c['stopped']} stopped early, "
-            f"{c['infeasible']} over budget (never trained), {c['failed']} failed, {c['invalid']} invalid")
-    if budget.ram_bytes:
+            f"{c['infeasible']} over budget (never trained), {c['failed']} failed, {c['invalid']} invalid"
+            + (f", {c['scored']} scored within budget (cost only)" if c["scored"] else ""))
+    if c["scored"]:
+        cheap = sorted((r for r in store.final_rows() if r.get("status") == "scored"), key=lambda r: r["peak_ram_bytes"])
+        printer("cheapest candidates within budget (cost only, untrained):")
+        for r in cheap[:5]:
+            printer(f"  trial {r['trial']:>4}: peak RAM {_kib(r['peak_ram_bytes'])}, {r['madds'] / 1e6:.1f}M MAdds, "
+                    f"{r['params']:,} params, spec {r['spec_path']}")
+    elif budget.ram_bytes:
         hv = accuracy_ram_hypervolume(store.final_rows(), budget.ram_bytes)
         printer(f"accuracy/RAM hypervolume {hv:.4f}; time not spent training about {max(0.0, share):.0%}")
     if result.finalists:

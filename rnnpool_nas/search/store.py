@@ -4,7 +4,7 @@
       config.json        the resolved search configuration (space, budget, data, sampler, ...)
       study.db           the Optuna study (SQLite; `optuna-dashboard sqlite:///runs/<name>/study.db`)
       trials.parquet     one row per candidate: trial, status (complete / stopped / infeasible /
-                         invalid / failed), param_* (every hyperparameter), accuracy,
+                         invalid / failed / scored (--cost-only)), param_* (every hyperparameter), accuracy,
                          peak_ram_bytes, madds, params, model_bytes, latency_ms, epochs_trained,
                          wall_time_s, violations, reason, spec_path, checkpoint_path, node
       pareto.json        the finalists: non-dominated, feasible, complete trials
@@ -29,7 +29,7 @@ from ..errors import UserError
 from .pareto import OBJECTIVE_COLUMNS, pareto_front
 
 CONFIG, STUDY, TRIALS, PARETO = "config.json", "study.db", "trials.parquet", "pareto.json"
-FINAL_STATES = {"complete", "stopped", "infeasible", "invalid", "failed"}
+FINAL_STATES = {"complete", "stopped", "infeasible", "invalid", "failed", "scored"}  # scored: --cost-only
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
