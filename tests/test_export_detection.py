@@ -92,3 +92,24 @@ def test_box_decoding_and_nms_in_c_match_python(detector):
         # bits may differ only through the C library's exp)
         np.testing.assert_allclose(got[:, 4], scores, rtol=1e-12)
         np.testing.assert_allclose(got[:, :4], boxes, rtol=1e-12, atol=1e-9)
+
+
+def test_export_a_detector_end_to_end(tmp_path):
+    """export() of a detector checkpoint on faces-synth: float and int8 AP in export.json, and
+    the host build bit-exact on real (synthetic-face) validation images."""
+    import json
+
+    from rnnpool_nas.export.exporter import Source, export
+
+    spec = set_field(get_preset("rnnpool-face-m4"), "input", (60, 80, 1))
+    torch.manual_seed(1)
+    model = build(spec)
+    ckpt = tmp_path / "checkpoint.pt"
+    torch.save({"model": model.state_dict()}, ckpt)
+    source = Source(spec, ckpt, "faces-synth", limit=24, label="random face-m4")
+    doc = export(source, tmp_path / "c", val_images=4, build=False, log=lambda line: None)
+    assert doc["dataset"].startswith("faces-synth")
+    for key in ("float_ap", "int8_ap", "float_ap_at_most_3", "int8_ap_at_most_3"):
+        assert 0.0 <= doc["accuracy"][key] <= 1.0
+    assert json.loads((tmp_path / "c" / "export.json").read_text())["output"]["heads"]
+    assert "bit-exact" in _make(tmp_path / "c", "check")

@@ -125,8 +125,6 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
 
     out = Path(out)
     spec = source.spec
-    if spec.detection is not None:
-        raise UserError("export of detection models arrives with face detection; only classifiers export today")
     if source.budget is not None:
         violations = source.budget.violations(evaluate(spec, source.budget.dtype, source.budget.convention,
                                                         clock_mhz=source.budget.clock_mhz))
@@ -135,16 +133,24 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
     if out.exists() and any(out.iterdir()) and not (out / "export.json").exists():
         raise UserError(f"{out} exists and is not an earlier export; choose an empty or new --out")
     model = _load_model(source)
-    dataset = load_dataset(source.dataset, data_dir=source.data_dir, seed=source.seed, limit=source.limit)
-    qnet = quantize(model, calibration_images(dataset, spec.input))
-    h, w, c = spec.input
-    val = adapt_images(dataset.x_val, h, w, c)
-    scores = evaluate_int8(qnet, model, val, np.asarray(dataset.y_val))
-    log(f"{source.label}: float accuracy {scores['float_accuracy']:.4f}, int8 {scores['int8_accuracy']:.4f}, "
-        f"top-1 agreement {scores['agreement']:.4f} ({len(val)} validation images)")
+    if spec.detection is not None:
+        qnet, val, scores, classes, dataset_name = _quantize_detector(model, source)
+    else:
+        dataset = load_dataset(source.dataset, data_dir=source.data_dir, seed=source.seed, limit=source.limit)
+        qnet = quantize(model, calibration_images(dataset, spec.input))
+        h, w, c = spec.input
+        val = adapt_images(dataset.x_val, h, w, c)
+        scores = evaluate_int8(qnet, model, val, np.asarray(dataset.y_val))
+        scores["images"] = len(val)
+        classes, dataset_name = list(dataset.classes), dataset.name
+        log(f"{source.label}: float accuracy {scores['float_accuracy']:.4f}, int8 {scores['int8_accuracy']:.4f}, "
+            f"top-1 agreement {scores['agreement']:.4f} ({len(val)} validation images)")
 
-    doc = write_project(qnet, spec, out, val[: max(1, val_images)], list(dataset.classes))
-    doc.update(source=source.label, dataset=dataset.name, accuracy={**scores, "images": len(val)})
+    if spec.detection is not None:
+        log(f"{source.label}: float AP {scores['float_ap']:.4f}, int8 AP {scores['int8_ap']:.4f} (IoU 0.5, "
+            f"{scores['images']} validation images)")
+    doc = write_project(qnet, spec, out, val[: max(1, val_images)], classes)
+    doc.update(source=source.label, dataset=dataset_name, accuracy=scores)
     if build:
         doc["build"] = build_and_measure(out, log)
     (out / "export.json").write_text(json.dumps(doc, indent=2))
@@ -194,6 +200,33 @@ def write_project(qnet, spec: ArchSpec, out: Path, images: np.ndarray, class_nam
              "conf": {"scale": hd.conf.output.scale, "zero_point": hd.conf.output.zero_point}} for hd in qnet.heads]
     assert doc["arena_bytes"] == doc["predicted"]["runtime_peak_ram_bytes"]
     return doc
+
+
+def _quantize_detector(model, source: Source):
+    """A detector's int8 network (calibrated like ``rnnpool-nas train`` does), its validation
+    images at the input size, and the float and int8 AP at IoU 0.5."""
+    from ..data.detection import load_detection_dataset
+    from ..train.detection import detection_calibration_images, evaluate_detection, to_input
+    from ..train.quant import quantize
+
+    spec = source.spec
+    h, w, c = spec.input
+    dataset = load_detection_dataset(source.dataset, data_dir=source.data_dir, seed=source.seed,
+                                     limit=source.limit, channels=c)
+    qnet = quantize(model, detection_calibration_images(dataset.train, spec.input))
+    val = []
+    for i in range(len(dataset.val)):
+        sample = dataset.val.get(i)
+        if sample is not None:
+            val.append(to_input(sample.image, sample.boxes, (h, w), c)[0])
+        if len(val) >= 256:
+            break
+    float_scores = evaluate_detection(model, dataset.val, spec)
+    int8_scores = evaluate_detection(qnet, dataset.val, spec)
+    scores = {"float_ap": float_scores["ap"], "int8_ap": int8_scores["ap"],
+              "float_ap_at_most_3": float_scores["ap_at_most_3"], "int8_ap_at_most_3": int8_scores["ap_at_most_3"],
+              "images": float_scores["images"]}
+    return qnet, np.stack(val), scores, list(dataset.classes), dataset.name
 
 
 def _make(out: Path, *targets: str, timeout: int = 600) -> subprocess.CompletedProcess:
