@@ -253,3 +253,16 @@ def test_a_detection_space_needs_a_detection_data_set(tmp_path, capsys):
                  "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "detection space" in err and not (tmp_path / "x").exists()
+
+
+def test_a_face_detection_space_trains_with_ap(ray_session, tmp_path):
+    """A detection space trains its candidates with the detection trainer on faces-synth; the
+    accuracy objective is the validation AP at IoU 0.5."""
+    cfg = _config(tmp_path / "faces", space=str(TESTS / "data" / "tiny_face_space.yaml"), trials=2, limit=16,
+                  dataset=None, budget=Budget(ram_bytes=parse_bytes("64KB")), batch_size=8)
+    result = run_search(cfg, printer=lambda line: None)
+    frame = pd.read_parquet(tmp_path / "faces" / "trials.parquet")
+    assert result.counts["complete"] == 2, frame[["status", "reason"]]
+    assert frame["accuracy"].between(0, 1).all()
+    metrics = json.loads((tmp_path / "faces" / "trials" / "0000" / "metrics.json").read_text())
+    assert metrics["status"] == "complete" and (tmp_path / "faces" / "trials" / "0000" / "checkpoint.pt").exists()
