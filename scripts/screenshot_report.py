@@ -2,8 +2,8 @@
 
     python scripts/screenshot_report.py runs/fashion-mnist-8k [--out report.png] [--width 1400]
 
-Writes the report first when it is missing or older than trials.parquet, loads it from disk
-(file://, so offline), and prints what the browser saw: plots drawn and console errors. Exits 1
+Writes the report first (so the picture is of this code's page), loads it from disk (file://, so
+offline), and prints what the browser saw: plots drawn and console errors. Exits 1
 when the page logged an error or a plot was not drawn; 2 on bad input (not a run, no Chromium).
 """
 
@@ -17,7 +17,6 @@ from rnnpool_nas.errors import UserError
 from rnnpool_nas.report import write_report
 from rnnpool_nas.report.browser import check_page
 from rnnpool_nas.report.run import RunView, display_path
-from rnnpool_nas.report.server import report_is_stale
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,9 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         view = RunView.load(args.run_dir)
-        report = view.root / "report.html"
-        if report_is_stale(view.root):
-            write_report(view.root)
+        report = write_report(view.root)
         out = Path(args.out) if args.out else view.root / "report.png"
         check = check_page(report.resolve().as_uri(), screenshot=out, width=args.width)
     except UserError as exc:

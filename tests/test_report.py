@@ -286,3 +286,27 @@ def test_the_search_writes_and_refreshes_the_report(tmp_path):
     run_search(SearchConfig(space="fashion-mnist", budget=BUDGET, out=str(done), trials=10, resume=True),
                printer=lines.append)
     assert (done / "report.html").exists() and any(line.startswith("report: ") for line in lines)
+
+
+def test_latency_plot_and_a_budget_without_ram(tmp_path):
+    """A run with latencies and only an MAdds budget: a latency plot, the MAdds budget line,
+    no hypervolume (it is measured against the RAM budget)."""
+    budget = Budget(madds=3_000_000, name="madds-only")
+    run = make_run(tmp_path / "madds", trials=16, budget=budget)
+    store = RunStore.open(run)
+    for row in store.rows.values():
+        if row["madds"] == row["madds"]:
+            row["latency_ms"] = row["madds"] / 168e3  # one MAdd per cycle at 168 MHz
+    store.save()
+    table = pd.read_parquet(run / "trials.parquet")
+    page = write_report(run).read_text()
+    figs = figures(page)
+    latency = figs["pareto-latency_ms"]
+    points = {t: x for trace in latency["data"] if (trace.get("meta") or {}).get("status")
+              for t, x in zip(trace["customdata"], values(trace["x"]))}
+    assert points == pytest.approx(dict(zip(table["trial"], table["latency_ms"])))
+    madds_lines = [s for s in figs["pareto-madds"]["layout"]["shapes"] if s["type"] == "line"]
+    assert madds_lines and all(s["x0"] == pytest.approx(3.0) for s in madds_lines)
+    assert not [s for s in figs["pareto-peak_ram_bytes"]["layout"].get("shapes", []) if s["type"] == "line"]
+    assert [t["meta"]["role"] for t in figs["progress"]["data"]] == ["best_accuracy"]
+    assert "accuracy/RAM hypervolume" not in page

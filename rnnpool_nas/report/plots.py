@@ -211,6 +211,10 @@ def progress_figure(view: RunView) -> go.Figure:
     fig.add_trace(go.Scatter(x=trials, y=series(progress["best_accuracy"]), mode="lines+markers",
                              line=dict(shape="hv", color=STATUS_STYLE["complete"][0]), marker=dict(size=4),
                              name="best accuracy", meta={"role": "best_accuracy"}), row=len(titles), col=1)
+    if has_hv:
+        fig.update_yaxes(rangemode="tozero", row=1, col=1)
+    if progress["best_accuracy"].isna().all():  # nothing completed yet: an empty 0..1 axis
+        fig.update_yaxes(range=[0, 1], row=len(titles), col=1)
     fig.update_xaxes(title_text="trial", row=len(titles), col=1)
     fig.update_layout(template=TEMPLATE, height=420 if has_hv else 260, showlegend=False,
                       margin=dict(l=60, r=20, t=40, b=50))
