@@ -85,7 +85,7 @@ def test_attributes():
     vww = SearchSpace.load("vww")
     assert vww.num_classes == 2 and vww.input_channels == 3
     face = SearchSpace.load("face-detection")
-    assert face.dataset is None and len(face.heads) == 6
+    assert face.dataset == "faces-synth" and len(face.heads) == 6
 
 
 def test_load_from_current_directory(tmp_path, monkeypatch):
