@@ -20,6 +20,7 @@ instructions before the next store, and the blocks that contain the store itself
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import hashlib
 import os
@@ -63,6 +64,8 @@ class Emulation:
     segments: dict[int, Segment] = field(default_factory=dict)  # by marker value (0: outside the model)
     wall_seconds: float = 0.0
     blocks: int = 0                  # distinct basic blocks translated
+    functions: dict[str, Segment] = field(default_factory=dict)  # by function symbol (a flat profile)
+    block_profile: dict[int, Segment] = field(default_factory=dict)  # by block address (emulate(..., blocks=True))
 
     @property
     def instructions_per_second(self) -> float:
@@ -92,7 +95,7 @@ def _load_elf(path: Path):
                     if sym.name and sym["st_info"]["type"] in ("STT_OBJECT", "STT_FUNC"):
                         symbols[sym.name] = sym["st_value"]
                     if sym["st_info"]["type"] == "STT_FUNC" and sym["st_size"] > 0:
-                        funcs.append((sym["st_value"] & ~1, sym["st_size"]))
+                        funcs.append((sym["st_value"] & ~1, sym["st_size"], sym.name))
             return segments, symbols, funcs
     except (OSError, ELFError) as exc:
         raise UserError(f"cannot read {path}: {exc}") from None
@@ -104,7 +107,7 @@ def _divisions(uc_read, funcs) -> list[tuple[int, bool, int, int]]:
 
     cs = disassembler()
     out = []
-    for start, size in funcs:
+    for start, size, _ in funcs:
         code = bytes(uc_read(start, size))
         for insn in cs.disasm(code, start):
             if insn.id in (A.ARM_INS_SDIV, A.ARM_INS_UDIV):
@@ -130,9 +133,11 @@ def _unicorn_reg(capstone_reg: int) -> int:
     return _UC_REG[capstone_reg]
 
 
-def emulate(elf: str | Path, timeout_s: float = 0.0) -> Emulation:
+def emulate(elf: str | Path, timeout_s: float = 0.0, blocks: bool = False) -> Emulation:
     """Run ``elf`` from reset to semihosting SYS_EXIT; see the module docstring. An emulator
-    fault (or ``timeout_s`` > 0 passing) is a :class:`UserError` naming the PC and the marker."""
+    fault (or ``timeout_s`` > 0 passing) is a :class:`UserError` naming the PC and the marker.
+    ``blocks=True`` also fills :attr:`Emulation.block_profile` (instructions and cycles per basic
+    block, for tuning a kernel's inner loops)."""
     from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_WRITE
     from unicorn import UC_MODE_MCLASS, UC_MODE_THUMB, Uc, UcError
     from unicorn import arm_const as U
@@ -249,6 +254,16 @@ def emulate(elf: str | Path, timeout_s: float = 0.0) -> Emulation:
     cs = disassembler()
     costs: dict[int, BlockCost] = {}
     result = Emulation("".join(text), state["exit"], 0, 0, {}, wall, 0)
+    starts = sorted(funcs)
+    owner: dict[int, Segment] = {}  # block key -> its function's profile entry
+
+    def function_of(address: int) -> Segment:
+        i = bisect.bisect_right(starts, (address, 1 << 62)) - 1
+        name = starts[i][2] if i >= 0 and address < starts[i][0] + starts[i][1] else "?"
+        prof = result.functions.get(name)
+        if prof is None:
+            prof = result.functions[name] = Segment(0)
+        return prof
     for full, n in pairs:
         key = full & KEY_MASK
         size = key & ((1 << SIZE_BITS) - 1)
@@ -262,15 +277,26 @@ def emulate(elf: str | Path, timeout_s: float = 0.0) -> Emulation:
         seg = result.segments.get(marker)
         if seg is None:
             seg = result.segments[marker] = Segment(marker)
+        prof = owner.get(key)
+        if prof is None:
+            prof = owner[key] = function_of(key >> SIZE_BITS)
         if full & TAKEN:
             seg.cycles += n * cost.exit_refill
+            prof.cycles += n * cost.exit_refill
             continue
+        cycles = n * (cost.cycles + (cost.entry_penalty if full & JUMP else 0))
         seg.instructions += n * cost.instructions
-        seg.cycles += n * cost.cycles
-        if full & JUMP:
-            seg.cycles += n * cost.entry_penalty
+        seg.cycles += cycles
+        prof.instructions += n * cost.instructions
+        prof.cycles += cycles
+        if blocks:
+            entry = result.block_profile.setdefault(key >> SIZE_BITS, Segment(0))
+            entry.instructions += n * cost.instructions
+            entry.cycles += cycles
     for marker, cycles in div_cycles.items():
         result.segments.setdefault(marker, Segment(marker)).cycles += cycles
+    if div_cycles:  # division cycles are counted per marker, not per function
+        result.functions.setdefault("(divisions)", Segment(0)).cycles += sum(div_cycles.values())
     for seg in result.segments.values():
         result.instructions += seg.instructions
         result.cycles += seg.cycles
