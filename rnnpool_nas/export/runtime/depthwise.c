@@ -8,10 +8,17 @@
  * The zero point is hoisted out of the tap loop: sum w (x - zp) = sum w x - zp sum w (exact on
  * integers; a 5x5 window cannot overflow int32). Only the taps inside the input are visited.
  * Output size: out_h = (in_h + 2*pad - kernel)/stride + 1, same for w.
- * rn_depthwise_row computes one output row with the same arithmetic from rows held in a ring of
- * row slots (rn_mbconv's expanded rows); both share the tap loop dw_taps.
+ *
+ * rn_depthwise_row computes one output row from rows held in a ring of row slots (rn_mbconv's
+ * expanded rows); rn_depthwise_conv2d is that row function over the whole map (ring == in_h).
+ * Speed: a 3x3 window whose columns are all inside the row (every output column but the edges)
+ * runs channel by channel, four output columns at a time: each kernel row's three weights are
+ * loaded once for the four windows, the zero-point correction (zp times the sum of the weights
+ * of the window's rows) once per channel and row, and requantization uses the product's high
+ * word (rn_requant32). The edge columns and other kernel sizes take the per-tap loop dw_taps.
  */
 #include "rn_runtime.h"
+#include "rn_dsp.h"
 
 /* acc += sum over `rows` rows of `cols` taps of w * x and wsum += sum of those w, for one channel:
  * x steps c along a row and row_stride down, w steps 1 along a kernel row and kernel down. */
@@ -33,36 +40,170 @@ static inline void dw_taps(const int8_t *x_row, const int8_t *w_row, int rows, i
     *wsum = s;
 }
 
-void rn_depthwise_conv2d(const int8_t *in, int in_h, int in_w, int c,
-                         const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
-                         int kernel, int stride, int pad,
-                         int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out)
-{
-    const int out_h = (in_h + 2 * pad - kernel) / stride + 1;
-    const int out_w = (in_w + 2 * pad - kernel) / stride + 1;
-    const int row_stride = in_w * c;
-    const int kk = kernel * kernel;
-    int oy, ox, ch;
+#if defined(__GNUC__)
+#define RN_NOINLINE __attribute__((noinline))
+#else
+#define RN_NOINLINE
+#endif
 
-    for (oy = 0; oy < out_h; ++oy) {
-        const int iy0 = oy * stride - pad;
-        const int ky0 = iy0 < 0 ? -iy0 : 0;
-        const int ky1 = iy0 + kernel > in_h ? in_h - iy0 : kernel;
-        for (ox = 0; ox < out_w; ++ox) {
-            const int ix0 = ox * stride - pad;
-            const int kx0 = ix0 < 0 ? -ix0 : 0;
-            const int kx1 = ix0 + kernel > in_w ? in_w - ix0 : kernel;
-            const int nkx = kx1 - kx0;
-            const int8_t *const window = (ky1 > ky0 && nkx > 0)
-                ? in + ((iy0 + ky0) * in_w + ix0 + kx0) * c : in;
-            const int8_t *w_ch = weight + ky0 * kernel + kx0;
-            for (ch = 0; ch < c; ++ch, w_ch += kk) {
-                int32_t acc = 0;
-                int32_t wsum = 0;
-                dw_taps(window + ch, w_ch, ky1 - ky0, nkx, c, row_stride, kernel, &acc, &wsum);
-                acc += bias[ch] - in_zp * wsum;
-                *out++ = rn_clamp_s8(out_zp + rn_requant(acc, mult[ch], shift[ch]), act_min, act_max);
+/* requantization of one channel */
+typedef struct {
+    int32_t bias, mult, shift, out_zp, act_min, act_max, full;   /* full: [act_min, act_max] = [-128, 127] */
+} dw_rq_t;
+
+static inline int8_t dw_out(int32_t acc, dw_rq_t q)
+{
+    return RN_OUT8(q.full, acc, q.mult, q.shift, q.out_zp, q.act_min, q.act_max);
+}
+
+/* acc[j] += w0 x[j s] + w1 x[j s + c] + w2 x[j s + 2c] for four stride-1 windows (s = c): six loads,
+ * each used as soon as it is loaded */
+#define DW3_ROW4_S1(p, w)                                                                       \
+    do {                                                                                        \
+        const int32_t w0_ = (w)[0], w1_ = (w)[1], w2_ = (w)[2];                                 \
+        const int8_t *q_ = (p);                                                                 \
+        int32_t v_ = q_[0];                                                                     \
+        a0 += w0_ * v_;                                                                         \
+        v_ = q_[c];                                                                             \
+        a0 += w1_ * v_;                                                                         \
+        a1 += w0_ * v_;                                                                         \
+        v_ = q_[c2];                                                                            \
+        a0 += w2_ * v_;                                                                         \
+        a1 += w1_ * v_;                                                                         \
+        a2 += w0_ * v_;                                                                         \
+        q_ += c3;                                                                               \
+        v_ = q_[0];                                                                             \
+        a1 += w2_ * v_;                                                                         \
+        a2 += w1_ * v_;                                                                         \
+        a3 += w0_ * v_;                                                                         \
+        v_ = q_[c];                                                                             \
+        a2 += w2_ * v_;                                                                         \
+        a3 += w1_ * v_;                                                                         \
+        a3 += w2_ * q_[c2];                                                                     \
+    } while (0)
+
+/* The same for four stride-2 windows (s = 2c): nine loads for the twelve products */
+#define DW3_ROW4_S2(p, w)                                                                       \
+    do {                                                                                        \
+        const int32_t w0_ = (w)[0], w1_ = (w)[1], w2_ = (w)[2];                                 \
+        const int8_t *q_ = (p);                                                                 \
+        int32_t v_ = q_[0];                                                                     \
+        a0 += w0_ * v_;                                                                         \
+        a0 += w1_ * q_[c];                                                                      \
+        v_ = q_[c2];                                                                            \
+        a0 += w2_ * v_;                                                                         \
+        a1 += w0_ * v_;                                                                         \
+        a1 += w1_ * q_[c3];                                                                     \
+        q_ += 2 * c2;                                                                           \
+        v_ = q_[0];                                                                             \
+        a1 += w2_ * v_;                                                                         \
+        a2 += w0_ * v_;                                                                         \
+        a2 += w1_ * q_[c];                                                                      \
+        v_ = q_[c2];                                                                            \
+        a2 += w2_ * v_;                                                                         \
+        a3 += w0_ * v_;                                                                         \
+        a3 += w1_ * q_[c3];                                                                     \
+        a3 += w2_ * q_[2 * c2];                                                                 \
+    } while (0)
+
+/* One channel of a 3x3 depthwise row, `blocks` blocks of four stride-1 windows: p0, p1, p2 are
+ * the kernel rows' first taps (p1/p2 NULL: rows 1/2 outside the input; row 0 is always present
+ * here), w the channel's nine weights, outputs c apart from y. */
+static RN_NOINLINE void rn_dw3_run_s1(const int8_t *p0, const int8_t *p1, const int8_t *p2, const int8_t *w, int c,
+                                   int blocks, dw_rq_t q, int8_t *y)
+{
+    const int c2 = 2 * c, c3 = 3 * c;
+    for (; blocks > 0; --blocks, p0 += 4 * c, y += 4 * c) {
+        int32_t a0 = q.bias, a1 = a0, a2 = a0, a3 = a0;
+        DW3_ROW4_S1(p0, w);
+        if (p1) {
+            DW3_ROW4_S1(p1, w + 3);
+            p1 += 4 * c;
+        }
+        if (p2) {
+            DW3_ROW4_S1(p2, w + 6);
+            p2 += 4 * c;
+        }
+        y[0] = dw_out(a0, q);
+        y[c] = dw_out(a1, q);
+        y[c2] = dw_out(a2, q);
+        y[c3] = dw_out(a3, q);
+    }
+}
+
+/* The same with stride 2 (windows 2c apart). */
+static RN_NOINLINE void rn_dw3_run_s2(const int8_t *p0, const int8_t *p1, const int8_t *p2, const int8_t *w, int c,
+                                   int blocks, dw_rq_t q, int8_t *y)
+{
+    const int c2 = 2 * c, c3 = 3 * c;
+    for (; blocks > 0; --blocks, p0 += 8 * c, y += 4 * c) {
+        int32_t a0 = q.bias, a1 = a0, a2 = a0, a3 = a0;
+        DW3_ROW4_S2(p0, w);
+        if (p1) {
+            DW3_ROW4_S2(p1, w + 3);
+            p1 += 8 * c;
+        }
+        if (p2) {
+            DW3_ROW4_S2(p2, w + 6);
+            p2 += 8 * c;
+        }
+        y[0] = dw_out(a0, q);
+        y[c] = dw_out(a1, q);
+        y[c2] = dw_out(a2, q);
+        y[c3] = dw_out(a3, q);
+    }
+}
+
+/* Columns [ox0, ox1) of a 3x3 depthwise output row, those whose window is inside the input row,
+ * channel by channel: win[r] is window row r's input row (NULL for a row outside the input). With
+ * stride 1 or 2, blocks of four windows share their input loads and each kernel row's weights
+ * (rn_dw3_run_s1, rn_dw3_run_s2); the rest goes window by window. */
+static void dw3_interior(const int8_t *const win[3], int c, int ox0, int ox1, int stride, int pad,
+                    const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                    int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out)
+{
+    /* the kernel rows inside the input, in order (their input rows and weights) */
+    const int8_t *rp[3];
+    const int8_t *wp[3];
+    int nr = 0, r, ch, ox;
+    const int blocks = stride <= 2 && ox1 > ox0 ? (ox1 - ox0) / 4 : 0;
+    const int col0 = ox0 * stride - pad;   /* the first interior window's left column */
+    dw_rq_t q;
+    q.out_zp = out_zp;
+    q.act_min = act_min;
+    q.act_max = act_max;
+    q.full = act_min == -128 && act_max == 127;
+    for (r = 0; r < 3; ++r) {
+        if (win[r]) {
+            rp[nr] = win[r];
+            wp[nr++] = weight + 3 * r;
+        }
+    }
+    for (ch = 0; ch < c; ++ch) {
+        const int wo = 9 * ch;
+        int32_t wsum = 0;
+        int8_t *y;
+        for (r = 0; r < nr; ++r) {
+            wsum += wp[r][wo] + wp[r][wo + 1] + wp[r][wo + 2];
+        }
+        q.bias = bias[ch] - in_zp * wsum;
+        q.mult = mult[ch];
+        q.shift = shift[ch];
+        y = out + ox0 * c + ch;
+        if (blocks > 0) {
+            const int off = col0 * c + ch;
+            (stride == 1 ? rn_dw3_run_s1 : rn_dw3_run_s2)(rp[0] + off, nr > 1 ? rp[1] + off : 0, nr > 2 ? rp[2] + off : 0,
+                                                    wp[0] + wo, c, blocks, q, y);
+        }
+        for (ox = ox0 + 4 * blocks, y += 4 * blocks * c; ox < ox1; ++ox, y += c) {
+            const int off = (ox * stride - pad) * c + ch;
+            int32_t a = q.bias;
+            for (r = 0; r < nr; ++r) {
+                const int8_t *const p = rp[r] + off;
+                const int8_t *const w = wp[r] + wo;
+                a += w[0] * p[0] + w[1] * p[c] + w[2] * p[2 * c];
             }
+            *y = dw_out(a, q);
         }
     }
 }
@@ -84,8 +225,27 @@ void rn_depthwise_row(const int8_t *rows, int ring, int in_h, int in_w, int c, i
     const int run_a = ring - slot0 < nky ? ring - slot0 : nky;
     const int run_b = nky - run_a;
     const int8_t *const top = rows + slot0 * row_stride;
+    /* output columns whose window is inside the row: [ox_lo, ox_hi) */
+    const int ox_lo = (pad + stride - 1) / stride;
+    const int last = in_w + pad - kernel;   /* the last window start (padded coordinates) inside the row */
+    int ox_hi = last >= 0 ? last / stride + 1 : 0;
     int ox, ch;
 
+    if (ox_hi > out_w) {
+        ox_hi = out_w;
+    }
+    if (kernel == 3 && ox_hi > ox_lo) {
+        const int8_t *win[3];
+        int r;
+        for (r = 0; r < 3; ++r) {
+            const int iy = iy0 + r;
+            win[r] = iy < 0 || iy >= in_h ? 0 : rows + (iy % ring) * row_stride;
+        }
+        dw3_interior(win, c, ox_lo, ox_hi, stride, pad, weight, bias, mult, shift, in_zp, out_zp, act_min, act_max,
+                     out);
+    } else {
+        ox_hi = ox_lo;   /* no interior fast path: every column below */
+    }
     for (ox = 0; ox < out_w; ++ox) {
         const int ix0 = ox * stride - pad;
         const int kx0 = ix0 < 0 ? -ix0 : 0;
@@ -93,6 +253,11 @@ void rn_depthwise_row(const int8_t *rows, int ring, int in_h, int in_w, int c, i
         const int nkx = kx1 > kx0 ? kx1 - kx0 : 0;
         const int col = nkx > 0 ? (ix0 + kx0) * c : 0;
         const int8_t *w_ch = weight + ky0 * kernel + kx0;
+        int8_t *y = out + ox * c;
+        if (ox == ox_lo && ox_hi > ox_lo) {   /* done by dw3_interior */
+            ox = ox_hi - 1;
+            continue;
+        }
         for (ch = 0; ch < c; ++ch, w_ch += kk) {
             int32_t acc = 0;
             int32_t wsum = 0;
@@ -101,7 +266,21 @@ void rn_depthwise_row(const int8_t *rows, int ring, int in_h, int in_w, int c, i
                 dw_taps(rows + col + ch, w_ch + run_a * kernel, run_b, nkx, c, row_stride, kernel, &acc, &wsum);
             }
             acc += bias[ch] - in_zp * wsum;
-            *out++ = rn_clamp_s8(out_zp + rn_requant(acc, mult[ch], shift[ch]), act_min, act_max);
+            *y++ = rn_clamp32(out_zp + rn_requant32(acc, mult[ch], shift[ch]), act_min, act_max);
         }
+    }
+}
+
+void rn_depthwise_conv2d(const int8_t *in, int in_h, int in_w, int c,
+                         const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                         int kernel, int stride, int pad,
+                         int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out)
+{
+    const int out_h = (in_h + 2 * pad - kernel) / stride + 1;
+    const int out_w = (in_w + 2 * pad - kernel) / stride + 1;
+    int oy;
+    for (oy = 0; oy < out_h; ++oy) {
+        rn_depthwise_row(in, in_h, in_h, in_w, c, oy * stride - pad, weight, bias, mult, shift, kernel, stride, pad,
+                         in_zp, out_zp, act_min, act_max, out + oy * out_w * c);
     }
 }
