@@ -5,12 +5,37 @@
  *             (int32; taps in the zero padding contribute 0: the reference pads x - in_zp with 0)
  *   out[o]  = clamp(out_zp + ((acc * mult[o] + 2^(shift[o]-1)) >> shift[o]), act_min, act_max)
  *             (int64 product, arithmetic shift: halves round toward +inf)
- * The zero point is hoisted out of the tap loop with a running weight sum (rn_dot.h). Only the
- * taps inside the input are visited, so the padding costs nothing and needs no buffer.
+ * Only the taps inside the input are visited, so the padding costs nothing and needs no buffer.
+ * Dense convolutions (the stems: few input channels, short window rows) compute four output
+ * channels per pass, so each input byte (minus the zero point) is loaded once for four weights;
+ * the rest hoists the zero point out of the tap loop with a running weight sum (rn_dot.h).
  * Output size: out_h = (in_h + 2*pad - kernel)/stride + 1, same for w.
  */
 #include "rn_runtime.h"
 #include "rn_dot.h"
+
+/* acc[j] += sum over `rows` window rows of `seg` taps of w_j[e] (x[e] - zp), for the four output
+ * channels w_j = w + j * wpo: each input byte is loaded once for four channels. */
+static inline void conv_taps4(const int8_t *x, const int8_t *w, int rows, int seg, int row_stride, int w_row,
+                              int wpo, int32_t zp, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    const int wpo3 = 3 * wpo;
+    int r, e;
+    for (r = 0; r < rows; ++r, x += row_stride, w += w_row) {
+        for (e = 0; e < seg; ++e) {
+            const int32_t v = x[e] - zp;
+            a0 += w[e] * v;
+            a1 += w[e + wpo] * v;
+            a2 += w[e + 2 * wpo] * v;
+            a3 += w[e + wpo3] * v;
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
 
 void rn_conv2d(const int8_t *in, int in_h, int in_w, int in_c,
                const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
@@ -42,7 +67,23 @@ void rn_conv2d(const int8_t *in, int in_h, int in_w, int in_c,
             const int8_t *const window = (ky1 > ky0 && nkx > 0)
                 ? in + ((iy0 + ky0) * in_w + ix0 + kx0) * in_c : in;
             const int8_t *w_out = weight + (ky0 * kernel + kx0) * cin_g;
-            for (o = 0; o < out_c; ++o, w_out += w_per_out) {
+            o = 0;
+            if (groups == 1 && nkx > 0) {   /* dense: four output channels per pass */
+                for (; o + 3 < out_c; o += 4, w_out += 4 * w_per_out) {
+                    int32_t acc[4];
+                    int j;
+                    acc[0] = bias[o];
+                    acc[1] = bias[o + 1];
+                    acc[2] = bias[o + 2];
+                    acc[3] = bias[o + 3];
+                    conv_taps4(window, w_out, ky1 - ky0, seg, row_stride, kernel * in_c, w_per_out, in_zp, acc);
+                    for (j = 0; j < 4; ++j) {
+                        *out++ = rn_clamp32(out_zp + rn_requant32(acc[j], mult[o + j], shift[o + j]), act_min,
+                                            act_max);
+                    }
+                }
+            }
+            for (; o < out_c; ++o, w_out += w_per_out) {
                 const int8_t *x_row = window + (o / cout_g) * cin_g;
                 const int8_t *w_row = w_out;
                 int32_t acc = bias[o];
@@ -55,7 +96,7 @@ void rn_conv2d(const int8_t *in, int in_h, int in_w, int in_c,
                     x_row += row_stride;
                     w_row += kernel * cin_g;
                 }
-                *out++ = rn_clamp_s8(out_zp + rn_requant(acc, mult[o], shift[o]), act_min, act_max);
+                *out++ = rn_clamp32(out_zp + rn_requant32(acc, mult[o], shift[o]), act_min, act_max);
             }
         }
     }
