@@ -92,6 +92,10 @@ MBCONV_CASES = [  # h, w, cin, t, cout, kernel, stride, residual, activation
     (4, 13, 11, 2, 11, 3, 1, True, "relu6"),  # width 13
     (3, 3, 1, 1, 1, 3, 1, True, "relu6"),  # one channel
     (6, 7, 2, 6, 3, 5, 2, False, "relu6"),  # odd sizes, stride 2 with kernel 5
+    (8, 8, 8, 4, 8, 3, 1, True, "relu6"),  # whole words of channels: the packed pointwise and 3x3 blocks
+    (9, 9, 8, 6, 16, 3, 2, False, "relu6"),
+    (7, 7, 12, 1, 12, 3, 1, True, "none"),
+    (5, 14, 4, 2, 4, 3, 1, True, "relu"),
 ]
 
 
