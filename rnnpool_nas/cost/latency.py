@@ -8,28 +8,49 @@ the loop structure of its C kernel (``rnnpool_nas/export/runtime/*.c``):
 ==========  ====================================================================================
 family      features (each a count of one loop level's iterations; ``calls`` is 1 per call)
 ==========  ====================================================================================
-pointwise   macs (inner dot-product steps), outputs (requantized values), pixels, rows, calls
-depthwise   macs (taps inside the input), row_loops (window rows visited), outputs, pixels,
-            rows, calls
-conv        macs, dots (rn_dot_s8 runs: one per window row, dense; one per tap, grouped),
-            row_loops, outputs (each with a division in the grouped case), pixels, rows, calls
+pointwise   mac4 (MACs in 2 pixel x 2 channel blocks, packed 16-bit pairs: in_c a multiple of 4),
+            mac2 (packed MACs in 1 pixel x 2 channel blocks: odd pixels, stride > 1, an odd
+            channel), macp (MACs of the plain int8 path: other in_c), blk4, blk2 (the blocks:
+            each requantizes 4 or 2 outputs), wsum (weights summed, per channel per call), pairs
+            (channel pairs x pixel runs), calls
+depthwise   3x3 interior windows in blocks of four (stride 1 or 2): b1rows, b2rows (block x kernel
+            rows inside the input, by stride), b1, b2 (blocks); single interior windows: wrows, win;
+            chrows (channel x output row set-ups of the 3x3 path); the rest (edge columns, other
+            kernels, stride > 2 blocks) per tap: taps, row_loops, outputs, pixels; rows (calls of
+            rn_depthwise_row), calls
+conv        dense, four output channels per pass: t4 (taps of a block), r4 (window rows of a
+            block), b4 (blocks); the other channels (tails, grouped) per dot product: macs, dots
+            (rn_dot_s8 runs), row_loops, outputs; pixels, rows, calls
+mbconv      expand, depthwise, project, add: the cycles the pointwise, depthwise and add models
+            give its row calls (expand rows 1 x in_w, the depthwise row by row, project rows
+            1 x out_w, the residual add row by row); rows (output rows), expanded_rows, calls
 add         elements, calls
 avgpool,    taps, row_loops, outputs, pixels, calls
 maxpool
-fc          macs, outputs, calls
-rnnpool     macs_s8 (RNN1's int8 projections of the patch pixels inside the map), proj_s8 (their
-            outputs), pixels (patch pixels, padding included), macs_q24 (U h of both cells and
-            RNN2's projections: int8 x Q24 into 64 bits), proj_q24 (RNN2's projected values),
-            units (state elements updated: the gate, update and new state of one hidden unit),
-            units_lut (units x the cell's number of table nonlinearities, sigmoid/tanh, against
-            quantSigmoid/quantTanh), steps (cell steps), outputs, patches, calls
+fc          macp (MACs of output pairs in packed pairs: in_n a multiple of 4), pairs, macs and
+            outputs of the rest, calls
+rnnpool     macs_s8p / macs_s8 (RNN1's int8 projections of the patch pixels inside the map, packed
+            when in_c is a multiple of 4 / plain), proj_s8 (their outputs), pixels (patch pixels,
+            padding included), macs_q24 (U h of both cells and RNN2's projections: int8 x Q24 into
+            64 bits), proj_q24 (RNN2's projected values), units (state elements updated: the gate,
+            update and new state of one hidden unit), units_lut (units x the cell's number of table
+            nonlinearities, sigmoid/tanh, against quantSigmoid/quantTanh), steps (cell steps),
+            outputs, patches, calls
+l2norm      elements (a 64-bit division each), pixels (an integer square root each), calls
+maxout      pixels, calls
 ==========  ====================================================================================
+
+Word-aligned buffers are assumed (the arena, the weights and rn_mbconv's rows are): the packed
+paths need in_c % 4 == 0 and aligned pointers. Requantization is assumed to take its usual path
+(shift > 32, the full int8 range for the activation), as in quantized networks.
 
 The coefficients (cycles per count) live in ``latency_m4.json`` beside this module, fitted by
 ``python -m rnnpool_nas.measure.calibrate`` on single-kernel micro-benchmarks measured in the
 emulator of :mod:`rnnpool_nas.measure` (the Cortex-M4 TRM's cycle table); that file also holds
 the fit's residuals and a hash of the runtime sources it was measured on (:func:`stale` compares
-it with the installed runtime).
+it with the installed runtime). ``mbconv`` is fitted after the others, on features computed with
+their coefficients. Detection heads (``l2norm``, the heads' ``conv`` calls, ``maxout``) are
+predicted like the layers' calls: :func:`predict_spec` covers classifiers and detectors.
 """
 
 from __future__ import annotations
@@ -42,23 +63,29 @@ from pathlib import Path
 from typing import Any
 
 from ..arch.spec import Layer
-from .arena import Step, lower
+from .arena import HeadSpec, Step, head_specs, lower
 
 MODEL_FILE = Path(__file__).with_name("latency_m4.json")
 RUNTIME_DIR = Path(__file__).resolve().parents[1] / "export" / "runtime"
 DEFAULT_CLOCK_MHZ = 168.0
 
 FEATURES: dict[str, tuple[str, ...]] = {
-    "pointwise": ("macs", "outputs", "pixels", "rows", "calls"),
-    "depthwise": ("macs", "row_loops", "outputs", "pixels", "rows", "calls"),
-    "conv": ("macs", "dots", "row_loops", "outputs", "pixels", "rows", "calls"),
+    "pointwise": ("mac4", "mac2", "macp", "blk4", "blk2", "wsum", "pairs", "calls"),
+    "depthwise": ("b1rows", "b1", "b2rows", "b2", "wrows", "win", "chrows", "taps", "row_loops", "outputs",
+                  "pixels", "rows", "calls"),
+    "conv": ("t4", "r4", "b4", "macs", "dots", "row_loops", "outputs", "pixels", "rows", "calls"),
     "add": ("elements", "calls"),
     "avgpool": ("taps", "row_loops", "outputs", "pixels", "calls"),
     "maxpool": ("taps", "row_loops", "outputs", "pixels", "calls"),
-    "fc": ("macs", "outputs", "calls"),
-    "rnnpool": ("macs_s8", "proj_s8", "pixels", "macs_q24", "proj_q24", "units", "units_lut", "steps", "outputs",
-                "patches", "calls"),
+    "fc": ("macp", "pairs", "macs", "outputs", "calls"),
+    "rnnpool": ("macs_s8p", "macs_s8", "proj_s8", "pixels", "macs_q24", "proj_q24", "units", "units_lut", "steps",
+                "outputs", "patches", "calls"),
+    "l2norm": ("elements", "pixels", "calls"),
+    "maxout": ("pixels", "calls"),
+    "mbconv": ("expand", "depthwise", "project", "add", "rows", "expanded_rows", "calls"),
 }
+#: Families whose features are other families' predicted cycles (fitted after those).
+COMPOSITE = ("mbconv",)
 LUT_NONLINEARITIES = ("sigmoid", "tanh")
 
 
@@ -73,26 +100,45 @@ class UncalibratedKernel(ValueError):
 def valid_taps(size_in: int, size_out: int, kernel: int, stride: int, pad: int) -> int:
     """Sum over the ``size_out`` windows of one axis of the taps that fall inside the input
     (the kernels visit only those)."""
-    total = 0
+    return sum(_window_taps(size_in, size_out, kernel, stride, pad))
+
+
+@functools.lru_cache(maxsize=4096)
+def _window_taps(size_in: int, size_out: int, kernel: int, stride: int, pad: int) -> tuple[int, ...]:
+    """The taps inside the input of each of the ``size_out`` windows of one axis."""
+    out = []
     for o in range(size_out):
         start = o * stride - pad
-        total += max(0, min(kernel, size_in - start) - max(0, -start))
-    return total
+        out.append(max(0, min(kernel, size_in - start) - max(0, -start)))
+    return tuple(out)
 
 
-def call_args(step: Step, layer: Layer) -> dict[str, Any]:
+def call_args(step: Step, layer: Layer | None, heads: list[HeadSpec] | None = None) -> dict[str, Any]:
     """What the kernel of ``step`` (a call of ``layer``) is told beyond the shapes, as the
-    generated code passes it: kernel/stride/groups/pad of a convolution, kernel/stride of a pool,
-    patch/stride/pad/patches/h1/h2/LUT nonlinearity count of RNNPool."""
-    a, op, kind = layer.args, step.op, layer.kind
+    generated code passes it: kernel/stride/groups/pad of a convolution, kernel/stride/t/residual
+    of an MBConv block, kernel/stride of a pool, patch/stride/pad/patches/h1/h2/LUT nonlinearity
+    count of RNNPool. Detection-head steps (``layer`` None, step.layer ``head<j>``) take their
+    convolution's shape from ``heads`` (the box and score convs are 3x3, stride 1)."""
+    op = step.op
+    if layer is None:  # a detection head's step
+        if op == "conv":
+            k, s = 3, 1
+            if step.output.endswith("/extra"):
+                _, k, s = (heads or [])[int(step.layer[4:])].extra
+            return {"kernel": k, "stride": s, "groups": 1, "pad": k // 2}
+        return {}
+    a, kind = layer.args, layer.kind
     if op in ("pointwise", "depthwise", "conv"):
         if kind == "conv":
             k, s, g = a["kernel"], a["stride"], a["groups"]
-        elif op == "pointwise":  # MBConv expand/project, dwsep's pointwise: 1x1, stride 1
+        elif op == "pointwise":  # dwsep's pointwise: 1x1, stride 1
             k, s, g = 1, 1, 1
         else:
             k, s, g = a["kernel"], a["stride"], step.in_shape[2]
         return {"kernel": k, "stride": s, "groups": g, "pad": k // 2}
+    if op == "mbconv":
+        return {"kernel": a["kernel"], "stride": a["stride"], "t": a["t"], "residual": bool(a["residual"]),
+                "pad": a["kernel"] // 2}
     if op == "rnnpool":
         if kind == "rnnpool":
             pad, patches = a["pad"], a["patches"]
@@ -106,30 +152,108 @@ def call_args(step: Step, layer: Layer) -> dict[str, Any]:
     return {}
 
 
-def call_features(op: str, in_shape, out_shape, args: dict[str, Any]) -> dict[str, float]:
-    """The counts of :data:`FEATURES` for one kernel call (see the module docstring)."""
+def _pointwise(hi: int, wi: int, ci: int, ho: int, wo: int, co: int, stride: int) -> dict[str, float]:
+    packed = ci % 4 == 0
+    runs, run_len = (1, hi * wi) if stride == 1 else (ho, wo)
+    full, odd = co // 2, co % 2
+    b4 = full * (run_len // 2) if stride == 1 else 0
+    rem = run_len % 2 if stride == 1 else run_len
+    b2 = (full * rem + odd * run_len) * runs
+    macs = (4 * b4 + 2 * b2) * ci
+    return {"mac4": 4 * b4 * ci if packed else 0, "mac2": 2 * b2 * ci if packed else 0, "macp": 0 if packed else macs,
+            "blk4": b4, "blk2": b2, "wsum": (full + odd) * 2 * ci, "pairs": (full + odd) * runs, "calls": 1,
+            "macs_total": ho * wo * co * ci}
+
+
+def _depthwise(hi: int, wi: int, c: int, ho: int, wo: int, k: int, s: int, pad: int) -> dict[str, float]:
+    rows_taps = _window_taps(hi, ho, k, s, pad)   # kernel rows inside the input, per output row
+    cols_taps = _window_taps(wi, wo, k, s, pad)
+    ty = sum(rows_taps)
+    ox_lo = (pad + s - 1) // s
+    last = wi + pad - k
+    ox_hi = min(wo, last // s + 1) if last >= 0 else 0
+    n_int = ox_hi - ox_lo if k == 3 and ox_hi > ox_lo else 0
+    f = dict.fromkeys(FEATURES["depthwise"], 0.0)
+    generic = [t for ox, t in enumerate(cols_taps) if not ox_lo <= ox < ox_lo + n_int]
+    if n_int:
+        blocks = n_int // 4 if s <= 2 else 0
+        singles = n_int - 4 * blocks
+        f["b1rows" if s == 1 else "b2rows"] = c * blocks * ty
+        f["b1" if s == 1 else "b2"] = c * blocks * ho
+        f["wrows"] = c * singles * ty
+        f["win"] = c * singles * ho
+        f["chrows"] = c * ho
+    f["taps"] = c * ty * sum(generic)
+    f["row_loops"] = c * ty * len(generic)
+    f["outputs"] = c * ho * len(generic)
+    f["pixels"] = ho * len(generic)
+    f["rows"] = ho
+    f["calls"] = 1
+    f["macs_total"] = c * ty * sum(cols_taps)
+    return f
+
+
+def _conv(hi: int, wi: int, ci: int, ho: int, wo: int, co: int, k: int, s: int, pad: int, g: int) -> dict[str, float]:
+    ty, tx = valid_taps(hi, ho, k, s, pad), valid_taps(wi, wo, k, s, pad)
+    cin_g = ci // g
+    f = dict.fromkeys(FEATURES["conv"], 0.0)
+    if g == 1:
+        nb4, tail = co // 4, co % 4
+        f.update(t4=nb4 * ty * tx * ci, r4=nb4 * ty * wo, b4=nb4 * ho * wo, macs=tail * ty * tx * ci,
+                 dots=tail * ty * wo, row_loops=tail * ty * wo, outputs=tail * ho * wo)
+    else:
+        f.update(macs=co * ty * tx * cin_g, dots=co * ty * tx, row_loops=co * ty * wo, outputs=ho * wo * co)
+    f.update(pixels=ho * wo, rows=ho, calls=1, macs_total=co * ty * tx * cin_g)
+    return f
+
+
+def _expanded_rows(hi: int, ho: int, k: int, s: int, pad: int) -> int:
+    """Input rows rn_mbconv expands: those some output row's window reaches."""
+    rows = set()
+    for o in range(ho):
+        rows.update(range(max(0, o * s - pad), min(hi, o * s - pad + k)))
+    return len(rows)
+
+
+def call_features(op: str, in_shape, out_shape, args: dict[str, Any],
+                  model: "LatencyModel | None" = None) -> dict[str, float]:
+    """The counts of :data:`FEATURES` for one kernel call (see the module docstring), and
+    ``macs_total``, the multiply-accumulates it performs. ``mbconv``'s features are the other
+    families' predictions (``model``, default the installed one)."""
     hi, wi, ci = in_shape
     ho, wo, co = out_shape
     if op == "pointwise":
-        return {"macs": ho * wo * co * ci, "outputs": ho * wo * co, "pixels": ho * wo, "rows": ho, "calls": 1}
-    if op in ("depthwise", "conv"):
-        k, s, pad, g = args["kernel"], args["stride"], args["pad"], args["groups"]
-        ty, tx = valid_taps(hi, ho, k, s, pad), valid_taps(wi, wo, k, s, pad)
-        if op == "depthwise":
-            return {"macs": co * ty * tx, "row_loops": co * wo * ty, "outputs": ho * wo * co, "pixels": ho * wo,
-                    "rows": ho, "calls": 1}
-        cin_g = ci // g
-        return {"macs": co * ty * tx * cin_g, "dots": co * wo * ty if g == 1 else co * ty * tx,
-                "row_loops": co * wo * ty, "outputs": ho * wo * co, "pixels": ho * wo, "rows": ho, "calls": 1}
+        return _pointwise(hi, wi, ci, ho, wo, co, args.get("stride", 1))
+    if op == "depthwise":
+        return _depthwise(hi, wi, ci, ho, wo, args["kernel"], args["stride"], args["pad"])
+    if op == "conv":
+        return _conv(hi, wi, ci, ho, wo, co, args["kernel"], args["stride"], args["pad"], args["groups"])
+    if op == "mbconv":
+        model = model or load_model()
+        k, s, t, pad = args["kernel"], args["stride"], args["t"], args.get("pad", args["kernel"] // 2)
+        hidden = t * ci
+        n_exp = _expanded_rows(hi, ho, k, s, pad) if t != 1 else 0
+        expand = model.call_cycles("pointwise", _pointwise(1, wi, ci, 1, wi, hidden, 1)) if t != 1 else 0.0
+        dw = _depthwise(hi, wi, hidden, ho, wo, k, s, pad)
+        dw_cycles = model.call_cycles("depthwise", {**dw, "calls": 0})
+        project = model.call_cycles("pointwise", _pointwise(1, wo, hidden, 1, wo, co, 1))
+        add = model.call_cycles("add", {"elements": wo * co, "calls": 1}) if args.get("residual") else 0.0
+        return {"expand": n_exp * expand, "depthwise": dw_cycles, "project": ho * project, "add": ho * add,
+                "rows": ho, "expanded_rows": n_exp, "calls": 1,
+                "macs_total": n_exp * wi * ci * hidden + dw["macs_total"] + ho * wo * hidden * co}
     if op == "add":
-        return {"elements": ho * wo * co, "calls": 1}
+        return {"elements": ho * wo * co, "calls": 1, "macs_total": 0}
     if op in ("avgpool", "maxpool"):
         kh, kw = args["kernel"]
         outputs = ho * wo * co
         return {"taps": outputs * kh * kw, "row_loops": outputs * kh, "outputs": outputs, "pixels": ho * wo,
-                "calls": 1}
+                "calls": 1, "macs_total": 0}
     if op == "fc":
-        return {"macs": hi * wi * ci * co, "outputs": co, "calls": 1}
+        n = hi * wi * ci
+        pairs = co // 2 if n % 4 == 0 else 0
+        rest = co - 2 * pairs
+        return {"macp": 2 * pairs * n, "pairs": pairs, "macs": rest * n, "outputs": rest, "calls": 1,
+                "macs_total": n * co}
     if op == "rnnpool":
         (ph, pw), (sh, sw), (pt, pl) = args["patch"], args["stride"], args["pad"]
         (nh, nw), h1, h2 = args["patches"], args["h1"], args["h2"]
@@ -137,25 +261,31 @@ def call_features(op: str, in_shape, out_shape, args: dict[str, Any]) -> dict[st
         inside = valid_taps(hi, nh, ph, sh, pt) * valid_taps(wi, nw, pw, sw, pl)  # projected pixels
         steps1, steps2 = 2 * ph * pw, 2 * (ph + pw)
         units = patches * (steps1 * h1 + steps2 * h2)
+        packed_rows = 2 * (h1 // 2) if ci % 4 == 0 else 0
+        macs_q24 = patches * (steps1 * h1 * h1 + (ph + pw) * h1 * h2 + steps2 * h2 * h2)
         return {
-            "macs_s8": inside * ci * h1, "proj_s8": inside * h1, "pixels": patches * ph * pw,
-            "macs_q24": patches * (steps1 * h1 * h1 + (ph + pw) * h1 * h2 + steps2 * h2 * h2),
+            "macs_s8p": inside * ci * packed_rows, "macs_s8": inside * ci * (h1 - packed_rows),
+            "proj_s8": inside * h1, "pixels": patches * ph * pw, "macs_q24": macs_q24,
             "proj_q24": patches * (ph + pw) * h2, "units": units, "units_lut": units * args["lut"],
             "steps": patches * (steps1 + steps2), "outputs": patches * 4 * h2, "patches": patches, "calls": 1,
+            "macs_total": inside * ci * h1 + macs_q24,
         }
+    if op == "l2norm":
+        return {"elements": hi * wi * ci, "pixels": hi * wi, "calls": 1, "macs_total": 0}
+    if op == "maxout":
+        return {"pixels": hi * wi, "calls": 1, "macs_total": 0}
     raise UncalibratedKernel(f"no latency features for kernel {op!r}")
 
 
 def call_macs(op: str, features: dict[str, float]) -> int:
-    """Multiply-accumulates the runtime performs in one call (0 for adds and pools)."""
-    if op == "rnnpool":
-        return int(features["macs_s8"] + features["macs_q24"])
-    return int(features.get("macs", 0))
+    """Multiply-accumulates the runtime performs in one call (0 for adds, pools, L2Norm, max-out)."""
+    return int(features.get("macs_total", 0))
 
 
 #: The runtime files the calibrated kernels compile from (new kernels elsewhere do not stale it).
-KERNEL_SOURCES = ("add.c", "conv.c", "depthwise.c", "fastgrnn.c", "fastgrnn_lut.c", "fully_connected.c",
-                  "pointwise.c", "pool.c", "rnnpool.c", "rn_dot.h", "rn_requant.h")
+KERNEL_SOURCES = ("add.c", "conv.c", "depthwise.c", "fastgrnn.c", "fastgrnn_lut.c", "fully_connected.c", "head.c",
+                  "mbconv.c", "pointwise.c", "pool.c", "rnnpool.c", "rn_dot.h", "rn_dsp.h", "rn_requant.h",
+                  "rn_runtime.h")
 
 
 def runtime_hash(runtime_dir: Path = RUNTIME_DIR) -> str:
@@ -222,14 +352,17 @@ class CallLatency:
     macs: int
 
 
-def predict_calls(layers: list[Layer], model: LatencyModel | None = None) -> list[CallLatency]:
-    """Predicted cycles of every kernel call of ``layers`` (in the order of ``model.c``)."""
+def predict_calls(layers: list[Layer], model: LatencyModel | None = None,
+                  heads: list[HeadSpec] | None = None) -> list[CallLatency]:
+    """Predicted cycles of every kernel call of ``layers`` and detection ``heads`` (in the order of
+    ``model.c``)."""
     model = model or load_model()
     by_name = {layer.name: layer for layer in layers}
-    steps, _ = lower(layers)
+    steps, _ = lower(layers, heads)
     out = []
     for step in steps:
-        features = call_features(step.op, step.in_shape, step.out_shape, call_args(step, by_name[step.layer]))
+        features = call_features(step.op, step.in_shape, step.out_shape,
+                                 call_args(step, by_name.get(step.layer), heads), model)
         out.append(CallLatency(step.layer, step.op, model.call_cycles(step.op, features), call_macs(step.op, features)))
     return out
 
@@ -251,17 +384,37 @@ def layer_cycles(layer: Layer, model: LatencyModel | None = None) -> float:
     return cycles
 
 
-def predict_layers(layers: list[Layer], model: LatencyModel | None = None) -> tuple[dict[str, float], float]:
-    """``({layer name: cycles}, total cycles)``; the total adds the per-inference overhead
-    (the copy-out of the outputs)."""
+def predict_layers(layers: list[Layer], model: LatencyModel | None = None,
+                   heads: list[HeadSpec] | None = None) -> tuple[dict[str, float], float]:
+    """``({layer name: cycles}, total cycles)``; detection heads appear as ``head<j>`` (the
+    arena's step names); the total adds the per-inference overhead (the copy-out of the outputs)."""
     model = model or load_model()
     per_layer = {layer.name: layer_cycles(layer, model) for layer in layers}
+    if heads:
+        names = set(per_layer)
+        for call in predict_calls(layers, model, heads):
+            if call.layer not in names:  # a head's step
+                per_layer[call.layer] = per_layer.get(call.layer, 0.0) + call.cycles
     return per_layer, sum(per_layer.values()) + model.overhead_cycles
+
+
+def predict_spec(spec, layers: list[Layer] | None = None,
+                 model: LatencyModel | None = None) -> tuple[dict[str, float], float]:
+    """``({stage row name: cycles}, total cycles)`` of an ArchSpec, classifier or detector: the rows
+    are named as :func:`rnnpool_nas.cost.evaluate`'s stages (layer names, ``head <j>``)."""
+    from ..arch.spec import expand
+
+    layers = expand(spec) if layers is None else layers
+    heads = head_specs(spec) if spec.detection is not None else None
+    per_layer, total = predict_layers(layers, model, heads)
+    names = {layer.name for layer in layers}
+    return {k if k in names else f"head {k[4:]}": v for k, v in per_layer.items()}, total
 
 
 def cycles_to_ms(cycles: float, clock_mhz: float) -> float:
     return cycles / (clock_mhz * 1e3)
 
 
-__all__ = ["FEATURES", "LatencyModel", "UncalibratedKernel", "CallLatency", "call_args", "call_features", "call_macs", "cycles_to_ms",
-           "layer_cycles", "load_model", "predict_calls", "predict_layers", "runtime_hash", "stale", "valid_taps"]
+__all__ = ["COMPOSITE", "FEATURES", "LatencyModel", "UncalibratedKernel", "CallLatency", "call_args", "call_features",
+           "call_macs", "cycles_to_ms", "layer_cycles", "load_model", "predict_calls", "predict_layers", "predict_spec",
+           "runtime_hash", "stale", "valid_taps"]

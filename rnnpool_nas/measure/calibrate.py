@@ -6,10 +6,11 @@
 
 Generates a seeded grid of single-kernel calls per kernel family (shapes drawn from the ranges
 networks of the presets and search spaces use: 1-224 px maps, 1-384 channels, 1x1-5x5 kernels,
-strides 1-2, RNNPool patches 2-8 with h1/h2 2-16 and both kinds of nonlinearity), runs them on the
-emulated Cortex-M4 (:mod:`rnnpool_nas.measure.microbench`: one build, one emulation), and fits each
+strides 1-2, RNNPool patches 2-8 with h1/h2 2-16 and both kinds of nonlinearity, fused MBConv
+blocks with t 1-6, the detection heads' L2Norm and max-out), runs them on the emulated Cortex-M4 (:mod:`rnnpool_nas.measure.microbench`: one build, one emulation), and fits each
 family's cycles as a non-negative linear combination of its features
-(:data:`rnnpool_nas.cost.latency.FEATURES`), least squares on relative error. Writes the
+(:data:`rnnpool_nas.cost.latency.FEATURES`; MBConv's features are the fitted pointwise, depthwise
+and add models' cycles of its row calls), least squares on relative error. Writes the
 coefficients, the fit's residuals, the grid and the runtime's source hash. Re-run it whenever
 the C runtime or its compiler flags change (``rnnpool_nas.cost.latency.stale()`` says so).
 Whole networks are never part of the fit: ``benchmarks/bench_latency.py`` validates on them.
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cost.latency import FEATURES, MODEL_FILE, call_features, runtime_hash
+from ..cost.latency import COMPOSITE, FEATURES, MODEL_FILE, LatencyModel, call_features, runtime_hash
 from ..ops.geometry import axis_geometry
 from .microbench import Bench, m4_flags, run_benches
 
@@ -42,10 +43,15 @@ def _out(size: int, kernel: int, stride: int, pad: int) -> int:
 
 def _conv_bench(rng: random.Random, op: str) -> Bench | None:
     size = rng.choice([1, 2, 3, 4, 5, 7, 8, 10, 14, 16, 20, 28, 32, 56, 112])
+    relu = 0  # trained networks: activations over the full int8 range (see the microbench driver)
     if op == "pointwise":
         cin, cout = rng.choice([1, 3, 4, 8, 12, 16, 24, 32, 48, 64, 96, 144, 192, 384]), rng.choice(
-            [2, 4, 8, 10, 16, 24, 32, 48, 64, 96, 128, 160, 320])
+            [2, 4, 7, 8, 10, 16, 24, 32, 48, 64, 96, 128, 160, 320])
         stride, k, groups = rng.choice([1, 1, 1, 2]), 1, 1
+        if rng.random() < 0.4:  # one row, as rn_mbconv's expand and project calls are
+            w, stride = rng.choice([4, 7, 14, 20, 28, 40, 56, 112]), 1
+            args = {"kernel": 1, "stride": 1, "groups": 1, "pad": 0, "relu": relu}
+            return Bench(op, (1, w, cin), (1, w, cout), args)
         ho = wo = (size - 1) // stride + 1
     else:
         k = rng.choice([3, 3, 5]) if op == "depthwise" else rng.choice([1, 3, 3, 5])
@@ -60,8 +66,30 @@ def _conv_bench(rng: random.Random, op: str) -> Bench | None:
         ho = wo = _out(size, k, stride, k // 2)
         if ho < 1:
             return None
-    args = {"kernel": k, "stride": stride, "groups": groups, "pad": k // 2, "relu": rng.choice([0, 1])}
+    args = {"kernel": k, "stride": stride, "groups": groups, "pad": k // 2, "relu": relu}
     return Bench(op, (size, size, cin), (ho, wo, cout), args)
+
+
+def _mbconv_bench(rng: random.Random) -> Bench | None:
+    size = rng.choice([2, 3, 4, 5, 7, 8, 10, 14, 15, 20, 28, 30, 40, 56])
+    width = size if rng.random() < 0.7 else rng.choice([size + 1, 4 * size // 3 + 1])
+    cin = rng.choice([8, 8, 12, 16, 16, 24, 32, 32, 48, 64, 96, 160])
+    t = rng.choice([1, 2, 4, 6, 6])
+    k, stride = rng.choice([3, 3, 3, 5]), rng.choice([1, 1, 2])
+    cout = cin if stride == 1 and rng.random() < 0.5 else rng.choice([8, 16, 24, 32, 48, 64, 96, 160, 320])
+    ho, wo = _out(size, k, stride, k // 2), _out(width, k, stride, k // 2)
+    if ho < 1 or wo < 1:
+        return None
+    args = {"kernel": k, "stride": stride, "t": t, "residual": stride == 1 and cin == cout, "pad": k // 2,
+            "relu": 0}
+    return Bench("mbconv", (size, width, cin), (ho, wo, cout), args)
+
+
+def _head_bench(rng: random.Random, op: str) -> Bench:
+    h = rng.choice([1, 4, 8, 15, 30, 60])
+    w = rng.choice([h, 4 * h // 3 + 1])
+    c = rng.choice([8, 16, 32, 64, 128]) if op == "l2norm" else 4
+    return Bench(op, (h, w, c), (h, w, c if op == "l2norm" else 2))
 
 
 def _pool_bench(rng: random.Random, op: str) -> Bench | None:
@@ -111,10 +139,17 @@ def _simple_bench(rng: random.Random, op: str) -> Bench:
 
 
 def _guess_cycles(b: Bench) -> float:
-    """A rough bound (about 12 cycles per MAC or element) to keep benches small."""
+    """A rough bound of a bench's cycles (the work times the slowest kernels' cycles per item) to
+    keep benches small."""
+    (hi, wi, ci), (ho, wo, co) = b.in_shape, b.out_shape
+    if b.op == "mbconv":
+        hidden, k = b.args["t"] * ci, b.args["kernel"]
+        return 6 * (hi * wi * ci * hidden + ho * wo * hidden * (k * k + co)) + 40 * ho * wo * hidden
     f = call_features(b.op, b.in_shape, b.out_shape, b.args)
-    work = sum(f.get(k, 0) for k in ("macs", "macs_s8", "macs_q24", "taps", "elements"))
-    work += 20 * sum(f.get(k, 0) for k in ("outputs", "units"))
+    work = f["macs_total"] + sum(f.get(k, 0) for k in ("taps", "elements"))
+    work += 20 * (ho * wo * co + f.get("units", 0))
+    if b.op == "l2norm":
+        work += 40 * f["elements"]
     return 12 * work
 
 
@@ -124,7 +159,7 @@ def grid(per_family: int = 45, seed: int = 0) -> list[Bench]:
     rng = random.Random(seed)
     benches: list[Bench] = []
     for op in FEATURES:
-        want = per_family * (2 if op in ("rnnpool", "conv", "depthwise", "pointwise") else 1)
+        want = per_family * (2 if op in ("rnnpool", "conv", "depthwise", "pointwise", "mbconv") else 1)
         got, tries = 0, 0
         while got < want and tries < 100 * want:
             tries += 1
@@ -134,6 +169,10 @@ def grid(per_family: int = 45, seed: int = 0) -> list[Bench]:
                 b = _pool_bench(rng, op)
             elif op == "rnnpool":
                 b = _rnnpool_bench(rng)
+            elif op == "mbconv":
+                b = _mbconv_bench(rng)
+            elif op in ("l2norm", "maxout"):
+                b = _head_bench(rng, op)
             else:
                 b = _simple_bench(rng, op)
             if b is None or _guess_cycles(b) > MAX_CYCLES_GUESS:
@@ -170,20 +209,28 @@ def nnls(a: np.ndarray, b: np.ndarray, iterations: int = 500) -> np.ndarray:
 
 
 def fit(benches: list[Bench]) -> dict[str, dict[str, Any]]:
-    """Per family: features, non-negative coefficients (relative least squares) and residuals."""
+    """Per family: features, non-negative coefficients (relative least squares) and residuals.
+    The composite families (MBConv: its features are the other families' predictions) come last,
+    with the others' fitted coefficients."""
     out: dict[str, dict[str, Any]] = {}
-    for op, names in FEATURES.items():
+    order = [op for op in FEATURES if op not in COMPOSITE] + list(COMPOSITE)
+    for op in order:
+        names = FEATURES[op]
+        model = None
+        if op in COMPOSITE:
+            model = LatencyModel({k: dict(zip(v["features"], v["coefficients"])) for k, v in out.items()}, 0.0)
         rows = [b for b in benches if b.op == op and b.cycles > 0]
         if not rows:
             raise RuntimeError(f"no measured benchmarks of {op}")
-        x = np.array([[call_features(b.op, b.in_shape, b.out_shape, b.args)[n] for n in names] for b in rows], float)
+        x = np.array([[call_features(b.op, b.in_shape, b.out_shape, b.args, model)[n] for n in names]
+                      for b in rows], float)
         y = np.array([b.cycles for b in rows], float)
         scale = np.maximum(x.max(axis=0), 1.0)  # conditioning: columns of comparable size
         coef = nnls((x / scale) / y[:, None], np.ones(len(y))) / scale
         rel = (x @ coef - y) / y
         out[op] = {"features": list(names), "coefficients": [float(c) for c in coef], "benchmarks": len(rows),
                    "max_abs_rel_error": float(np.abs(rel).max()), "mean_abs_rel_error": float(np.abs(rel).mean())}
-    return out
+    return {op: out[op] for op in FEATURES}
 
 
 def calibrate(out: str | Path = MODEL_FILE, per_family: int = 45, seed: int = 0, measurements: str | Path | None = None,

@@ -11,7 +11,9 @@ includes its argument set-up just like a call in a network.
 Inputs and weights are pseudo-random bytes (a fixed LCG); requantization shifts are chosen per
 bench so that accumulators land in int8 range and RNNPool's Q24 pre-activations mostly within the
 [-8, 8] of its lookup tables, as in a quantized network (the few data-dependent branches, clamps
-and the table's ends, then take the paths they take in real models).
+and the table's ends, then take the paths they take in real models). Activations take the full
+int8 range unless a bench asks for a narrower ReLU range (``relu``), as trained networks mostly do;
+weights, inputs and rn_mbconv's rows are word-aligned, as the arena and the generated arrays are.
 """
 
 from __future__ import annotations
@@ -25,17 +27,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cost.arena import rnnpool_scratch_words
+from ..cost.arena import mbconv_scratch_bytes, rnnpool_scratch_words
 from ..errors import UserError
 from ..export import RUNTIME_DIR, runtime_files
 from .emulate import Emulation, emulate
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "export" / "templates"
-OPS = {"conv": 1, "depthwise": 2, "pointwise": 3, "add": 4, "avgpool": 5, "maxpool": 6, "fc": 7, "rnnpool": 8}
+OPS = {"conv": 1, "depthwise": 2, "pointwise": 3, "add": 4, "avgpool": 5, "maxpool": 6, "fc": 7, "rnnpool": 8,
+       "l2norm": 9, "maxout": 10, "mbconv": 11}
 NONLINEARITY = {"sigmoid": 0, "tanh": 1, "quantSigmoid": 2, "quantTanh": 3}  # RN_* of rn_runtime.h
 FIELDS = ("op", "in_h", "in_w", "in_c", "out_c", "k", "s", "pad", "groups", "kh", "kw", "sh", "sw", "shift",
           "relu", "ph", "pw", "pad_top", "pad_left", "patches_h", "patches_w", "rep_h", "rep_w", "h1", "h2",
-          "gate", "update", "s_w1", "s_u1", "s_w2", "s_u2", "out_bytes")
+          "gate", "update", "s_w1", "s_u1", "s_w2", "s_u2", "out_bytes", "t", "res", "hidden", "w_dw", "w_proj",
+          "scratch_bytes")
 
 
 @dataclass
@@ -81,6 +85,15 @@ def _row(b: Bench) -> dict[str, int]:
                  shift=round(37.1 + 0.5 * _log2(taps)))
     elif b.op == "fc":
         r.update(shift=round(37.1 + 0.5 * _log2(hi * wi * ci)), relu=a.get("relu", 0))
+    elif b.op == "mbconv":
+        k, t = a["kernel"], a["t"]
+        hidden = t * ci
+        w_dw = ((hidden * ci if t != 1 else 0) + 3) & ~3
+        r.update(k=k, s=a["stride"], t=t, res=int(a["residual"]), hidden=hidden, relu=a.get("relu", 0),
+                 w_dw=w_dw, w_proj=(w_dw + hidden * k * k + 3) & ~3,
+                 scratch_bytes=mbconv_scratch_bytes(t != 1, k, wi, wo, hidden),
+                 s_w1=round(37.1 + 0.5 * _log2(ci)), s_u1=round(37.1 + 0.5 * _log2(k * k)),
+                 s_w2=round(37.1 + 0.5 * _log2(hidden)))
     elif b.op in ("avgpool", "maxpool"):
         (kh, kw), (sh, sw) = a["kernel"], a["stride"]
         r.update(kh=kh, kw=kw, sh=sh, sw=sw, shift=30 + round(_log2(kh * kw)))
@@ -110,14 +123,16 @@ static const int32_t table[NBENCH][NFIELDS] = {
 };
 
 volatile uint32_t model_mark;
-static int8_t in_buf[%(in_bytes)d];
-static int8_t w_buf[%(w_bytes)d];
-static int8_t out_buf[%(out_bytes)d];
+static int32_t in_words[%(in_words)d], w_words[%(w_words)d], out_words[%(out_words)d];   /* word-aligned */
+#define in_buf ((int8_t *)in_words)
+#define w_buf ((int8_t *)w_words)
+#define out_buf ((int8_t *)out_words)
 static int32_t scratch[%(scratch_words)d];
-static int32_t bias[%(channels)d], mult[%(channels)d], mult15[%(channels)d];
+static int32_t bias[%(channels)d], mult[%(channels)d], mult15[%(channels)d], l2m[%(channels)d];
 static int32_t bias_gate[%(channels)d], bias_update[%(channels)d];
 static int8_t shift[%(channels)d], s_w1[%(channels)d], s_u1[%(channels)d], s_w2[%(channels)d], s_u2[%(channels)d];
 static rn_rnnpool_t pool;
+static rn_mbconv_t mb;
 static uint32_t seed = 12345u;
 
 static uint32_t next(void) {
@@ -141,6 +156,7 @@ static void prepare(const int32_t *t) {
         mult15[i] = (int32_t)((1u << 14) + next() %% (1u << 13));
         bias_gate[i] = (int32_t)(next() %% (1u << 24)) - (1 << 23);
         bias_update[i] = (int32_t)(next() %% (1u << 24)) - (1 << 23);
+        l2m[i] = (int32_t)((1u << 24) + next() %% (1u << 22));
         shift[i] = (int8_t)t[F_shift];
         s_w1[i] = (int8_t)t[F_s_w1];
         s_u1[i] = (int8_t)t[F_s_u1];
@@ -167,6 +183,19 @@ static void prepare(const int32_t *t) {
         pool.in_zp = -3; pool.out_zp = 5;
         pool.out_mult = mult; pool.out_shift = shift; pool.out_bias = bias;
         for (i = 0; i < 4 * h2; i++) shift[i] = 48;
+    }
+    if (t[F_op] == 11) {   /* MBConv: relu6-like full-range expand and depthwise, linear project */
+        const int32_t lo = t[F_relu] ? -128 + 7 : -128;
+        mb.exp_w = t[F_t] != 1 ? w_buf : 0; mb.exp_bias = bias; mb.exp_mult = mult; mb.exp_shift = s_w1;
+        mb.exp_out_zp = -128; mb.exp_act_min = lo; mb.exp_act_max = 127;
+        mb.dw_w = w_buf + t[F_w_dw]; mb.dw_bias = bias; mb.dw_mult = mult; mb.dw_shift = s_u1;
+        mb.dw_in_zp = t[F_t] != 1 ? -128 : -9; mb.dw_out_zp = -128; mb.dw_act_min = lo; mb.dw_act_max = 127;
+        mb.proj_w = w_buf + t[F_w_proj]; mb.proj_bias = bias; mb.proj_mult = mult; mb.proj_shift = s_w2;
+        mb.proj_out_zp = 3; mb.proj_act_min = -128; mb.proj_act_max = 127;
+        mb.add_a_zp = -9; mb.add_a_mult = 1236950581; mb.add_a_shift = 31;
+        mb.add_b_zp = 3; mb.add_b_mult = 1173008874; mb.add_b_shift = 31; mb.add_out_zp = -2;
+        mb.in_zp = -9; mb.in_c = (int16_t)t[F_in_c]; mb.hidden = (int16_t)t[F_hidden]; mb.out_c = (int16_t)t[F_out_c];
+        mb.kernel = (int16_t)t[F_k]; mb.stride = (int16_t)t[F_s]; mb.has_residual = (uint8_t)t[F_res];
     }
 }
 
@@ -203,6 +232,15 @@ static void run(const int32_t *t) {
     case 8:
         rn_rnnpool(&pool, in_buf, t[F_in_h], t[F_in_w], t[F_in_c], out_buf, scratch);
         break;
+    case 9:
+        rn_l2norm(in_buf, t[F_in_h] * t[F_in_w], t[F_in_c], -7, l2m, 3, out_buf);
+        break;
+    case 10:
+        rn_maxout(in_buf, t[F_in_h] * t[F_in_w], out_buf);
+        break;
+    case 11:
+        rn_mbconv(&mb, in_buf, t[F_in_h], t[F_in_w], out_buf, (int8_t *)scratch);
+        break;
     default:
         break;
     }
@@ -210,9 +248,9 @@ static void run(const int32_t *t) {
 
 int main(void) {
     int i;
-    fill8(in_buf, (int)sizeof in_buf, 0);
-    fill8(w_buf, (int)sizeof w_buf, 1);
-    fill8(out_buf, (int)sizeof out_buf, 0);
+    fill8(in_buf, (int)sizeof in_words, 0);
+    fill8(w_buf, (int)sizeof w_words, 1);
+    fill8(out_buf, (int)sizeof out_words, 0);
     for (i = 0; i < NBENCH; i++) {
         prepare(table[i]);
         model_mark = (uint32_t)(i + 1);
@@ -236,16 +274,18 @@ def driver_source(benches: list[Bench]) -> str:
     w_bytes = max([262144] + [b.in_shape[0] * b.in_shape[1] * b.in_shape[2] * b.out_shape[2] for b in benches
                               if b.op == "fc"]
                   + [b.args["kernel"] ** 2 * (b.in_shape[2] // b.args["groups"]) * b.out_shape[2] for b in benches
-                     if b.op in ("conv", "depthwise", "pointwise")])
+                     if b.op in ("conv", "depthwise", "pointwise")]
+                  + [r["w_proj"] + r["hidden"] * r["out_c"] for r in rows if r["op"] == OPS["mbconv"]])
     channels = max([b.out_shape[2] for b in benches] + [4 * b.args["h2"] for b in benches if b.op == "rnnpool"]
-                   + [max(b.args["h1"], b.args["h2"]) for b in benches if b.op == "rnnpool"] + [16])
+                   + [max(b.args["h1"], b.args["h2"]) for b in benches if b.op == "rnnpool"]
+                   + [r["hidden"] for r in rows] + [16])
     scratch = max([rnnpool_scratch_words(*b.args["patch"], b.args["h1"], b.args["h2"]) for b in benches
-                   if b.op == "rnnpool"] + [1])
+                   if b.op == "rnnpool"] + [(r["scratch_bytes"] + 3) // 4 for r in rows] + [1])
     return DRIVER % {
         "enum": ", ".join(f"F_{name}" for name in FIELDS), "nbench": len(benches),
         "rows": ",\n".join("    {" + ", ".join(str(r[f]) for f in FIELDS) + "}" for r in rows),
-        "in_bytes": in_bytes, "w_bytes": w_bytes, "out_bytes": out_bytes, "scratch_words": scratch,
-        "channels": channels,
+        "in_words": (in_bytes + 3) // 4, "w_words": (w_bytes + 3) // 4, "out_words": (out_bytes + 3) // 4,
+        "scratch_words": scratch, "channels": channels,
     }
 
 
