@@ -66,8 +66,8 @@ def measure(export_dir: str | Path, clock_mhz: float = DEFAULT_CLOCK_MHZ, log=pr
     ms at ``clock_mhz``, the runtime's MACs and the predictor's cycles. Writes
     ``DIR/measure.json`` (unless ``write=False``) and returns what it holds."""
     from ..arch.spec import ArchSpec, expand
-    from ..cost.latency import call_args, call_features, call_macs, load_model, predict_calls
-    from ..cost.arena import lower
+    from ..cost.arena import head_specs, lower
+    from ..cost.latency import UncalibratedKernel, call_args, call_features, call_macs, load_model, predict_calls
     from .emulate import emulate
 
     if not clock_mhz > 0:
@@ -81,14 +81,19 @@ def measure(export_dir: str | Path, clock_mhz: float = DEFAULT_CLOCK_MHZ, log=pr
     if got != want:
         raise UserError(f"the emulated Cortex-M4 printed {(got or run.output.strip() or 'nothing')[:80]!r}, "
                         f"not the expected {want[:80]!r}: the emulation is wrong (or the build is stale)")
-    layers = expand(ArchSpec.from_dict(doc["spec"]))
-    steps, _ = lower(layers)
+    spec = ArchSpec.from_dict(doc["spec"])
+    layers = expand(spec)
+    heads = head_specs(spec) if spec.detection is not None else None
+    steps, _ = lower(layers, heads)
     calls = doc["calls"]
     if [(c["layer"], c["op"]) for c in calls] != [(s.layer, s.op) for s in steps]:
         raise UserError(f"{export_dir}/export.json lists other kernel calls than its spec lowers to: re-export it")
     by_name = {layer.name: layer for layer in layers}
     model = load_model()
-    predicted = predict_calls(layers, model)
+    try:
+        predicted = [p.cycles for p in predict_calls(layers, model, heads)]
+    except UncalibratedKernel:  # a kernel newer than the latency model: measured, not predicted
+        predicted = [None] * len(steps)
 
     def ms(cycles: float) -> float:
         return cycles / (clock_mhz * 1e3)
@@ -99,25 +104,27 @@ def measure(export_dir: str | Path, clock_mhz: float = DEFAULT_CLOCK_MHZ, log=pr
         if seg is None:
             raise UserError(f"kernel call {call['marker']} ({call['layer']} {call['op']}) never ran: its marker "
                             "was not written")
-        macs = call_macs(step.op, call_features(step.op, step.in_shape, step.out_shape,
-                                                call_args(step, by_name[step.layer])))
+        macs = call_macs(step.op, _features(step, by_name.get(step.layer), heads, model))
         rows.append({"marker": call["marker"], "layer": call["layer"], "op": call["op"], "in_shape": call["in_shape"],
                      "out_shape": call["out_shape"], "macs": macs, "instructions": seg.instructions,
                      "cycles": seg.cycles, "cycles_per_mac": seg.cycles / macs if macs else None,
-                     "ms": ms(seg.cycles), "predicted_cycles": round(pred.cycles)})
+                     "ms": ms(seg.cycles), "predicted_cycles": None if pred is None else round(pred)})
     copy = run.segments.get(len(calls) + 1)
     copy_cycles, copy_instr = (copy.cycles, copy.instructions) if copy else (0, 0)
     cycles = sum(r["cycles"] for r in rows) + copy_cycles
     instructions = sum(r["instructions"] for r in rows) + copy_instr
     macs = sum(r["macs"] for r in rows)
-    predicted_total = sum(p.cycles for p in predicted) + model.overhead_cycles
+    known = None not in predicted
+    predicted_total = sum(predicted) + model.overhead_cycles if known else None
     layers_out: dict[str, dict[str, Any]] = {}
     for r in rows:
         agg = layers_out.setdefault(r["layer"], {"layer": r["layer"], "ops": [], "macs": 0, "instructions": 0,
                                                   "cycles": 0, "predicted_cycles": 0})
         agg["ops"].append(r["op"])
-        for k in ("macs", "instructions", "cycles", "predicted_cycles"):
+        for k in ("macs", "instructions", "cycles"):
             agg[k] += r[k]
+        agg["predicted_cycles"] = None if r["predicted_cycles"] is None or agg["predicted_cycles"] is None \
+            else agg["predicted_cycles"] + r["predicted_cycles"]
     for agg in layers_out.values():
         agg["ms"] = ms(agg["cycles"])
     result = {
@@ -129,15 +136,28 @@ def measure(export_dir: str | Path, clock_mhz: float = DEFAULT_CLOCK_MHZ, log=pr
         "copy_out": {"instructions": copy_instr, "cycles": copy_cycles},
         "total": {"instructions": instructions, "cycles": cycles, "ms": ms(cycles), "macs": macs,
                   "cycles_per_mac": cycles / macs if macs else None,
-                  "predicted_cycles": round(predicted_total), "predicted_ms": ms(predicted_total),
-                  "predicted_error": predicted_total / cycles - 1 if cycles else None},
+                  "predicted_cycles": None if predicted_total is None else round(predicted_total),
+                  "predicted_ms": None if predicted_total is None else ms(predicted_total),
+                  "predicted_error": predicted_total / cycles - 1 if cycles and predicted_total is not None else None},
         "program": {"instructions": run.instructions, "cycles": run.cycles},
+        # the whole run's cycles per function (runtime kernels and their helpers), largest first
+        "functions": [{"function": name, "instructions": seg.instructions, "cycles": seg.cycles}
+                      for name, seg in sorted(run.functions.items(), key=lambda kv: -kv[1].cycles)],
         "emulator": {"wall_seconds": run.wall_seconds, "instructions_per_second": run.instructions_per_second,
                      "blocks": run.blocks},
     }
     if write:
         (export_dir / "measure.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _features(step, layer, heads, model) -> dict[str, float]:
+    from ..cost.latency import UncalibratedKernel, call_args, call_features
+
+    try:
+        return call_features(step.op, step.in_shape, step.out_shape, call_args(step, layer, heads), model)
+    except UncalibratedKernel:
+        return {}
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -148,7 +168,7 @@ def format_table(result: dict[str, Any]) -> str:
         rows.append((str(r["marker"]), r["layer"], r["op"], "x".join(map(str, r["out_shape"])), f"{r['macs']:,}",
                      f"{r['instructions']:,}", f"{r['cycles']:,}",
                      "-" if r["cycles_per_mac"] is None else f"{r['cycles_per_mac']:.2f}", f"{r['ms']:.3f}",
-                     f"{r['predicted_cycles']:,}"))
+                     "-" if r["predicted_cycles"] is None else f"{r['predicted_cycles']:,}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i in (1, 2) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in rows]
@@ -159,7 +179,9 @@ def format_table(result: dict[str, Any]) -> str:
         f"{result['clock_mhz']:g} MHz ({t['macs']:,} MACs, "
         + ("-" if t["cycles_per_mac"] is None else f"{t['cycles_per_mac']:.2f}") + " cycles/MAC"
         + (f"; copy-out {result['copy_out']['cycles']:,} cycles" if result["copy_out"]["cycles"] else "") + ")",
-        f"predicted {t['predicted_cycles']:,} cycles = {t['predicted_ms']:.2f} ms ({100 * t['predicted_error']:+.1f}%)",
+        ("predicted unknown: a kernel newer than the latency model (python -m rnnpool_nas.measure.calibrate)"
+         if t["predicted_cycles"] is None else
+         f"predicted {t['predicted_cycles']:,} cycles = {t['predicted_ms']:.2f} ms ({100 * t['predicted_error']:+.1f}%)"),
         "output    same as expected_output.bin (the int8 reference)",
         f"emulator  {e['wall_seconds']:.2f} s, {e['instructions_per_second'] / 1e6:.1f} M instructions/s; "
         f"timings: {result['timing']}",

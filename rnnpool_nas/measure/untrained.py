@@ -2,8 +2,8 @@
 
 Latency does not depend on the weights' values, so the tests and ``benchmarks/bench_latency.py``
 export random-weight models (batch norms perturbed as training leaves them, so that no channel is
-constant) on the synthetic ``lines`` data set, through the same :func:`rnnpool_nas.export.exporter.export`
-a trained model takes.
+constant) on the synthetic ``lines`` data set (``faces-synth`` for a detector), through the same
+:func:`rnnpool_nas.export.exporter.export` a trained model takes.
 """
 
 from __future__ import annotations
@@ -36,5 +36,6 @@ def export_untrained(spec: ArchSpec, out: str | Path, *, seed: int = 0, limit: i
     with tempfile.TemporaryDirectory(prefix="rnnpool-untrained-") as tmp:
         checkpoint = Path(tmp) / "checkpoint.pt"
         torch.save({"model": model.state_dict(), "spec": spec.to_dict()}, checkpoint)
-        source = Source(spec, checkpoint, "lines", limit=limit, seed=seed, label=f"{spec.name or 'model'} (untrained)")
+        dataset = "faces-synth" if spec.detection is not None else "lines"
+        source = Source(spec, checkpoint, dataset, limit=limit, seed=seed, label=f"{spec.name or 'model'} (untrained)")
         return export(source, Path(out), val_images=val_images, build=build, log=log or (lambda *_: None))
