@@ -327,8 +327,6 @@ def test_every_preset_has_a_latency_detectors_included():
     assert all(face[f"head {j}"] > 0 for j in range(4))
 
 
-@pytest.mark.xfail(strict=True, reason="evaluate() routes detectors to the latency model once cost/__init__.py "
-                                       "calls latency.predict_spec (the change is described in issue 8's report)")
 def test_evaluate_predicts_detectors():
     spec = get_preset("rnnpool-face-m4")
     costs = evaluate(spec)

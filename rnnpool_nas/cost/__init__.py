@@ -15,7 +15,7 @@ from typing import Any
 
 from ..arch.spec import ArchSpec, expand, source_shapes
 from ..errors import UserError
-from .latency import UncalibratedKernel, cycles_to_ms, predict_layers
+from .latency import UncalibratedKernel, cycles_to_ms, predict_spec
 from .madds import Count, head_count, layer_count
 from .ram import CONVENTIONS, RamRow
 
@@ -60,8 +60,8 @@ def evaluate(
     """Score ``spec``; raises ``UserError`` for an unknown dtype/convention, ``SpecError`` for
     an invalid spec. ``profile=False`` leaves ``stages`` empty (the search's fast path).
     Latency is the int8 C runtime's on a Cortex-M4 at ``clock_mhz`` (whatever ``dtype``: it is
-    what the exporter ships), ``None`` for detectors (their heads are not calibrated yet) and for
-    kernels newer than the latency model's calibration."""
+    what the exporter ships), detectors' heads included; ``None`` for kernels newer than the
+    latency model's calibration."""
     if dtype not in DTYPE_BYTES:
         raise UserError(f"unknown dtype {dtype!r} (one of {', '.join(DTYPE_BYTES)})")
     if convention not in CONVENTIONS:
@@ -86,11 +86,10 @@ def evaluate(
     peak_row = max(ram_rows, key=lambda row: row.elems)
     per_layer: dict[str, float] = {}
     cycles = None
-    if spec.detection is None:
-        try:
-            per_layer, cycles = predict_layers(layers)
-        except UncalibratedKernel:  # a kernel newer than cost/latency_m4.json: unknown latency
-            per_layer, cycles = {}, None
+    try:  # stage rows are layer names and "head <j>", as predict_spec names them
+        per_layer, cycles = predict_spec(spec, layers)
+    except UncalibratedKernel:  # a kernel newer than cost/latency_m4.json: unknown latency
+        per_layer, cycles = {}, None
     stages = []
     if profile:
         for row, count, shape in zip(ram_rows, counts, shapes):
