@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from rnnpool_nas.arch.build import build
 from rnnpool_nas.arch.spec import ArchSpec
 from rnnpool_nas.cli import main
 from rnnpool_nas.cost import evaluate
+from rnnpool_nas.measure.untrained import untrained_model
 from rnnpool_nas.search.budget import Budget
 from rnnpool_nas.search.store import RunStore
 
@@ -57,15 +57,7 @@ def run_dir(tmp_path_factory) -> Path:
     budget = Budget(ram_bytes=16 * 1024)  # trial 0: 1.5 KiB (standard); trial 1: 24 KiB
     store = RunStore.create(root, {"space": {"name": "test"}, "budget": budget.to_dict(), "dataset": "lines",
                                    "data_dir": None, "limit": 600, "seed": 0})
-    torch.manual_seed(0)
-    model = build(spec)
-    with torch.no_grad():  # norms as training would leave them, so no channel is constant
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
+    model = untrained_model(spec)
     for number, ram in ((0, 1000), (1, 10**9)):
         trial = store.trial_dir(number)
         (trial / "arch.json").write_text(spec.to_json())

@@ -12,7 +12,6 @@ fails here, unless RNNPOOL_NAS_NO_ARM=1 says this machine cannot have it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,6 +24,8 @@ from rnnpool_nas.cli import main
 from rnnpool_nas.cost import evaluate
 from rnnpool_nas.cost import latency
 from rnnpool_nas.search.budget import Budget
+
+from .test_export import _need
 
 # every classifier kernel family: dense and grouped convolutions, RNNPool with reference padding,
 # fused MBConv blocks (with and without residual), depthwise-separable (depthwise, pointwise), max and
@@ -40,14 +41,6 @@ SPEC = {
         {"type": "pool", "kind": "avg"},
         {"type": "linear"},
     ]}
-
-
-def _need(tool: str) -> None:
-    if shutil.which(tool) is None:
-        if os.environ.get("RNNPOOL_NAS_NO_ARM") == "1":
-            pytest.skip(f"{tool} is not installed (RNNPOOL_NAS_NO_ARM=1)")
-        pytest.fail(f"{tool} is not installed: `make install` installs gcc-arm-none-eabi, "
-                    "libnewlib-arm-none-eabi and qemu-system-arm")
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,12 @@ from typing import Any
 from ..arch.spec import ArchSpec
 
 
-def export_untrained(spec: ArchSpec, out: str | Path, *, seed: int = 0, limit: int = 64, val_images: int = 1,
-                     build: bool = False, log=None) -> dict[str, Any]:
-    """Write the C project of ``spec`` with seeded random weights into ``out`` (see the module
-    docstring); returns what ``export.json`` holds. ``build=False`` leaves building to ``make``."""
+def untrained_model(spec: ArchSpec, seed: int = 0):
+    """The model of ``spec`` with seeded random weights and batch norms perturbed as training
+    leaves them (no channel constant), in eval mode."""
     import torch
 
     from ..arch.build import build as build_model
-    from ..export.exporter import Source, export
 
     torch.manual_seed(seed)
     model = build_model(spec)
@@ -33,6 +31,18 @@ def export_untrained(spec: ArchSpec, out: str | Path, *, seed: int = 0, limit: i
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+def export_untrained(spec: ArchSpec, out: str | Path, *, seed: int = 0, limit: int = 64, val_images: int = 1,
+                     build: bool = False, log=None) -> dict[str, Any]:
+    """Write the C project of ``spec`` with seeded random weights into ``out`` (see the module
+    docstring); returns what ``export.json`` holds. ``build=False`` leaves building to ``make``."""
+    import torch
+
+    from ..export.exporter import Source, export
+
+    model = untrained_model(spec, seed)
     with tempfile.TemporaryDirectory(prefix="rnnpool-untrained-") as tmp:
         checkpoint = Path(tmp) / "checkpoint.pt"
         torch.save({"model": model.state_dict(), "spec": spec.to_dict()}, checkpoint)
