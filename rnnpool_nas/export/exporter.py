@@ -280,8 +280,8 @@ def elf_sizes(elf: Path) -> dict[str, int]:
 
 def stack_bound(obj_dir: Path) -> int:
     """An upper bound of the stack from ``-fstack-usage``: main + model_run + the three largest
-    runtime frames (the deepest runtime chain is rn_rnnpool -> rn_fastgrnn_sweep, the cell step
-    inlined; three frames over-count it)."""
+    runtime frames (the deepest runtime chain is three calls deep: rn_mbconv -> rn_depthwise_row
+    -> its 3x3 inner kernel)."""
     frames: dict[str, int] = {}
     for su in obj_dir.glob("*.su"):
         for line in su.read_text().splitlines():
