@@ -134,7 +134,9 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
         raise UserError(f"{out} exists and is not an earlier export; choose an empty or new --out")
     model = _load_model(source)
     if spec.detection is not None:
-        qnet, val, scores, classes, dataset_name = _quantize_detector(model, source)
+        qnet, val, scores, classes, dataset_name = _quantize_detector(model, source, max(1, val_images))
+        log(f"{source.label}: float AP {scores['float_ap']:.4f}, int8 AP {scores['int8_ap']:.4f} (IoU 0.5, "
+            f"{scores['images']} validation images)")
     else:
         dataset = load_dataset(source.dataset, data_dir=source.data_dir, seed=source.seed, limit=source.limit)
         qnet = quantize(model, calibration_images(dataset, spec.input))
@@ -145,10 +147,6 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
         classes, dataset_name = list(dataset.classes), dataset.name
         log(f"{source.label}: float accuracy {scores['float_accuracy']:.4f}, int8 {scores['int8_accuracy']:.4f}, "
             f"top-1 agreement {scores['agreement']:.4f} ({len(val)} validation images)")
-
-    if spec.detection is not None:
-        log(f"{source.label}: float AP {scores['float_ap']:.4f}, int8 AP {scores['int8_ap']:.4f} (IoU 0.5, "
-            f"{scores['images']} validation images)")
     doc = write_project(qnet, spec, out, val[: max(1, val_images)], classes)
     doc.update(source=source.label, dataset=dataset_name, accuracy=scores)
     if build:
@@ -202,9 +200,9 @@ def write_project(qnet, spec: ArchSpec, out: Path, images: np.ndarray, class_nam
     return doc
 
 
-def _quantize_detector(model, source: Source):
-    """A detector's int8 network (calibrated like ``rnnpool-nas train`` does), its validation
-    images at the input size, and the float and int8 AP at IoU 0.5."""
+def _quantize_detector(model, source: Source, count: int):
+    """A detector's int8 network (calibrated like ``rnnpool-nas train`` does), its first ``count``
+    validation images at the input size, and the float and int8 AP at IoU 0.5."""
     from ..data.detection import load_detection_dataset
     from ..train.detection import detection_calibration_images, evaluate_detection, to_input
     from ..train.quant import quantize
@@ -219,7 +217,7 @@ def _quantize_detector(model, source: Source):
         sample = dataset.val.get(i)
         if sample is not None:
             val.append(to_input(sample.image, sample.boxes, (h, w), c)[0])
-        if len(val) >= 256:
+        if len(val) >= count:
             break
     float_scores = evaluate_detection(model, dataset.val, spec)
     int8_scores = evaluate_detection(qnet, dataset.val, spec)

@@ -127,8 +127,6 @@ def _cached_dataset(name: str, data_dir: str | None, seed: int, limit: int | Non
 
 def train_trial(config: dict[str, Any]) -> None:
     """One Ray Tune trial: train a spec, report accuracy every epoch, leave metrics.json."""
-    import json
-
     from ray import tune
 
     from ..train.trainer import TrainConfig, Trainer
@@ -148,9 +146,10 @@ def train_trial(config: dict[str, Any]) -> None:
                                   tuple(spec.input) if detection else None)
         train_cfg = TrainConfig(epochs=config["epochs"], batch_size=config["batch_size"], lr=config["lr"],
                                 seed=config["seed"], threads=config["threads"])
+        trainer_cls = Trainer
         if detection:  # accuracy is the validation AP at IoU 0.5
-            from ..train.detection import DetectionTrainer as Trainer  # noqa: N813
-        trainer = Trainer(spec, dataset, train_cfg, checkpoint=trial_dir / "checkpoint.pt", resume=True)
+            from ..train.detection import DetectionTrainer as trainer_cls  # noqa: N813
+        trainer = trainer_cls(spec, dataset, train_cfg, checkpoint=trial_dir / "checkpoint.pt", resume=True)
 
         def report(m) -> None:
             # metrics.json first: a scheduler may stop the trial inside tune.report (ASHA stops
@@ -224,8 +223,7 @@ def _make_searcher(space, budget: Budget, store: RunStore, cfg: SearchConfig, st
                 row.update(_cost_columns(costs), feasible=all(e <= 0 for e in excess),
                            violations="; ".join(budget.violations(costs)))
                 if not row["feasible"]:
-                    study.tell(trial, [0.0 if c == "accuracy" else float(row[OBJECTIVE_COLUMNS[c]] or 0)
-                                       for c in cfg.objectives])
+                    study.tell(trial, _untrained_values(row, cfg.objectives))
                     row.update(status="infeasible")
                     self._record(row)
                     continue
@@ -409,13 +407,18 @@ def _score_only(space, budget: Budget, store: RunStore, cfg: SearchConfig, study
     searcher = _make_searcher(space, budget, store, cfg, study, printer, 1)
     printer(f"scoring {cfg.trials} candidates of {space.name} with the cost model only (nothing is trained)")
     while True:
-        config = searcher.suggest(f"score-{searcher.asked}")
-        if config is None or config == "FINISHED" or not isinstance(config, dict):
+        trial_id = f"score-{searcher.asked}"
+        if not isinstance(searcher.suggest(trial_id), dict):  # Searcher.FINISHED: all asked
             break
-        trial, _, _, row = searcher.running.pop(next(iter(searcher.running)))
-        study.tell(trial, [0.0 if c == "accuracy" else float(row[OBJECTIVE_COLUMNS[c]] or 0) for c in cfg.objectives])
+        trial, _, _, row = searcher.running.pop(trial_id)
+        study.tell(trial, _untrained_values(row, cfg.objectives))
         row.update(status="scored", reason="cost-only search: not trained")
         searcher._record(row)
+
+
+def _untrained_values(row: dict, objectives: list[str]) -> list[float]:
+    """What Optuna is told of a candidate that never trained: accuracy 0 and its costs."""
+    return [0.0 if c == "accuracy" else float(row[OBJECTIVE_COLUMNS[c]] or 0) for c in objectives]
 
 
 def _requeue_interrupted(study, store: RunStore, printer) -> None:
