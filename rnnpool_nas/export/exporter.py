@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..arch.spec import ArchSpec, SpecError, load_spec
+from ..arch.spec import ArchSpec, load_spec
 from ..cost import evaluate
 from ..errors import UserError
 from . import runtime_files
@@ -66,7 +66,7 @@ def from_run(run_dir: str | Path, trial: int) -> Source:
         raise UserError(f"trial {trial} of {run_dir} was never trained (status {row.get('status')}); "
                         "only complete trials have a model to export")
     trial_dir = Path(run_dir) / "trials" / f"{int(trial):04d}"
-    spec = _load_arch(trial_dir / "arch.json")
+    spec = load_spec(trial_dir / "arch.json")
     cfg = store.config
     budget = Budget.from_dict(cfg["budget"]) if cfg.get("budget") else None
     return Source(spec, trial_dir / "checkpoint.pt", cfg.get("dataset") or "fashion-mnist", cfg.get("data_dir"),
@@ -77,7 +77,7 @@ def from_files(checkpoint: str | Path, arch: str | Path, dataset: str | None = N
                data_dir: str | None = None) -> Source:
     """A model trained with ``rnnpool-nas train``: its ``checkpoint.pt`` and ``arch.json`` (the
     data set comes from the ``metrics.json`` beside the checkpoint unless given)."""
-    spec = _load_arch(Path(arch))
+    spec = load_spec(arch)
     checkpoint = Path(checkpoint)
     if dataset is None:
         try:
@@ -85,15 +85,6 @@ def from_files(checkpoint: str | Path, arch: str | Path, dataset: str | None = N
         except (OSError, ValueError, KeyError, TypeError):
             raise UserError(f"no --dataset given and no metrics.json naming one beside {checkpoint}") from None
     return Source(spec, checkpoint, dataset, data_dir, label=str(checkpoint))
-
-
-def _load_arch(path: Path) -> ArchSpec:
-    if not path.is_file():
-        raise UserError(f"architecture file {path} is missing")
-    try:
-        return load_spec(path)
-    except (SpecError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{path} is not a valid architecture: {str(exc).splitlines()[0]}") from None
 
 
 def _load_model(source: Source):
