@@ -17,7 +17,8 @@ import pytest
 from rnnpool_nas.cli import main
 from rnnpool_nas.search.budget import Budget, parse_bytes
 from rnnpool_nas.search.pareto import pareto_front
-from rnnpool_nas.search.runner import SearchConfig, _make_searcher, run_search
+from rnnpool_nas.search.runner import SearchConfig, _ask_tell, run_search
+from rnnpool_nas.search.tune_searcher import TuneSearcher
 from rnnpool_nas.search.space import SearchSpace
 from rnnpool_nas.search.store import RunStore
 
@@ -40,7 +41,8 @@ def test_search_end_to_end(ray_session, tmp_path, monkeypatch):
     result = run_search(_config(tmp_path / "run"), printer=lines.append)
     run = tmp_path / "run"
     frame = pd.read_parquet(run / "trials.parquet")
-    assert len(frame) == 8 and set(frame["status"]) <= {"complete", "infeasible", "failed", "stopped", "invalid"}
+    assert len(frame) == 8 and set(frame["status"]) <= {"complete", "infeasible", "failed", "stopped", "invalid",
+                                                        "duplicate"}
     assert any(c.startswith("param_") for c in frame.columns)
     trained = frame[frame["status"].isin(["complete", "failed", "stopped"])]
     infeasible = frame[frame["status"] == "infeasible"]
@@ -50,6 +52,11 @@ def test_search_end_to_end(ray_session, tmp_path, monkeypatch):
     assert (infeasible["peak_ram_bytes"] > BUDGET).all()
     for number in infeasible["trial"]:
         assert not (run / "trials" / f"{number:04d}" / "metrics.json").exists()
+    # a repeat of an earlier trial's network is never trained: it points at the trial that was
+    for dup in frame[frame["status"] == "duplicate"].to_dict("records"):
+        assert not (run / "trials" / f"{dup['trial']:04d}" / "metrics.json").exists()
+        assert dup["duplicate_of"] in set(trained["trial"]) and dup["spec_key"] == \
+            frame.set_index("trial").loc[dup["duplicate_of"], "spec_key"]
     # injected failures are recorded and do not stop the search
     failed = frame[frame["status"] == "failed"]
     assert set(failed["trial"]) == set(trained["trial"]) & {1, 4, 5}
@@ -96,7 +103,7 @@ def test_a_stopped_trial_is_pruned_and_never_a_finalist(tmp_path):
     space = SearchSpace.load(SPACE)
     store = RunStore.create(cfg.out, {"space": {}, "budget": cfg.budget.to_dict()})
     study = optuna.create_study(directions=["maximize", "minimize"], storage=store.storage_url, study_name="search")
-    searcher = _make_searcher(space, cfg.budget, store, cfg, study, lambda line: None, 1)
+    searcher = TuneSearcher(_ask_tell(space, cfg.budget, store, cfg, lambda line: None).attach(study), 1)
     config = searcher.suggest("t0")
     (Path(config["dir"]) / "metrics.json").write_text(json.dumps({"status": "complete", "epochs_trained": 1,
                                                                    "accuracy": 0.99, "wall_time_s": 1.0}))

@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import __version__
-from ..arch.spec import ArchSpec, SpecError
-from ..cost import evaluate
+from ..arch.spec import ArchSpec
 from ..errors import UserError
 from .budget import Budget
 from .pareto import OBJECTIVE_COLUMNS, accuracy_ram_hypervolume, direction
-from .store import RunStore, new_row
+from .searcher import OptunaAskTell, failure_injection
+from .store import RunStore
 
 SAMPLERS = ("nsga2", "tpe", "random")
 
@@ -180,120 +180,6 @@ def _write_metrics(trial_dir: Path, metrics: dict[str, Any], start: float) -> No
     os.replace(tmp, trial_dir / "metrics.json")
 
 
-# ----------------------------------------------------------------------------- the searcher
-
-
-def _make_searcher(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, printer, threads: int):
-    from optuna.trial import TrialState
-    from ray.tune.search import Searcher
-
-    from ..report import ReportRefresher
-
-    fail_numbers = {int(n) for n in os.environ.get("RNNPOOL_NAS_FAIL_TRIALS", "").split(",") if n.strip()}
-
-    class AskTellSearcher(Searcher):
-        """Ray Tune asks for a trial; Optuna proposes until a candidate fits the budget."""
-
-        def __init__(self) -> None:
-            super().__init__(metric="accuracy", mode="max")
-            self.running: dict[str, tuple[Any, ArchSpec, Any, dict]] = {}
-            self.asked = len(store.final_rows())
-            self.started = time.perf_counter()
-            self.train_seconds = 0.0
-            self.report = ReportRefresher(store.root, printer=printer)  # at most every 30 s, never raises
-
-        # -- proposals
-        def suggest(self, trial_id: str):
-            while self.asked < cfg.trials:
-                trial = study.ask()
-                self.asked += 1
-                params = space.suggest(trial)
-                row = new_row(trial.number, params)
-                try:
-                    spec = space.build(params)
-                    costs = evaluate(spec, budget.dtype, budget.convention, profile=False, clock_mhz=budget.clock_mhz)
-                except (SpecError, UserError) as exc:
-                    study.tell(trial, state=TrialState.FAIL)
-                    row.update(status="invalid", reason=str(exc), feasible=False)
-                    self._record(row)
-                    continue
-                excess = budget.excess(costs)
-                for name, value in zip(budget.constraint_names(), excess):
-                    trial.set_constraint(name, value)
-                row.update(_cost_columns(costs), feasible=all(e <= 0 for e in excess),
-                           violations="; ".join(budget.violations(costs)))
-                if not row["feasible"]:
-                    study.tell(trial, _untrained_values(row, cfg.objectives))
-                    row.update(status="infeasible")
-                    self._record(row)
-                    continue
-                trial_dir = store.trial_dir(trial.number)
-                source = trial.user_attrs.get("resume_from")
-                if source:
-                    store.copy_checkpoint(Path(source), trial.number)
-                (trial_dir / "arch.json").write_text(spec.to_json())
-                row.update(status="running", spec_path=str(trial_dir / "arch.json"))
-                store.record(row)
-                self.running[trial_id] = (trial, spec, costs, row)
-                return {
-                    "number": trial.number, "spec": spec.to_dict(), "dir": str(trial_dir.resolve()),
-                    "dataset": cfg.dataset, "data_dir": cfg.data_dir, "limit": cfg.limit, "epochs": cfg.epochs,
-                    "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed, "threads": threads,
-                    "fail": trial.number in fail_numbers,
-                }
-            return Searcher.FINISHED
-
-        def on_trial_result(self, trial_id: str, result: dict) -> None:
-            pass  # intermediate accuracies go to the scheduler, not to multi-objective Optuna
-
-        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-            import json
-
-            if trial_id not in self.running:
-                return
-            trial, spec, costs, row = self.running.pop(trial_id)
-            trial_dir = store.trial_dir(trial.number)
-            try:
-                metrics = json.loads((trial_dir / "metrics.json").read_text())
-            except (OSError, ValueError):
-                metrics = {}
-            epochs = int(metrics.get("epochs_trained") or (result or {}).get("epoch") or 0)
-            accuracy = metrics.get("accuracy", (result or {}).get("accuracy"))
-            if error or metrics.get("status") == "failed":
-                status, reason = "failed", metrics.get("reason") or "the trial raised (see Ray's logs)"
-            elif metrics.get("status") == "complete" and epochs >= cfg.epochs:
-                status, reason = "complete", ""
-            else:
-                status, reason = "stopped", f"stopped early by the scheduler after {epochs} epoch(s)"
-            row.update(status=status, reason=reason, epochs_trained=epochs,
-                       accuracy=float(accuracy) if accuracy is not None else math.nan,
-                       wall_time_s=float(metrics.get("wall_time_s", 0.0)), node=metrics.get("node", ""),
-                       ray_node_id=metrics.get("ray_node_id", ""),
-                       checkpoint_path=str(trial_dir / "checkpoint.pt") if status != "failed" else "")
-            self.train_seconds += row["wall_time_s"]
-            if status == "complete":
-                study.tell(trial, [float(row["accuracy"]) if c == "accuracy" else float(row[OBJECTIVE_COLUMNS[c]])
-                                   for c in cfg.objectives])
-            else:
-                study.tell(trial, state=TrialState.PRUNED if status == "stopped" else TrialState.FAIL)
-            self._record(row)
-
-        # -- bookkeeping
-        def _record(self, row: dict) -> None:
-            store.record(row)
-            store.write_pareto(cfg.objectives)
-            printer(_progress_line(row, store, cfg, budget, time.perf_counter() - self.started))
-            self.report()
-
-    return AskTellSearcher()
-
-
-def _cost_columns(costs) -> dict[str, Any]:
-    return {"peak_ram_bytes": costs.peak_ram_bytes, "madds": costs.madds, "params": costs.params,
-            "model_bytes": costs.model_bytes,
-            "latency_ms": costs.latency_ms if costs.latency_ms is not None else math.nan}
-
-
 def _kib(n: float) -> str:
     return f"{n / 1024:,.1f} KiB"
 
@@ -383,7 +269,7 @@ def run_search(cfg: SearchConfig, printer: Callable[[str], None] = print) -> Sea
     finalists = store.write_pareto(cfg.objectives)
     rows = store.final_rows()
     counts = {s: sum(1 for r in rows if r.get("status") == s)
-              for s in ("complete", "stopped", "infeasible", "invalid", "failed", "scored")}
+              for s in ("complete", "stopped", "infeasible", "invalid", "failed", "scored", "duplicate")}
     result = SearchResult(out, finalists, counts, time.perf_counter() - start,
                           sum(float(r.get("wall_time_s") or 0) for r in rows), phases)
     _summary(result, store, cfg, budget, printer)
@@ -400,25 +286,32 @@ def _final_report(store: RunStore, printer) -> None:
         printer(f"report: {path} (`rnnpool-nas browse {store.root.parent}` serves every run)")
 
 
+def _ask_tell(space, budget: Budget, store: RunStore, cfg: SearchConfig, printer) -> OptunaAskTell:
+    """The search's ask/tell over this run; every row it writes is printed as a progress line and
+    refreshes the report (at most every 30 s, never raising)."""
+    from ..report import ReportRefresher
+
+    started = time.perf_counter()
+    refresh = ReportRefresher(store.root, printer=printer)
+
+    def on_record(row: dict[str, Any]) -> None:
+        printer(_progress_line(row, store, cfg, budget, time.perf_counter() - started))
+        refresh()
+
+    trial_config = {"dataset": cfg.dataset, "data_dir": cfg.data_dir, "limit": cfg.limit, "epochs": cfg.epochs,
+                    "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed}
+    return OptunaAskTell(space, budget, store, trials=cfg.trials, objectives=cfg.objectives, epochs=cfg.epochs,
+                         on_record=on_record, trial_config=trial_config)
+
+
 def _score_only(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, printer) -> None:
     """``--cost-only``: the sampler proposes, the cost model scores, nothing trains. Rows are
     ``scored`` (within budget) or ``infeasible``; the sampler sees the costs (accuracy 0) and the
     budget excess, so it still learns the cheap, feasible region."""
-    searcher = _make_searcher(space, budget, store, cfg, study, printer, 1)
+    ask_tell = _ask_tell(space, budget, store, cfg, printer).attach(study)
     printer(f"scoring {cfg.trials} candidates of {space.name} with the cost model only (nothing is trained)")
-    while True:
-        trial_id = f"score-{searcher.asked}"
-        if not isinstance(searcher.suggest(trial_id), dict):  # Searcher.FINISHED: all asked
-            break
-        trial, _, _, row = searcher.running.pop(trial_id)
-        study.tell(trial, _untrained_values(row, cfg.objectives))
-        row.update(status="scored", reason="cost-only search: not trained")
-        searcher._record(row)
-
-
-def _untrained_values(row: dict, objectives: list[str]) -> list[float]:
-    """What Optuna is told of a candidate that never trained: accuracy 0 and its costs."""
-    return [0.0 if c == "accuracy" else float(row[OBJECTIVE_COLUMNS[c]] or 0) for c in objectives]
+    while (proposal := ask_tell.propose()) is not None:
+        ask_tell.settle_untrained(proposal, "scored", "cost-only search: not trained")
 
 
 def _requeue_interrupted(study, store: RunStore, printer) -> None:
@@ -468,7 +361,10 @@ def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, 
         per_trial = max(1, cpus // workers)
         if cfg.address:
             workers = max(1, cpus // per_trial)
-        searcher = _make_searcher(space, budget, store, cfg, study, printer, per_trial)
+        from .tune_searcher import TuneSearcher
+
+        ask_tell = _ask_tell(space, budget, store, cfg, printer).attach(study)
+        searcher = TuneSearcher(ask_tell, per_trial, failure_injection())
         scheduler = (ASHAScheduler(metric="accuracy", mode="max", max_t=cfg.epochs, grace_period=max(1, cfg.epochs // 3),
                                    reduction_factor=3, time_attr="epoch")
                      if cfg.early_stopping and cfg.epochs >= 3 else FIFOScheduler())
@@ -498,7 +394,8 @@ def _summary(result: SearchResult, store: RunStore, cfg: SearchConfig, budget: B
     printer("")
     printer(f"done in {result.wall_time / 60:.1f} min: {c['complete']} complete, {c['stopped']} stopped early, "
             f"{c['infeasible']} over budget (never trained), {c['failed']} failed, {c['invalid']} invalid"
-            + (f", {c['scored']} scored within budget (cost only)" if c["scored"] else ""))
+            + (f", {c['scored']} scored within budget (cost only)" if c["scored"] else "")
+            + (f", {c['duplicate']} duplicate(s) of an earlier trial's network not retrained" if c["duplicate"] else ""))
     if c["scored"]:
         cheap = sorted((r for r in store.final_rows() if r.get("status") == "scored"), key=lambda r: r["peak_ram_bytes"])
         printer("cheapest candidates within budget (cost only, untrained):")

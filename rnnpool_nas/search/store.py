@@ -4,7 +4,8 @@
       config.json        the resolved search configuration (space, budget, data, sampler, ...)
       study.db           the Optuna study (SQLite; `optuna-dashboard sqlite:///runs/<name>/study.db`)
       trials.parquet     one row per candidate: trial, status (complete / stopped / infeasible /
-                         invalid / failed / scored (--cost-only)), param_* (every hyperparameter), accuracy,
+                         invalid / failed / scored (--cost-only) / duplicate (same network as trial
+                         duplicate_of, its result reused)), param_* (every hyperparameter), accuracy,
                          peak_ram_bytes, madds, params, model_bytes, latency_ms, epochs_trained,
                          wall_time_s, violations, reason, spec_path, checkpoint_path, node
       pareto.json        the finalists: non-dominated, feasible, complete trials
@@ -29,7 +30,8 @@ from ..errors import UserError
 from .pareto import OBJECTIVE_COLUMNS, pareto_front
 
 CONFIG, STUDY, TRIALS, PARETO = "config.json", "study.db", "trials.parquet", "pareto.json"
-FINAL_STATES = {"complete", "stopped", "infeasible", "invalid", "failed", "scored"}  # scored: --cost-only
+#: scored: --cost-only; duplicate: the same network as an earlier trial (``duplicate_of``), not retrained
+FINAL_STATES = {"complete", "stopped", "infeasible", "invalid", "failed", "scored", "duplicate"}
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
@@ -154,7 +156,8 @@ def new_row(number: int, params: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"trial": number, "status": "", "accuracy": math.nan, "peak_ram_bytes": math.nan,
                            "madds": math.nan, "params": math.nan, "model_bytes": math.nan, "latency_ms": math.nan,
                            "epochs_trained": 0, "wall_time_s": 0.0, "feasible": False, "violations": "",
-                           "reason": "", "spec_path": "", "checkpoint_path": "", "node": "", "ray_node_id": ""}
+                           "reason": "", "spec_path": "", "checkpoint_path": "", "node": "", "ray_node_id": "",
+                           "spec_key": "", "duplicate_of": -1}
     for key, value in params.items():
         row[f"param_{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
     return row

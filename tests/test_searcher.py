@@ -1,0 +1,113 @@
+"""The search's ask/tell (search/searcher.py) and its Ray Tune face (search/tune_searcher.py):
+what Ray pickles holds no Optuna object; a restored copy re-attaches the study from study.db;
+a network trained once is never trained again."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import optuna
+import pytest
+import ray.cloudpickle
+
+from rnnpool_nas.search.budget import Budget, parse_bytes
+from rnnpool_nas.search.runner import SearchConfig, _ask_tell, _sampler
+from rnnpool_nas.search.searcher import OptunaAskTell, spec_key
+from rnnpool_nas.search.space import SearchSpace
+from rnnpool_nas.search.store import RunStore
+from rnnpool_nas.search.tune_searcher import TuneSearcher
+
+from .conftest import TESTS
+
+SPACE = str(TESTS / "data" / "tiny_space.yaml")
+
+
+def _setup(tmp_path: Path, sampler: str = "nsga2", trials: int = 8, budget: str = "1MB"):
+    cfg = SearchConfig(space=SPACE, budget=Budget(ram_bytes=parse_bytes(budget)), out=str(tmp_path / "run"),
+                       trials=trials, epochs=1, sampler=sampler, seed=0)
+    space = SearchSpace.load(SPACE)
+    store = RunStore.create(cfg.out, {"space": {}, "budget": cfg.budget.to_dict()})
+    study = optuna.create_study(directions=["maximize", "minimize"], storage=store.storage_url, study_name="search",
+                                sampler=_sampler(sampler, 0, trials))
+    return cfg, space, store, study
+
+
+def _finish(searcher: TuneSearcher, trial_id: str, config: dict, accuracy: float = 0.5) -> None:
+    (Path(config["dir"]) / "metrics.json").write_text(json.dumps(
+        {"status": "complete", "epochs_trained": 1, "accuracy": accuracy, "wall_time_s": 0.1}))
+    searcher.on_trial_complete(trial_id, {"accuracy": accuracy, "epoch": 1})
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe", "random"])
+def test_the_tune_searcher_pickles_without_the_study_and_restores(tmp_path, sampler):
+    """Ray Tune pickles its search algorithm: with every sampler (optuna 5.1's NSGA-II holds a
+    thread lock) the pickle carries no Optuna object, and a restored copy goes on from study.db."""
+    cfg, space, store, study = _setup(tmp_path, sampler)
+    searcher = TuneSearcher(_ask_tell(space, cfg.budget, store, cfg, lambda line: None).attach(study), 1)
+    first = searcher.suggest("t0")
+    with pytest.raises(TypeError) if sampler == "nsga2" and optuna.__version__ >= "5.1" else _no_raise():
+        ray.cloudpickle.dumps(study)  # the very thing that broke Tuner(...) with optuna 5.1
+    blob = ray.cloudpickle.dumps(searcher)
+    assert b"optuna.study" not in blob and b"optuna.samplers" not in blob
+    restored = pickle.loads(blob)
+    assert restored.ask_tell._study is None and restored.numbers == {"t0": first["number"]}
+    _finish(restored, "t0", first, accuracy=0.75)  # re-attaches the study from study.db
+    reloaded = optuna.load_study(study_name="search", storage=store.storage_url)
+    assert reloaded.trials[first["number"]].values[0] == 0.75
+    second = restored.suggest("t1")  # and asks the next candidate of the same study
+    assert second["number"] > first["number"]
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_a_network_is_trained_once(tmp_path, monkeypatch):
+    """Candidates whose built spec equals an earlier trial's (whatever their inactive
+    hyperparameters) are recorded as duplicates pointing at it and told its result; only the
+    first trains."""
+    cfg, space, store, study = _setup(tmp_path, "random", trials=6)
+    fixed = _some_spec(space)
+    monkeypatch.setattr(space, "build", lambda params: fixed)  # every proposal is the same network
+    ask_tell = _ask_tell(space, cfg.budget, store, cfg, lambda line: None).attach(study)
+    searcher = TuneSearcher(ask_tell, 1)
+    first = searcher.suggest("t0")
+    second = searcher.suggest("t1")  # the original is still training: the duplicate waits for it
+    assert second == TuneSearcher.FINISHED and len(store.rows) == 6
+    _finish(searcher, "t0", first, accuracy=0.8)
+    rows = store.rows
+    dups = [r for r in rows.values() if r["status"] == "duplicate"]
+    assert len(dups) == 5 and all(r["duplicate_of"] == first["number"] for r in dups)
+    assert all(r["accuracy"] == 0.8 for r in dups)
+    assert [t.values[0] for t in study.trials] == [0.8] * 6  # Optuna heard the result for every one
+    assert ask_tell.duplicates == 5
+    assert [f["trial"] for f in store.write_pareto(["accuracy", "peak_ram"])] == [first["number"]]
+
+
+def test_spec_key_ignores_the_name_only():
+    space = SearchSpace.load(SPACE)
+    spec = _some_spec(space)
+    renamed = type(spec).from_dict(spec.to_dict() | {"name": "other"})
+    assert spec_key(renamed) == spec_key(spec)
+    wider = spec.to_dict()
+    wider["num_classes"] = wider["num_classes"] + 1
+    assert spec_key(type(spec).from_dict(wider)) != spec_key(spec)
+
+
+def _some_spec(space: SearchSpace):
+    """One network of the space (a seeded random draw)."""
+    return space.build(space.suggest(optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()))
+
+
+def test_ask_tell_state_is_plain(tmp_path):
+    cfg, space, store, study = _setup(tmp_path)
+    ask_tell = OptunaAskTell(space, cfg.budget, store, trials=4, objectives=["accuracy", "peak_ram"], epochs=1)
+    ask_tell.attach(study, on_record=print)
+    state = ask_tell.__getstate__()
+    assert state["_study"] is None and state["_store"] is None and state["_on_record"] is None
