@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps run test test-slow bench clean
+.PHONY: install system-deps run test test-slow bench clean lock test-latest wheel-smoke
 
 # Debian packages the project uses: the data, chromium for the report's browser test, the
 # Cortex-M4 toolchain and QEMU for the C export. Installed when missing, where apt-get is
@@ -24,10 +24,15 @@ $(DEB_STAMP): Makefile
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing || exit 1; fi; \
 	mkdir -p $(VENV) && touch $@
 
-$(STAMP): pyproject.toml
+# Exact versions from requirements.lock (torch first, pinned: it is the CPU build on this disk),
+# then the package itself without build isolation, so setup.py compiles the FastGRNN kernel
+# against the locked torch (about a minute, once per install).
+LOCK := requirements.lock
+$(STAMP): pyproject.toml $(LOCK) setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet torch==2.13.0
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(VENV)/bin/pip install --quiet -r $(LOCK)
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m rnnpool_nas.ops.build
 	touch $@
 
@@ -54,5 +59,26 @@ test-slow: install
 bench: install
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# Regenerate requirements.lock from pyproject.toml's ranges (pip-tools, itself locked). Commit the
+# result together with the pyproject.toml change that called for it.
+lock: $(STAMP)
+	$(VENV)/bin/pip-compile --quiet --strip-extras --extra dev --extra dashboard --allow-unsafe \
+	  --no-emit-index-url --no-emit-find-links --output-file $(LOCK) pyproject.toml
+
+# The suite against the newest versions pyproject.toml's ranges admit, in a scratch venv: the next
+# breaking release of a dependency shows up here before it reaches a user.
+LATEST := .venv-latest
+test-latest: system-deps
+	rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/pip install --quiet torch==2.13.0 'setuptools>=68,<90' wheel
+	$(LATEST)/bin/pip install --quiet --upgrade --upgrade-strategy eager --no-build-isolation '.[dev,dashboard]'
+	$(LATEST)/bin/pip list --format=freeze | grep -iE '^(optuna|ray|pandas|plotly|numpy|pyarrow)=='
+	$(LATEST)/bin/python -m pytest
+
+# The package as a user gets it: build the wheel, install it into a scratch venv with the locked
+# dependencies, and run it from an empty folder (spaces and profiles must come from the wheel).
+wheel-smoke: $(STAMP)
+	bash scripts/wheel_smoke.sh $(PYTHON) $(LOCK)
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(LATEST) build dist *.egg-info .pytest_cache rnnpool_nas/ops/_fastgrnn_ext*.so

@@ -35,13 +35,14 @@ from typing import Any, Protocol
 
 from ..cost import CONVENTIONS, DTYPE_BYTES
 from ..errors import UserError
+from ..resources import builtin_dir
 from ._yaml import read_yaml
 
 KIB = 1024
 MIB = 2**20
 
-#: Where named profiles live: ``constraints/`` at the top of the repository.
-CONSTRAINTS_DIR = Path(__file__).resolve().parents[2] / "constraints"
+#: Where named profiles live: the checkout's ``constraints/``, or its copy inside an installed package.
+CONSTRAINTS_DIR = builtin_dir("constraints")
 
 _NUMBER = r"(\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?"
 _SIZE_RE = re.compile(rf"^\s*{_NUMBER}\s*([A-Za-z]*)\s*$")

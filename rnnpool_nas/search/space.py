@@ -70,11 +70,12 @@ from ..arch.presets import _ch
 from ..arch.spec import ArchSpec, Bottleneck, Conv, Detection, Linear, Pool, RNNPool, Source, SpecError, Stage
 from ..cost import CONVENTIONS, DTYPE_BYTES, Costs, evaluate
 from ..errors import UserError
+from ..resources import builtin_dir
 from ._yaml import read_yaml
 from ..ops.geometry import PADDING_MODES
 
-#: Where named spaces live: ``search_spaces/`` at the top of the repository.
-SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+#: Where named spaces live: the checkout's ``search_spaces/``, or its copy inside an installed package.
+SPACES_DIR = builtin_dir("search_spaces")
 
 Choice = Any  # int | float | str | bool: what Optuna's CategoricalDistribution accepts
 TASKS = ("classification", "detection")

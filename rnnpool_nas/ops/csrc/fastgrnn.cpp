@@ -371,7 +371,14 @@ std::vector<torch::Tensor> fastgrnn_backward(torch::Tensor grad_h, torch::Tensor
   return {dsrc, dU, dbg, dbh, torch::full({}, dsz, opts), torch::full({}, dsn, opts)};
 }
 
+#ifndef RNNPOOL_SRC_HASH
+#define RNNPOOL_SRC_HASH "unknown"
+#endif
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  // The digest of this file and its build flags (rnnpool_nas/ops/_kernel.py: build_key): a build
+  // made at install time is used only while the source it came from is unchanged.
+  m.attr("build_key") = RNNPOOL_SRC_HASH;
   m.def("forward", &fastgrnn_forward, "Final states of FastGRNN over sequences read in place from src");
   m.def("backward", &fastgrnn_backward, "Backward of fastgrnn_forward (recomputes the forward in cache)");
 }
