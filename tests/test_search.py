@@ -155,10 +155,11 @@ def test_scale_out_to_a_separate_ray_head(tmp_path):
                              "--block"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                             env=os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
     try:
-        # Ray rewrites an explicit 127.0.0.1:PORT bootstrap address to the machine's own IP, where
-        # a head bound to 127.0.0.1 does not listen; "auto" finds the head this test just started.
-        address = "auto"
-        probe = "import ray; ray.init(address='%s', log_to_driver=False); print(ray.get_runtime_context().get_node_id())"
+        # an explicit HOST:PORT, as a user gives it (the probe is plain Ray, so it says what
+        # rnnpool-nas turns on by itself: the token that `ray start --head` saved)
+        address = f"127.0.0.1:{port}"
+        probe = ("import os; os.environ['RAY_AUTH_MODE'] = 'token'; import ray; "
+                 "ray.init(address='%s', log_to_driver=False); print(ray.get_runtime_context().get_node_id())")
         node = None
         time.sleep(5)  # a driver that connects before the head is up can hang: give it time, then retry
         for _ in range(10):

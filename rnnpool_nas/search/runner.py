@@ -346,6 +346,7 @@ def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, 
     if not ray.is_initialized():
         try:
             if cfg.address:
+                _token_auth_for(cfg.address)
                 ray.init(address=cfg.address, include_dashboard=False, log_to_driver=False,
                          logging_level=logging.ERROR)
             else:
@@ -386,6 +387,18 @@ def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, 
         if started_here:
             ray.shutdown()
         phases["ray_stop"] = time.perf_counter() - tick
+
+
+def _token_auth_for(address: str) -> None:
+    """Ray (2.5x) protects a cluster started with ``ray start --head`` with a token it saves in
+    ``~/.ray/auth_token``, but uses it only for ``address="auto"``: an explicit ``HOST:PORT`` is
+    refused ("InvalidAuthToken") unless ``RAY_AUTH_MODE=token``. Turn it on when a token is
+    there and the user has not chosen a mode."""
+    if address in ("auto", "local") or "RAY_AUTH_MODE" in os.environ:
+        return
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def _summary(result: SearchResult, store: RunStore, cfg: SearchConfig, budget: Budget, printer) -> None:

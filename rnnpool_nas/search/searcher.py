@@ -159,6 +159,9 @@ class OptunaAskTell:
             excess = self.budget.excess(costs)
             for name, value in zip(self.budget.constraint_names(), excess):
                 trial.set_constraint(name, value)
+            for name, value in cost_columns(costs).items():  # optuna-dashboard shows them
+                if value == value:  # not NaN
+                    trial.set_user_attr(name, value)
             row.update(cost_columns(costs), feasible=all(e <= 0 for e in excess),
                        violations="; ".join(self.budget.violations(costs)), spec_key=spec_key(spec))
             if not row["feasible"]:
