@@ -246,7 +246,9 @@ def test_cost_only_scores_without_training(tmp_path, capsys):
     assert main(["search", "--space", "face-detection", "--ram-budget", "64KB", "--trials", "10", "--cost-only",
                  "--out", str(out)]) == 0
     frame = pd.read_parquet(out / "trials.parquet")
-    assert len(frame) == 10 and set(frame["status"]) <= {"scored", "infeasible", "invalid"}
+    assert len(frame) == 10 and set(frame["status"]) <= {"scored", "infeasible", "invalid", "duplicate"}
+    scored_keys = frame[frame["status"] == "scored"]["spec_key"]
+    assert scored_keys.is_unique  # a network is scored once; its repeats are duplicates
     scored = frame[frame["status"] == "scored"]
     assert (scored["peak_ram_bytes"] <= 64 * 1024).all() and len(scored) >= 1
     assert (frame[frame["status"] == "infeasible"]["peak_ram_bytes"] > 64 * 1024).all()

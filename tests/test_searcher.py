@@ -111,3 +111,32 @@ def test_ask_tell_state_is_plain(tmp_path):
     ask_tell.attach(study, on_record=print)
     state = ask_tell.__getstate__()
     assert state["_study"] is None and state["_store"] is None and state["_on_record"] is None
+
+
+def test_spread_gives_distinct_feasible_networks_across_the_budget():
+    from rnnpool_nas.cost import evaluate
+
+    space = SearchSpace.load("fashion-mnist")
+    budget = Budget(ram_bytes=parse_bytes("16KB"), convention="runtime")
+    picks = space.spread(budget, 8, samples=400, seed=1)
+    assert 4 <= len(picks) <= 8
+    costs = [evaluate(space.build(p), "int8", "runtime", profile=False) for p in picks]
+    assert all(not budget.violations(c) for c in costs)
+    rams = [c.peak_ram_bytes for c in costs]
+    assert rams == sorted(rams) and rams[-1] - rams[0] > budget.ram_bytes / 3  # spread, not clustered
+    assert len({spec_key(space.build(p)) for p in picks}) == len(picks)
+    assert space.spread(budget, 0) == []
+
+
+def test_the_first_trials_of_a_warm_search_are_the_spread(tmp_path):
+    """run_search enqueues SearchSpace.spread as the sampler's first generation (not for random)."""
+    from rnnpool_nas.search.runner import _first_generation
+
+    cfg, space, store, study = _setup(tmp_path, "nsga2", trials=16, budget="2KB")
+    picks = space.spread(cfg.budget, _first_generation("nsga2", 16), seed=0)
+    for params in picks:
+        study.enqueue_trial(params)
+    ask_tell = _ask_tell(space, cfg.budget, store, cfg, lambda line: None).attach(study)
+    proposals = [ask_tell.propose() for _ in range(len(picks))]
+    assert [space.active(p.row and {k[6:]: v for k, v in p.row.items() if k.startswith("param_")})
+            for p in proposals] == [space.active(p) for p in picks]

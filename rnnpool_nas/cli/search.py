@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--objectives", default="accuracy,peak_ram", help="comma-separated: accuracy,peak_ram,madds,latency")
     p.add_argument("--sampler", default="nsga2", choices=("nsga2", "tpe", "random"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-warm-start", action="store_true",
+                   help="let the sampler start from random candidates instead of feasible ones spread over the budget")
     p.add_argument("--no-early-stopping", action="store_true", help="train every candidate for all epochs")
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/<space>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         space=args.space, budget=budget, out=out, dataset=args.dataset, data_dir=args.data_dir, trials=args.trials,
         epochs=args.epochs, workers=args.workers, objectives=[o.strip() for o in args.objectives.split(",") if o.strip()],
         sampler=args.sampler, seed=args.seed, limit=args.limit, early_stopping=not args.no_early_stopping,
-        address=args.address, resume=args.resume, cost_only=args.cost_only,
+        address=args.address, resume=args.resume, cost_only=args.cost_only, warm_start=not args.no_warm_start,
     )
     run_search(cfg)
     return 0

@@ -59,6 +59,9 @@ class SearchConfig:
     early_stopping: bool = True
     address: str | None = None
     cost_only: bool = False  # score candidates with the cost model only: nothing is trained
+    #: the sampler's first trials are feasible networks spread over the RAM budget
+    #: (``SearchSpace.spread``) instead of random ones; not for ``sampler="random"``
+    warm_start: bool = True
     resume: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,15 +97,20 @@ def _validate(cfg: SearchConfig) -> None:
         raise UserError("give a budget: --ram-budget, --madds-budget, --latency-budget or --constraints")
 
 
+def _first_generation(name: str, trials: int) -> int:
+    """NSGA-II's population size, TPE's start-up trials: what a warm start fills."""
+    return max(4, min(50, trials // 4)) if name == "nsga2" else max(4, min(10, trials // 4))
+
+
 def _sampler(name: str, seed: int, trials: int):
     """The constrained samplers read the budget excess each trial records with
     ``Trial.set_constraint`` (Optuna 5's replacement for ``constraints_func``)."""
     import optuna
 
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 4)))
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=_first_generation(name, trials))
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(4, min(10, trials // 4)))
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=_first_generation(name, trials))
     return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -258,6 +266,11 @@ def run_search(cfg: SearchConfig, printer: Callable[[str], None] = print) -> Sea
                                 sampler=_sampler(cfg.sampler, cfg.seed, cfg.trials), load_if_exists=True)
     if cfg.resume:
         _requeue_interrupted(study, store, printer)
+    elif cfg.warm_start and cfg.sampler != "random" and not cfg.cost_only:
+        seeds = space.spread(budget, _first_generation(cfg.sampler, cfg.trials), seed=cfg.seed)
+        for params in seeds:
+            study.enqueue_trial(params)
+        printer(f"warm start: the first {len(seeds)} trials are feasible networks spread over the budget")
     remaining = cfg.trials - len(store.final_rows())
     phases = {"setup": time.perf_counter() - start}
     if remaining <= 0:

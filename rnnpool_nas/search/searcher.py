@@ -42,7 +42,7 @@ from .pareto import OBJECTIVE_COLUMNS
 from .store import RunStore, new_row
 
 #: Statuses whose result a duplicate can take over (a ``running`` original is waited for).
-_REUSABLE = {"complete", "stopped", "failed", "running"}
+_REUSABLE = {"complete", "stopped", "failed", "running", "scored"}
 
 
 def spec_key(spec: ArchSpec) -> str:
@@ -210,6 +210,8 @@ class OptunaAskTell:
         status = original.get("status")
         if status == "complete":
             self.study.tell(number, trained_values(original, self.objectives))
+        elif status == "scored":  # --cost-only: the costs, accuracy 0
+            self.study.tell(number, untrained_values(original, self.objectives))
         else:
             self.study.tell(number, state=TrialState.PRUNED if status == "stopped" else TrialState.FAIL)
 

@@ -60,6 +60,7 @@ trial as infeasible. :meth:`SearchSpace.sample` is suggest then build. Torch-fre
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import random
 from dataclasses import dataclass
@@ -621,6 +622,41 @@ class SearchSpace:
         if best is None:
             raise UserError(f"search space {self.name}: none of {len(candidates)} candidates builds ({first_error})")
         return best[1], best[2]
+
+    def spread(self, budget: Any, k: int, samples: int = 2000, seed: int = 0) -> list[dict[str, Choice]]:
+        """Up to ``k`` distinct networks that meet ``budget``, spread over its RAM range: the
+        feasible ones among ``samples`` seeded random draws (and :meth:`corners`) are split into
+        ``k`` bins of equal width in peak RAM, and each bin gives its candidate with the most
+        MAdds (more computation: the likeliest to be accurate at that RAM). The search enqueues
+        them as its first trials, so the sampler starts from the front's whole width instead of
+        from random points, a third of which are over budget."""
+        if k < 1:
+            return []
+        dtype = getattr(budget, "dtype", None) or self.dtype or "int8"
+        convention = getattr(budget, "convention", None) or self.convention or "standard"
+        rng = random.Random(seed)
+        feasible: dict[str, tuple[int, int, dict[str, Choice]]] = {}
+        for params in self.corners() + [self.random_params(rng) for _ in range(samples)]:
+            try:
+                spec = self.build(params)
+                costs = evaluate(spec, dtype, convention, profile=False, clock_mhz=getattr(budget, "clock_mhz", 168.0))
+            except SpecError:
+                continue
+            if budget.violations(costs):
+                continue
+            key = json.dumps({**spec.to_dict(), "name": ""}, sort_keys=True)
+            feasible.setdefault(key, (costs.peak_ram_bytes, costs.madds, params))
+        if not feasible:
+            return []
+        rams = [ram for ram, _, _ in feasible.values()]
+        low, high = min(rams), max(rams)
+        width = max(1, high - low) / k
+        best: dict[int, tuple[int, dict[str, Choice]]] = {}
+        for ram, madds, params in feasible.values():
+            b = min(k - 1, int((ram - low) / width))
+            if b not in best or madds > best[b][0]:
+                best[b] = (madds, params)
+        return [params for _, (_, params) in sorted(best.items())]
 
     # ------------------------------------------------------------------------ output
 
