@@ -261,22 +261,27 @@ def test_the_search_writes_and_refreshes_the_report(tmp_path):
     (here: resuming a finished run) writes it."""
     import optuna
 
-    from rnnpool_nas.search.runner import SearchConfig, _make_searcher, run_search
+    from rnnpool_nas.report import ReportRefresher
+    from rnnpool_nas.search.runner import SearchConfig, run_search
+    from rnnpool_nas.search.searcher import OptunaAskTell
     from rnnpool_nas.search.space import SearchSpace
+    from rnnpool_nas.search.tune_searcher import TuneSearcher
 
     space = SearchSpace.load("fashion-mnist")
     out = tmp_path / "live"
     store = RunStore.create(out, run_config(space, 4))
     study = optuna.create_study(directions=["maximize", "minimize"], storage=store.storage_url, study_name="search")
-    cfg = SearchConfig(space="fashion-mnist", budget=BUDGET, out=str(out), trials=4, epochs=1)
-    searcher = _make_searcher(space, BUDGET, store, cfg, study, lambda line: None, 1)
+    report = ReportRefresher(out, printer=lambda line: None)
+    ask_tell = OptunaAskTell(space, BUDGET, store, trials=4, objectives=["accuracy", "peak_ram"], epochs=1,
+                             on_record=lambda row: report())
+    searcher = TuneSearcher(ask_tell.attach(study), 1)
     config = searcher.suggest("t0")  # infeasible candidates before it are recorded, and so refresh the page
-    assert config is not None and searcher.report.writes >= (1 if len(store.final_rows()) else 0)
+    assert config is not None and report.writes >= (1 if len(store.final_rows()) else 0)
     (Path(config["dir"]) / "metrics.json").write_text(json.dumps({"status": "complete", "epochs_trained": 1,
                                                                    "accuracy": 0.8, "wall_time_s": 1.0}))
-    searcher.report.next_at = 0  # let the next record refresh
+    report.next_at = 0  # let the next record refresh
     searcher.on_trial_complete("t0", {"accuracy": 0.8, "epoch": 1})
-    assert searcher.report.writes >= 1
+    assert report.writes >= 1
     page = (out / "report.html").read_text()
     assert f"ram-profile-t{config['number']}" in figures(page)
 
