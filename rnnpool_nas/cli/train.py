@@ -63,6 +63,7 @@ def _positive(name: str, value: int | float | None) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data import load_dataset
     from ..errors import UserError
+    from ..search.store import write_atomic
     from ..train.detection import DetectionTrainer
     from ..train.trainer import TrainConfig, Trainer
 
@@ -85,8 +86,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/train-{spec.name or 'arch'}-{dataset.name.replace(':', '_').replace('/', '_')}")
     if out.exists() and any(out.iterdir()) and not args.resume:
         raise UserError(f"{out} exists and is not empty; pass --resume to continue it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "arch.json").write_text(spec.to_json())
+    if args.resume:  # check first, write after: a bad checkpoint leaves arch.json and metrics.json as they were
+        _check_resume(out / "checkpoint.pt", spec)
+    _make_out(out)
+    write_atomic(out / "arch.json", spec.to_json())
     warmup = args.warmup if args.warmup is not None else (min(5.0, args.epochs / 10) if detection else 0.0)
     config = TrainConfig(epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size or (16 if detection else 128),
                          lr=args.lr or (0.01 if detection else 0.05), warmup_epochs=warmup, seed=args.seed,
@@ -103,12 +106,39 @@ def run(args: argparse.Namespace) -> int:
         metrics["int8"] = _int8_detection(trainer, dataset, args) if detection else _int8(trainer, dataset, args.val_limit)
     elif detection and trainer.last_scores is not None:
         metrics["val"] = trainer.last_scores
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
     if result.status == "failed":
         print(f"rnnpool-nas: training failed: {result.reason}", file=sys.stderr)
         return 1
     print(f"done in {result.wall_time:.0f} s: validation {metric} {result.val_accuracy:.4f}; wrote {out}/")
     return 0
+
+
+def _check_resume(checkpoint: Path, spec) -> None:
+    """``--resume``: the checkpoint must exist, load as plain data (weights only) and hold this
+    very architecture; otherwise one line, and nothing in the folder is touched."""
+    from ..errors import UserError
+    from ..train.checkpoint import check_training_checkpoint
+
+    if not checkpoint.is_file():
+        raise UserError(f"--resume: there is no {checkpoint} to continue (drop --resume to start a new run)")
+    state = check_training_checkpoint(checkpoint)
+    saved = state.get("spec")
+    if saved is not None and saved != spec.to_dict():
+        raise UserError(f"--resume: {checkpoint} was trained with another architecture than the one given "
+                        "(a different --preset, --arch, --set, --input or --width); resume with the same one")
+
+
+def _make_out(out: Path) -> None:
+    from ..errors import UserError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to --out {out}: {exc.strerror or type(exc).__name__}") from None
 
 
 def _is_detection(spec, args: argparse.Namespace) -> bool:

@@ -88,18 +88,12 @@ def from_files(checkpoint: str | Path, arch: str | Path, dataset: str | None = N
 
 
 def _load_model(source: Source):
-    import torch
-
     from ..arch.build import build
+    from ..train.checkpoint import load_checkpoint
 
     path = source.checkpoint
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} is missing")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        weights = state["model"] if isinstance(state, dict) and "model" in state else state
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise UserError(f"checkpoint {path} is corrupt ({type(exc).__name__})") from None
+    state = load_checkpoint(path)  # weights only: a checkpoint holding other objects is refused unread
+    weights = state["model"] if "model" in state else state
     model = build(source.spec)
     try:
         model.load_state_dict(weights)
