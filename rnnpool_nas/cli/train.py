@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -56,20 +57,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _positive(name: str, value: int | float | None) -> None:
     from ..errors import UserError
 
-    if value is not None and value <= 0:
-        raise UserError(f"--{name} must be positive, got {value}")
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise UserError(f"--{name} must be a positive number, got {value}")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data import load_dataset
     from ..errors import UserError
-    from ..search.store import write_atomic
+    from ..search.lock import lock_run
+    from ..search.store import has_files, write_atomic
     from ..train.detection import DetectionTrainer
     from ..train.trainer import TrainConfig, Trainer
 
     for name in ("epochs", "steps", "batch_size", "lr", "threads", "limit", "val_limit"):
         _positive(name.replace("_", "-"), getattr(args, name))
-    if args.warmup is not None and args.warmup < 0:
+    if args.seed < 0:
+        raise UserError(f"--seed must be a non-negative integer, got {args.seed}")
+    if args.warmup is not None and not (math.isfinite(args.warmup) and args.warmup >= 0):
         raise UserError(f"--warmup must be non-negative, got {args.warmup}")
     spec = resolve_spec(args)
     detection = _is_detection(spec, args)
@@ -84,11 +88,14 @@ def run(args: argparse.Namespace) -> int:
         spec = set_field(spec, "num_classes", dataset.num_classes)
         sizes = f"{len(dataset.x_train)} train / {len(dataset.x_val)} val images, {dataset.num_classes} classes"
     out = Path(args.out or f"runs/train-{spec.name or 'arch'}-{dataset.name.replace(':', '_').replace('/', '_')}")
-    if out.exists() and any(out.iterdir()) and not args.resume:
+    if args.resume and not (out / "checkpoint.pt").is_file():
+        raise UserError(f"--resume: there is no {out / 'checkpoint.pt'} to continue (drop --resume to start a new run)")
+    if not args.resume and has_files(out):
         raise UserError(f"{out} exists and is not empty; pass --resume to continue it or choose another --out")
+    _make_out(out)
+    lock = lock_run(out, "train")  # held until this process ends: one writer per folder  # noqa: F841
     if args.resume:  # check first, write after: a bad checkpoint leaves arch.json and metrics.json as they were
         _check_resume(out / "checkpoint.pt", spec)
-    _make_out(out)
     write_atomic(out / "arch.json", spec.to_json())
     warmup = args.warmup if args.warmup is not None else (min(5.0, args.epochs / 10) if detection else 0.0)
     config = TrainConfig(epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size or (16 if detection else 128),
@@ -120,8 +127,6 @@ def _check_resume(checkpoint: Path, spec) -> None:
     from ..errors import UserError
     from ..train.checkpoint import check_training_checkpoint
 
-    if not checkpoint.is_file():
-        raise UserError(f"--resume: there is no {checkpoint} to continue (drop --resume to start a new run)")
     state = check_training_checkpoint(checkpoint)
     saved = state.get("spec")
     if saved is not None and saved != spec.to_dict():
