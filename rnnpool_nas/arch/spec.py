@@ -217,7 +217,12 @@ class ArchSpec:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SpecError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-        return cls.from_dict(data)
+        except RecursionError:
+            raise SpecError("JSON nested too deeply to be an architecture spec") from None
+        try:
+            return cls.from_dict(data)
+        except RecursionError:
+            raise SpecError("a spec nested too deeply") from None
 
     def validate(self) -> list["Layer"]:
         """Check every field and shape; return the expanded layers."""
@@ -548,6 +553,8 @@ def load_spec(path: str) -> ArchSpec:
             text = fh.read()
     except OSError as exc:
         raise UserError(f"cannot read architecture file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"architecture file {path} is not UTF-8 text (a JSON spec is)") from None
     try:
         return ArchSpec.from_json(text)
     except SpecError as exc:

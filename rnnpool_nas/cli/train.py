@@ -63,6 +63,7 @@ def _positive(name: str, value: int | float | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import load_dataset
+    from ..arch.build import check_fits_memory
     from ..errors import UserError
     from ..search.lock import lock_run
     from ..search.store import has_files, write_atomic
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.warmup is not None and not (math.isfinite(args.warmup) and args.warmup >= 0):
         raise UserError(f"--warmup must be non-negative, got {args.warmup}")
     spec = resolve_spec(args)
+    check_fits_memory(spec)  # before any data is loaded or file written
     detection = _is_detection(spec, args)
     if detection:
         dataset = _load_detection(args, spec)

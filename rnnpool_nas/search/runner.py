@@ -462,6 +462,8 @@ def _run_search(cfg: SearchConfig, printer: Callable[[str], None], stores: list[
         )
     if not cfg.cost_only:
         _check_data(space, cfg)
+        if cfg.address:
+            check_address(cfg.address)
     if not cfg.resume:
         config = cfg.to_dict() | {"space_path": str(cfg.space), "space": space.to_dict(), "version": __version__,
                                   "created": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -592,6 +594,28 @@ def _requeue_interrupted(study, store: RunStore, printer, epochs: int) -> None:
         store.forget(number)
 
 
+#: seconds to wait for a Ray head given by --address before giving up with one line
+ADDRESS_TIMEOUT_S = 5.0
+
+
+def check_address(address: str, timeout_s: float = ADDRESS_TIMEOUT_S) -> None:
+    """One line (UserError) unless something accepts connections at ``--address`` HOST:PORT
+    (or ``ray://HOST:PORT``) within ``timeout_s``; ``auto`` and addresses without a port are
+    left to Ray."""
+    target = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+        raise UserError(f"cannot reach the Ray cluster at {address} ({reason}; waited at most {timeout_s:g} s): start it "
+                        "with `ray start --head`, or drop --address to run on this machine") from None
+
+
 def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, printer,
               phases: dict[str, float]) -> None:
     import logging
@@ -606,6 +630,8 @@ def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, 
     started_here = False
     tick = time.perf_counter()
     if not ray.is_initialized():
+        if cfg.address:
+            check_address(cfg.address)  # ray.init retries an unreachable head for minutes
         try:
             if cfg.address:
                 ray.init(address=cfg.address, include_dashboard=False, log_to_driver=False,

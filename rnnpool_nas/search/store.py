@@ -107,7 +107,7 @@ class RunStore:
             config = json.loads((root / CONFIG).read_text())
         except FileNotFoundError:
             raise UserError(f"{root} is not a run directory (no {CONFIG})") from None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise UserError(f"{root}/{CONFIG} is corrupt ({exc.__class__.__name__}); the run cannot be resumed") from None
         if not isinstance(config, dict) or "space" not in config or "budget" not in config:
             raise UserError(f"{root}/{CONFIG} is not a search configuration")
