@@ -106,6 +106,7 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
            log=print) -> dict[str, Any]:
     """Write the C project for ``source`` into ``out``; returns what ``export.json`` holds."""
     from ..data import adapt_images, load_dataset
+    from ..search.store import check_writable_folder
     from ..train.quant import calibration_images, evaluate_int8, quantize
 
     out = Path(out)
@@ -115,6 +116,7 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
                                                         clock_mhz=source.budget.clock_mhz))
         if violations and not force:
             raise UserError(f"{source.label} breaks the run's budget ({'; '.join(violations)}); pass --force to export anyway")
+    check_writable_folder(out)
     if out.exists() and any(out.iterdir()) and not (out / "export.json").exists():
         raise UserError(f"{out} exists and is not an earlier export; choose an empty or new --out")
     model = _load_model(source)
