@@ -440,9 +440,6 @@ def _run_search(cfg: SearchConfig, printer: Callable[[str], None], stores: list[
                 setattr(cfg, name, saved[name])
         _validate(cfg)
         space = SearchSpace.load(cfg.space)
-        if cfg.trials > int(saved.get("trials") or 0):  # an extended run: the next resume restores the new count
-            store.config = dict(saved, trials=cfg.trials)
-            write_atomic(out / CONFIG, json.dumps(store.config, indent=2, default=str))
     else:
         _validate(cfg)
         if out.exists() and (not out.is_dir() or has_files(out)):
@@ -483,6 +480,10 @@ def _run_search(cfg: SearchConfig, printer: Callable[[str], None], stores: list[
         # its seed by the trials the study holds (deterministic, and a new stream each resume)
         study.sampler = _sampler(cfg.sampler, cfg.seed + asked, cfg.trials)
         _requeue_interrupted(study, store, printer, cfg.epochs)
+    if cfg.resume and cfg.trials > int(store.config.get("trials") or 0):
+        # an extended run: the next resume restores the new count
+        store.config = dict(store.config, trials=cfg.trials)
+        write_atomic(out / CONFIG, json.dumps(store.config, indent=2, default=str))
     remaining = cfg.trials - len(store.final_rows())
     phases = {"setup": time.perf_counter() - start}
     if remaining <= 0:
