@@ -140,13 +140,13 @@ class RunStore:
         """The first ``complete`` trial whose hyperparameters equal ``params`` (compared as
         ``new_row`` stores them), or None: a searcher looks a candidate up here before training
         it, so a resumed sampler never trains a duplicate of a complete trial."""
-        wanted = {k: v for k, v in new_row(-1, params).items() if k.startswith("param_")}
+        wanted = {k: _param_text(v) for k, v in new_row(-1, params).items() if k.startswith("param_")}
         for number in sorted(self.rows):
             row = self.rows[number]
             if row.get("status") != "complete":
                 continue
-            have = {k: v for k, v in row.items() if k.startswith("param_") and not _missing(v)}
-            if have and {k: _plain(v) for k, v in have.items()} == {k: _plain(v) for k, v in wanted.items()}:
+            have = {k: _param_text(v) for k, v in row.items() if k.startswith("param_") and not _missing(v)}
+            if have and have == wanted:
                 return row
         return None
 
@@ -244,6 +244,15 @@ def new_row(number: int, params: dict[str, Any]) -> dict[str, Any]:
     for key, value in params.items():
         row[f"param_{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
     return row
+
+
+def _param_text(value: Any) -> str:
+    """A hyperparameter as comparable text: the table stores a column mixing types as text and
+    an integer column with gaps as floats (4 -> "4", 4.0 -> "4")."""
+    value = _plain(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
 
 
 def _missing(value: Any) -> bool:
