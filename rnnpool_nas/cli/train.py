@@ -58,7 +58,7 @@ def _positive(name: str, value: int | float | None) -> None:
     from ..errors import UserError
 
     if value is not None and not (math.isfinite(value) and value > 0):
-        raise UserError(f"--{name} must be a positive number, got {value}")
+        raise UserError(f"--{name} must be positive, got {value}")
 
 
 def run(args: argparse.Namespace) -> int:

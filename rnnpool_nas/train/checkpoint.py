@@ -32,11 +32,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        # the weights-only unpickler names the global it refused; never the full (multi-line) text
-        first = str(exc).strip().splitlines()
-        detail = next((line.strip() for line in first if "GLOBAL" in line or "global" in line), "")
-        raise UserError(f"checkpoint {path} holds Python objects, not only tensors and plain data, so it was "
-                        f"refused unread (it could run code){': ' + detail[:120] if detail else ''}") from None
+        # torch's long multi-line text names what it refused: keep that line only
+        lines = [line.strip() for line in str(exc).strip().splitlines()]
+        named = next((line for line in lines if "GLOBAL" in line.upper() and "load" in line.lower()), "")
+        if named:  # a class or function: exactly what a code-running pickle needs
+            raise UserError(f"checkpoint {path} holds Python objects, not only tensors and plain data, so it was "
+                            f"refused unread (it could run code): {named[:120]}") from None
+        detail = next((line for line in lines[1:] if line and "WeightsUnpickler" not in line
+                       and "documentation" not in line), type(exc).__name__)
+        raise UserError(f"checkpoint {path} is corrupt or not a plain checkpoint, so it was refused unread "
+                        f"({detail[:80]})") from None
     except Exception as exc:  # torch and zipfile raise many types for a damaged file
         raise UserError(f"checkpoint {path} is corrupt or truncated ({type(exc).__name__})") from None
     if not isinstance(state, dict):
