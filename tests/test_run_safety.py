@@ -268,3 +268,17 @@ def test_browse_long_paths_and_control_characters(browse):
     assert lines and not any(ch in line for line in lines for ch in "\x1b\x07")
     assert any("\\x1b[31mred\\x07" in line for line in lines)
     assert all(len(line) <= 400 for line in lines)
+
+
+def test_a_search_whose_trained_trials_all_failed_exits_non_zero(capsys):
+    from rnnpool_nas.cli.search import _exit_code
+    from rnnpool_nas.search.runner import SearchResult
+
+    def result(**counts):
+        return SearchResult(Path("r"), [], {"complete": 0, "stopped": 0, "failed": 0} | counts, 1.0, 0.0,
+                            failure_reason="FileNotFoundError: data/vww")
+
+    assert _exit_code(result(failed=4)) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "every trained trial failed (4)" in err and "data/vww" in err
+    assert _exit_code(result(failed=4, complete=1)) == 0 and _exit_code(result()) == 0
