@@ -47,6 +47,10 @@ def list_presets() -> list[Preset]:
     return list(PRESETS.values())
 
 
+#: the largest width multiplier (a 64x MobileNetV2 has billions of parameters already)
+MAX_WIDTH = 64.0
+
+
 def get_preset(
     name: str,
     *,
@@ -60,8 +64,8 @@ def get_preset(
         close = difflib.get_close_matches(name, PRESETS, n=3, cutoff=0.4)
         hint = f"; did you mean {' or '.join(close)}?" if close else f"; known: {', '.join(PRESETS)}"
         raise UserError(f"unknown preset {name!r}{hint}")
-    if width is not None and not (isinstance(width, (int, float)) and width > 0):
-        raise UserError(f"width must be a positive number, got {width!r}")
+    if width is not None and not (isinstance(width, (int, float)) and 0 < width <= MAX_WIDTH):
+        raise UserError(f"width must be a number above 0 and at most {MAX_WIDTH:g}, got {width!r}")
     spec = PRESETS[name].builder(1.0 if width is None else float(width))
     if input is not None:
         spec.input = tuple(input)  # type: ignore[assignment]

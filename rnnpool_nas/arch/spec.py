@@ -182,6 +182,9 @@ class ArchSpec:
         shape = data["input"]
         if not (isinstance(shape, (list, tuple)) and len(shape) == 3 and all(_is_pos_int(v) for v in shape)):
             raise SpecError(f"spec: field 'input' must be [H, W, C] positive integers, got {shape!r}")
+        if max(shape[:2]) > MAX_INPUT_SIDE or shape[2] > MAX_INPUT_CHANNELS:
+            raise SpecError(f"spec: input {'x'.join(map(str, shape))} is too large (at most {MAX_INPUT_SIDE} rows and "
+                            f"columns, {MAX_INPUT_CHANNELS} channels)")
         if not _is_pos_int(data["num_classes"]):
             raise SpecError(f"spec: field 'num_classes' must be a positive integer, got {data['num_classes']!r}")
         if not isinstance(data["stages"], list) or not data["stages"]:
@@ -214,7 +217,12 @@ class ArchSpec:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SpecError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-        return cls.from_dict(data)
+        except RecursionError:
+            raise SpecError("JSON nested too deeply to be an architecture spec") from None
+        try:
+            return cls.from_dict(data)
+        except RecursionError:
+            raise SpecError("a spec nested too deeply") from None
 
     def validate(self) -> list["Layer"]:
         """Check every field and shape; return the expanded layers."""
@@ -515,6 +523,11 @@ def source_shapes(spec: ArchSpec, layers: list[Layer] | None = None) -> list[tup
     return out
 
 
+#: the largest input a spec may have: far beyond any microcontroller's camera, and small enough
+#: that every count of the cost model (some walk the rows) stays instant
+MAX_INPUT_SIDE, MAX_INPUT_CHANNELS = 16384, 4096
+
+
 def parse_input_shape(text: str) -> tuple[int, int, int]:
     """``"224x224x3"`` (rows x columns x channels) -> ``(224, 224, 3)``; ``"28x28"`` means one
     channel. Raises ``UserError`` naming the text otherwise."""
@@ -527,6 +540,9 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
         values.append(1)
     if len(values) != 3 or min(values) <= 0:
         raise UserError(f"--input must be HxWxC with positive integers (e.g. 224x224x3), got {text!r}")
+    if max(values[:2]) > MAX_INPUT_SIDE or values[2] > MAX_INPUT_CHANNELS:
+        raise UserError(f"--input {text} is too large: at most {MAX_INPUT_SIDE} rows and columns, "
+                        f"{MAX_INPUT_CHANNELS} channels")
     return values[0], values[1], values[2]
 
 
@@ -537,6 +553,8 @@ def load_spec(path: str) -> ArchSpec:
             text = fh.read()
     except OSError as exc:
         raise UserError(f"cannot read architecture file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"architecture file {path} is not UTF-8 text (a JSON spec is)") from None
     try:
         return ArchSpec.from_json(text)
     except SpecError as exc:

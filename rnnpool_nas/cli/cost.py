@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,11 +48,15 @@ def resolve_spec(args: argparse.Namespace):
         if not sep or not field:
             raise UserError(f"--set expects FIELD=VALUE, got {item!r}")
         overrides[field.strip()] = parse_value(value.strip())
-    shape = parse_input_shape(args.input) if args.input else None
+    shape = parse_input_shape(args.input) if args.input is not None else None
     if args.classes is not None and args.classes <= 0:
         raise UserError(f"--classes must be positive, got {args.classes}")
     if args.preset:
-        return get_preset(args.preset, input=shape, classes=args.classes, width=args.width, **overrides)
+        named = {k: overrides.pop(k) for k in ("input", "num_classes") if k in overrides}
+        spec = get_preset(args.preset, input=shape, classes=args.classes, width=args.width, **overrides)
+        for field, value in named.items():  # --set input=... / num_classes=...: set last, validated there
+            spec = set_field(spec, field, value)
+        return spec
     if args.width is not None:
         raise UserError("--width applies to presets; edit the channels of an --arch file instead")
     spec = load_spec(args.arch)
@@ -110,10 +115,10 @@ def run(args: argparse.Namespace) -> int:
         from ..search.budget import find_constraints, load_constraints
 
         clock = load_constraints(find_constraints(args.constraints)).clock_mhz if args.constraints else 168.0
-    if not clock > 0:
+    if not (clock > 0 and math.isfinite(clock)):
         from ..errors import UserError
 
-        raise UserError(f"--clock-mhz must be positive, got {clock:g}")
+        raise UserError(f"--clock-mhz must be a positive, finite number, got {clock:g}")
     costs = evaluate(spec, args.dtype, args.convention, args.count_input, clock_mhz=clock)
     if args.json:
         print(json.dumps(costs.to_dict(), indent=2))

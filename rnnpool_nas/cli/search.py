@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "budget, Ray Tune trains the rest; the Pareto front of accuracy against RAM/MAdds lands in --out. "
         "Sizes: 256KB = 256KiB = 262144 bytes (the paper's KB are KiB).",
     )
-    p.add_argument("--space", default="fashion-mnist", metavar="SPACE",
+    p.add_argument("--space", metavar="SPACE",
                    help="search_spaces/NAME.yaml or a path (default: fashion-mnist)")
     p.add_argument("--ram-budget", metavar="SIZE", help="peak RAM budget, e.g. 256KB, 0.25MB, 262144")
     p.add_argument("--madds-budget", metavar="N", help="multiply-add budget, e.g. 60M")
@@ -25,22 +25,32 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="peak-RAM convention (default standard; runtime: the exported C runtime's arena)")
     p.add_argument("--dataset", metavar="NAME", help="data set (default: the space's)")
     p.add_argument("--data-dir", metavar="DIR", help="folder of fashion-mnist's idx files")
-    p.add_argument("--trials", type=int, default=20, help="candidates to propose, infeasible ones included (default 20)")
-    p.add_argument("--epochs", type=int, default=2, help="epochs per trained candidate (default 2)")
-    p.add_argument("--workers", type=int, default=2, help="trials trained at once (default 2)")
+    p.add_argument("--trials", type=int, help="candidates to propose, infeasible ones included (default 20)")
+    p.add_argument("--epochs", type=int, help="epochs per trained candidate (default 2)")
+    p.add_argument("--workers", type=int, help="trials trained at once (default 2)")
     p.add_argument("--limit", type=int, metavar="N", help="train and validate each candidate on N images")
-    p.add_argument("--objectives", default="accuracy,peak_ram", help="comma-separated: accuracy,peak_ram,madds,latency")
-    p.add_argument("--sampler", default="nsga2", choices=("nsga2", "tpe", "random"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--objectives", help="comma-separated: accuracy,peak_ram,madds,latency (default accuracy,peak_ram)")
+    p.add_argument("--sampler", choices=("nsga2", "tpe", "random"), help="default nsga2")
+    p.add_argument("--seed", type=int, help="default 0")
     p.add_argument("--no-warm-start", action="store_true",
                    help="let the sampler start from random candidates instead of feasible ones spread over the budget")
     p.add_argument("--no-early-stopping", action="store_true", help="train every candidate for all epochs")
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/<space>-<time>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out: its budget, space, data set, "
+                   "sampler, seed, epochs and --trials come back from its config.json (a larger --trials extends it)")
     p.add_argument("--address", metavar="RAY_ADDRESS", help="run trials on an existing Ray cluster")
     p.add_argument("--cost-only", action="store_true",
                    help="score the candidates with the cost model only (RAM, MAdds, latency); train nothing")
     p.set_defaults(handler=run)
+
+
+#: defaults of a new run (on --resume, config.json gives these)
+DEFAULTS = {"space": "fashion-mnist", "trials": 20, "epochs": 2, "workers": 2, "objectives": "accuracy,peak_ram",
+            "sampler": "nsga2", "seed": 0}
+
+
+def _objectives(text: str) -> list[str]:
+    return [o.strip() for o in text.split(",") if o.strip()]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,19 +58,49 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import UserError
     from ..search.budget import resolve_budget
-    from ..search.runner import SearchConfig, run_search
+    from ..search.runner import SearchConfig, resume_config, run_search
 
     if args.resume and not args.out:
         raise UserError("--resume needs --out (the run directory to continue)")
+    budget_flags = (args.constraints, args.ram_budget, args.flash_budget, args.madds_budget, args.latency_budget,
+                    args.dtype, args.convention)
+    if args.resume:
+        budget = None
+        if any(f is not None for f in budget_flags):
+            budget = resolve_budget(args.constraints, ram=args.ram_budget, flash=args.flash_budget,
+                                    madds=args.madds_budget, latency=args.latency_budget, dtype=args.dtype,
+                                    convention=args.convention)
+        given = {"space": args.space, "budget": budget, "dataset": args.dataset, "data_dir": args.data_dir,
+                 "trials": args.trials, "epochs": args.epochs, "workers": args.workers, "limit": args.limit,
+                 "objectives": _objectives(args.objectives) if args.objectives is not None else None,
+                 "sampler": args.sampler, "seed": args.seed, "address": args.address,
+                 "early_stopping": False if args.no_early_stopping else None,
+                 "cost_only": True if args.cost_only else None}
+        return _exit_code(run_search(resume_config(args.out, given)))
+    values = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in DEFAULTS.items()}
     budget = resolve_budget(args.constraints, ram=args.ram_budget, flash=args.flash_budget, madds=args.madds_budget,
                             latency=args.latency_budget, dtype=args.dtype, convention=args.convention)
-    name = args.space.rsplit("/", 1)[-1].removesuffix(".yaml")
+    name = values["space"].rsplit("/", 1)[-1].removesuffix(".yaml")
     out = args.out or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     cfg = SearchConfig(
-        space=args.space, budget=budget, out=out, dataset=args.dataset, data_dir=args.data_dir, trials=args.trials,
-        epochs=args.epochs, workers=args.workers, objectives=[o.strip() for o in args.objectives.split(",") if o.strip()],
-        sampler=args.sampler, seed=args.seed, limit=args.limit, early_stopping=not args.no_early_stopping,
-        address=args.address, resume=args.resume, cost_only=args.cost_only, warm_start=not args.no_warm_start,
+        space=values["space"], budget=budget, out=out, dataset=args.dataset, data_dir=args.data_dir,
+        trials=values["trials"], epochs=values["epochs"], workers=values["workers"],
+        objectives=_objectives(values["objectives"]), sampler=values["sampler"], seed=values["seed"], limit=args.limit,
+        early_stopping=not args.no_early_stopping, address=args.address, resume=False, cost_only=args.cost_only,
+        warm_start=not args.no_warm_start,
     )
-    run_search(cfg)
+    result = run_search(cfg)
+    return _exit_code(result)
+
+
+def _exit_code(result) -> int:
+    """Non-zero when candidates were trained and every one failed (the summary names the most
+    common reason): a search that produced nothing must not look like a success."""
+    import sys
+
+    c = result.counts
+    if c.get("failed", 0) and not (c.get("complete", 0) or c.get("stopped", 0)):
+        print(f"rnnpool-nas: error: every trained trial failed ({c['failed']}); most common reason: "
+              f"{result.failure_reason}", file=sys.stderr)
+        return 1
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -56,21 +57,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _positive(name: str, value: int | float | None) -> None:
     from ..errors import UserError
 
-    if value is not None and value <= 0:
+    if value is not None and not (math.isfinite(value) and value > 0):
         raise UserError(f"--{name} must be positive, got {value}")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data import load_dataset
+    from ..arch.build import check_fits_memory
     from ..errors import UserError
+    from ..search.lock import lock_run
+    from ..search.store import has_files, write_atomic
     from ..train.detection import DetectionTrainer
     from ..train.trainer import TrainConfig, Trainer
 
     for name in ("epochs", "steps", "batch_size", "lr", "threads", "limit", "val_limit"):
         _positive(name.replace("_", "-"), getattr(args, name))
-    if args.warmup is not None and args.warmup < 0:
+    if args.seed < 0:
+        raise UserError(f"--seed must be a non-negative integer, got {args.seed}")
+    if args.warmup is not None and not (math.isfinite(args.warmup) and args.warmup >= 0):
         raise UserError(f"--warmup must be non-negative, got {args.warmup}")
     spec = resolve_spec(args)
+    check_fits_memory(spec)  # before any data is loaded or file written
     detection = _is_detection(spec, args)
     if detection:
         dataset = _load_detection(args, spec)
@@ -83,10 +90,15 @@ def run(args: argparse.Namespace) -> int:
         spec = set_field(spec, "num_classes", dataset.num_classes)
         sizes = f"{len(dataset.x_train)} train / {len(dataset.x_val)} val images, {dataset.num_classes} classes"
     out = Path(args.out or f"runs/train-{spec.name or 'arch'}-{dataset.name.replace(':', '_').replace('/', '_')}")
-    if out.exists() and any(out.iterdir()) and not args.resume:
+    if args.resume and not (out / "checkpoint.pt").is_file():
+        raise UserError(f"--resume: there is no {out / 'checkpoint.pt'} to continue (drop --resume to start a new run)")
+    if not args.resume and has_files(out):
         raise UserError(f"{out} exists and is not empty; pass --resume to continue it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "arch.json").write_text(spec.to_json())
+    _make_out(out)
+    lock = lock_run(out, "train")  # held until this process ends: one writer per folder  # noqa: F841
+    if args.resume:  # check first, write after: a bad checkpoint leaves arch.json and metrics.json as they were
+        _check_resume(out / "checkpoint.pt", spec)
+    write_atomic(out / "arch.json", spec.to_json())
     warmup = args.warmup if args.warmup is not None else (min(5.0, args.epochs / 10) if detection else 0.0)
     config = TrainConfig(epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size or (16 if detection else 128),
                          lr=args.lr or (0.01 if detection else 0.05), warmup_epochs=warmup, seed=args.seed,
@@ -103,12 +115,37 @@ def run(args: argparse.Namespace) -> int:
         metrics["int8"] = _int8_detection(trainer, dataset, args) if detection else _int8(trainer, dataset, args.val_limit)
     elif detection and trainer.last_scores is not None:
         metrics["val"] = trainer.last_scores
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
     if result.status == "failed":
         print(f"rnnpool-nas: training failed: {result.reason}", file=sys.stderr)
         return 1
     print(f"done in {result.wall_time:.0f} s: validation {metric} {result.val_accuracy:.4f}; wrote {out}/")
     return 0
+
+
+def _check_resume(checkpoint: Path, spec) -> None:
+    """``--resume``: the checkpoint must exist, load as plain data (weights only) and hold this
+    very architecture; otherwise one line, and nothing in the folder is touched."""
+    from ..errors import UserError
+    from ..train.checkpoint import check_training_checkpoint
+
+    state = check_training_checkpoint(checkpoint)
+    saved = state.get("spec")
+    if saved is not None and saved != spec.to_dict():
+        raise UserError(f"--resume: {checkpoint} was trained with another architecture than the one given "
+                        "(a different --preset, --arch, --set, --input or --width); resume with the same one")
+
+
+def _make_out(out: Path) -> None:
+    from ..errors import UserError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to --out {out}: {exc.strerror or type(exc).__name__}") from None
 
 
 def _is_detection(spec, args: argparse.Namespace) -> bool:

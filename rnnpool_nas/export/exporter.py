@@ -88,18 +88,12 @@ def from_files(checkpoint: str | Path, arch: str | Path, dataset: str | None = N
 
 
 def _load_model(source: Source):
-    import torch
-
     from ..arch.build import build
+    from ..train.checkpoint import load_checkpoint
 
     path = source.checkpoint
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} is missing")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        weights = state["model"] if isinstance(state, dict) and "model" in state else state
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise UserError(f"checkpoint {path} is corrupt ({type(exc).__name__})") from None
+    state = load_checkpoint(path)  # weights only: a checkpoint holding other objects is refused unread
+    weights = state["model"] if "model" in state else state
     model = build(source.spec)
     try:
         model.load_state_dict(weights)
@@ -112,6 +106,7 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
            log=print) -> dict[str, Any]:
     """Write the C project for ``source`` into ``out``; returns what ``export.json`` holds."""
     from ..data import adapt_images, load_dataset
+    from ..search.store import check_writable_folder
     from ..train.quant import calibration_images, evaluate_int8, quantize
 
     out = Path(out)
@@ -121,6 +116,7 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
                                                         clock_mhz=source.budget.clock_mhz))
         if violations and not force:
             raise UserError(f"{source.label} breaks the run's budget ({'; '.join(violations)}); pass --force to export anyway")
+    check_writable_folder(out)
     if out.exists() and any(out.iterdir()) and not (out / "export.json").exists():
         raise UserError(f"{out} exists and is not an earlier export; choose an empty or new --out")
     model = _load_model(source)

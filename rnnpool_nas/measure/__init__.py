@@ -12,6 +12,7 @@ exports random-weight models to measure without training.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -37,6 +38,17 @@ def _need_export(export_dir: Path) -> dict[str, Any]:
     if not isinstance(doc, dict) or not isinstance(doc.get("calls"), list) or "spec" not in doc:
         raise UserError(f"{doc_path} describes no kernel calls: re-export with this version of rnnpool-nas")
     return doc
+
+
+def instruction_budget(doc: dict[str, Any]) -> int:
+    """Instructions an export's ``model_run`` may take before ``measure`` calls it hung: 100 per
+    multiply-add of its spec plus 10^8 (the runtime takes about 5 per MAdd; RNNPool's
+    nonlinearities a few times more)."""
+    try:
+        madds = int((doc.get("predicted") or {}).get("madds") or 0)
+    except (TypeError, ValueError):
+        madds = 0
+    return 100 * max(0, madds) + 10**8
 
 
 def build_m4(export_dir: Path, log=print) -> Path:
@@ -70,12 +82,12 @@ def measure(export_dir: str | Path, clock_mhz: float = DEFAULT_CLOCK_MHZ, log=pr
     from ..cost.latency import UncalibratedKernel, call_args, call_features, call_macs, load_model, predict_calls
     from .emulate import emulate
 
-    if not clock_mhz > 0:
-        raise UserError(f"--clock-mhz must be positive, got {clock_mhz}")
+    if not (clock_mhz > 0 and math.isfinite(clock_mhz)):
+        raise UserError(f"--clock-mhz must be a positive, finite number, got {clock_mhz}")
     export_dir = Path(export_dir)
     doc = _need_export(export_dir)
     elf = build_m4(export_dir, log)
-    run = emulate(elf)
+    run = emulate(elf, max_instructions=instruction_budget(doc))
     want = expected_line(export_dir)
     got = run.output_line()
     if got != want:

@@ -133,9 +133,15 @@ def _unicorn_reg(capstone_reg: int) -> int:
     return _UC_REG[capstone_reg]
 
 
-def emulate(elf: str | Path, timeout_s: float = 0.0, blocks: bool = False) -> Emulation:
+#: seconds a budgeted emulation runs before its instructions are counted (see ``emulate``)
+FREE_RUN_S = 20.0
+
+
+def emulate(elf: str | Path, timeout_s: float = 0.0, blocks: bool = False,
+            max_instructions: int = 0) -> Emulation:
     """Run ``elf`` from reset to semihosting SYS_EXIT; see the module docstring. An emulator
-    fault (or ``timeout_s`` > 0 passing) is a :class:`UserError` naming the PC and the marker.
+    fault (or ``timeout_s`` > 0 passing, or more than ``max_instructions`` > 0 executed: a
+    ``model_run`` that never returns) is a :class:`UserError` naming the PC and the marker.
     ``blocks=True`` also fills :attr:`Emulation.block_profile` (instructions and cycles per basic
     block, for tuning a kernel's inner loops)."""
     from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_WRITE
@@ -232,13 +238,26 @@ def emulate(elf: str | Path, timeout_s: float = 0.0, blocks: bool = False) -> Em
         uc.hook_add(UC_HOOK_CODE, on_div, begin=addr, end=addr)
 
     start = time.perf_counter()
+    budgeted = False
     try:
-        uc.emu_start(pc | 1, 0xFFFFFFFF, timeout=int(timeout_s * 1e6))
+        if max_instructions and not timeout_s:
+            # the first FREE_RUN_S run unmetered (unicorn's instruction count is a per-instruction
+            # hook, 3x slower); a program still running then continues under the budget
+            uc.emu_start(pc | 1, 0xFFFFFFFF, timeout=int(FREE_RUN_S * 1e6))
+            if state["fault"] is None and state["exit"] is None:
+                budgeted = True
+                uc.emu_start(uc.reg_read(U.UC_ARM_REG_PC) | 1, 0xFFFFFFFF, count=int(max_instructions))
+        else:
+            uc.emu_start(pc | 1, 0xFFFFFFFF, timeout=int(timeout_s * 1e6))
     except UcError as exc:
         state["fault"] = str(exc)
     wall = time.perf_counter() - start
     if state["fault"] is None and state["exit"] is None:
-        state["fault"] = f"no exit within {timeout_s:g} s" if timeout_s else "the program stopped without exiting"
+        if budgeted:
+            state["fault"] = (f"no exit after {FREE_RUN_S:g} s and then {max_instructions:,} more instructions, "
+                              "this model's budget: model_run does not return")
+        else:
+            state["fault"] = f"no exit within {timeout_s:g} s" if timeout_s else "the program stopped without exiting"
     if state["fault"] is not None:
         pc_now = uc.reg_read(U.UC_ARM_REG_PC)
         raise UserError(f"the emulated Cortex-M4 faulted ({state['fault']}) at pc={pc_now:#010x}"

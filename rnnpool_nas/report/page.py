@@ -239,7 +239,11 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     :class:`UserError`; a run without a completed trial gets a page that says so."""
     view = RunView.load(run_dir)
     path = Path(out) if out is not None else view.root / REPORT
-    write_atomic(path, render_report(view))
+    page = render_report(view)
+    try:
+        write_atomic(path, page)
+    except OSError as exc:  # a read-only run, a full disk: one line, and nothing else is touched
+        raise UserError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
     return path
 
 

@@ -7,13 +7,17 @@ the root is served as it is; nothing outside it ever is: ``..`` segments (howeve
 hidden files, and symlinks that resolve outside the root are refused (403 or 404).
 
 Standard library only (``http.server.ThreadingHTTPServer``); it binds 127.0.0.1 unless told
-otherwise. A port in use is a one-line :class:`UserError`.
+otherwise. A port in use is a one-line :class:`UserError`. A request whose ``Host`` is not
+127.0.0.1, localhost or the bound host is refused (403: a DNS-rebinding page cannot read the
+runs), a path over ``MAX_PATH`` characters is a 414, a file-system error a 404, and request lines
+reach the log with their control characters escaped.
 """
 
 from __future__ import annotations
 
 import errno
 import html
+import ipaddress
 import mimetypes
 import os
 import socket
@@ -31,6 +35,16 @@ from ..errors import UserError
 from ..search.store import TRIALS
 from .page import CSS, REPORT, write_report
 from .run import RunView, display_path, is_run
+
+
+#: the longest request path served (longer: 414); real paths are a run name and a file name
+MAX_PATH = 2048
+
+
+def escape_log(text: str) -> str:
+    """``text`` with every non-printable character as a ``\\xNN``/``\\uNNNN`` escape, so a
+    request line cannot move the console's cursor, change its colours or forge log lines."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def list_runs(root: Path) -> list[Path]:
@@ -104,17 +118,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._respond(head=False)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        if self.server.log is not None:
-            self.server.log(f"{self.address_string()} {format % args}")
+        if self.server.log is not None:  # a request line is the client's: never raw control characters
+            line = escape_log(f"{self.address_string()} {format % args}")
+            self.server.log(line if len(line) <= 400 else f"{line[:300]}...({len(line)} characters)")
 
     # ----------------------------------------------------------------------------------
 
     def _respond(self, head: bool) -> None:
         try:
             status, body, ctype, extra = self._route()
-        except Exception as exc:  # a bug: answer 500, keep serving
-            status, body, ctype, extra = (HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}\n".encode(),
-                                          "text/plain; charset=utf-8", {})
+        except Exception as exc:  # a bug: answer 500 (the client learns nothing of it), log it, keep serving
+            if self.server.log is not None:
+                self.server.log(escape_log(f"internal error on {self.path[:200]}: {type(exc).__name__}: {exc}"[:500]))
+            status, body, ctype, extra = self._text(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -129,8 +145,18 @@ class _Handler(BaseHTTPRequestHandler):
         return status, f"{status.value} {status.phrase}: {message}\n".encode(), "text/plain; charset=utf-8", {}
 
     def _route(self) -> tuple[HTTPStatus, bytes, str, dict]:
-        root = self.server.root
-        raw = urlsplit(self.path).path
+        if not self.server.host_allowed(self.headers.get("Host")):
+            # a DNS-rebinding page reaches us under its own name: answer only to names we listen as
+            return self._text(HTTPStatus.FORBIDDEN, "unknown Host header (browse answers to 127.0.0.1, localhost "
+                                                    "and the host it listens on)")
+        if len(self.path) > MAX_PATH:
+            return self._text(HTTPStatus.REQUEST_URI_TOO_LONG, f"paths are at most {MAX_PATH} characters")
+        try:
+            return self._serve(self.server.root, urlsplit(self.path).path)
+        except OSError:  # a name too long for the file system, a permission, a vanished file
+            return self._text(HTTPStatus.NOT_FOUND, "no such file")
+
+    def _serve(self, root: Path, raw: str) -> tuple[HTTPStatus, bytes, str, dict]:
         path = unquote(raw)
         if "\x00" in path or "\\" in path:
             return self._text(HTTPStatus.BAD_REQUEST, "bad path")
@@ -172,6 +198,7 @@ class RunsServer(ThreadingHTTPServer):
     def __init__(self, root: Path, host: str, port: int, log: Callable[[str], None] | None = None) -> None:
         self.root = root.resolve()
         self.log = log
+        self.host = host
         self._lock = threading.Lock()
         super().__init__((host, port), _Handler)
 
@@ -185,6 +212,31 @@ class RunsServer(ThreadingHTTPServer):
     def url(self) -> str:
         host = self.server_name
         return f"http://{'[' + host + ']' if ':' in host else host}:{self.server_port}/"
+
+    def host_allowed(self, header: str | None) -> bool:
+        """Whether a request's ``Host`` names this server: 127.0.0.1, localhost, ::1 or the host
+        it was bound to (with or without the port). Bound to every interface (0.0.0.0, ::), an IP
+        literal or this machine's name is also accepted: DNS rebinding needs a domain name. No
+        Host header (HTTP/1.0 clients) is accepted, browsers always send one."""
+        if header is None:
+            return True
+        name = header.strip().lower()
+        if name.startswith("["):  # [::1]:8765
+            name = name[1:].split("]", 1)[0]
+        elif name.count(":") == 1:
+            name, _, port = name.partition(":")
+            if not port.isdigit():
+                return False
+        allowed = {"127.0.0.1", "localhost", "::1", str(self.host).lower(), str(self.server_name).lower()}
+        if name in allowed:
+            return True
+        if self.host in ("0.0.0.0", "::", ""):
+            try:
+                ipaddress.ip_address(name)
+                return True
+            except ValueError:
+                return name in {socket.gethostname().lower(), socket.getfqdn().lower()}
+        return False
 
     def ensure_report(self, run_dir: Path) -> None:
         """Write ``run_dir``'s report if it is missing or stale (one writer at a time)."""
@@ -233,4 +285,4 @@ def serve(root: str | os.PathLike = "runs", host: str = "127.0.0.1", port: int =
         server.server_close()
 
 
-__all__ = ["RunsServer", "list_runs", "make_server", "render_index", "report_is_stale", "serve"]
+__all__ = ["MAX_PATH", "RunsServer", "escape_log", "list_runs", "make_server", "render_index", "report_is_stale", "serve"]

@@ -20,6 +20,8 @@ Optuna's ask/tell is driven from a Ray Tune ``Searcher``, so each side does what
 from __future__ import annotations
 
 import functools
+import json
+from collections import Counter
 import math
 import os
 import socket
@@ -35,7 +37,7 @@ from ..errors import UserError
 from .budget import Budget
 from .pareto import OBJECTIVE_COLUMNS, accuracy_ram_hypervolume, direction
 from .searcher import OptunaAskTell, failure_injection
-from .store import RunStore
+from .store import CONFIG, STUDY, RunStore, check_writable_folder, has_files, write_atomic
 
 SAMPLERS = ("nsga2", "tpe", "random")
 
@@ -80,12 +82,20 @@ class SearchResult:
     #: where the wall time went: "setup" (space, data check, study), "ray_start", "tune" (trials
     #: running), "ray_stop", in seconds; benchmarks/bench_search.py prints them
     phases: dict[str, float] = field(default_factory=dict)
+    #: the most common reason of the failed trials ("" if none failed)
+    failure_reason: str = ""
 
 
 def _validate(cfg: SearchConfig) -> None:
     for name in ("trials", "epochs", "workers", "batch_size"):
         if getattr(cfg, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise UserError(f"--seed must be a non-negative integer, got {cfg.seed}")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise UserError(f"--limit must be at least 1 (images per trial), got {cfg.limit}")
+    if not (isinstance(cfg.lr, (int, float)) and math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise UserError(f"the learning rate must be a positive number, got {cfg.lr}")
     if cfg.sampler not in SAMPLERS:
         raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {cfg.sampler!r}")
     unknown = [o for o in cfg.objectives if o not in OBJECTIVE_COLUMNS]
@@ -216,26 +226,123 @@ def _progress_line(row: dict, store: RunStore, cfg: SearchConfig, budget: Budget
 # ---------------------------------------------------------------------------------- driver
 
 
+#: what a resume restores from config.json; a flag given with another value contradicts the run
+RESTORED = ("space", "budget", "dataset", "data_dir", "epochs", "limit", "objectives", "sampler", "seed",
+            "batch_size", "lr", "early_stopping", "cost_only")
+
+
+def resume_config(out: str | os.PathLike, given: dict[str, Any], printer: Callable[[str], None] = print) -> SearchConfig:
+    """The configuration of the run in ``out`` for ``search --resume``: everything in ``RESTORED``
+    comes back from its config.json. ``given`` holds only what the user passed (flag name ->
+    value; ``budget`` a Budget): a value that contradicts the run is one line (UserError); more
+    ``trials`` than the run planned extend it (and say so); ``workers`` and ``address`` are free."""
+    from .space import SearchSpace
+
+    saved = RunStore.open(out).config  # read only: the lock is taken by run_search
+    try:
+        budget = Budget.from_dict(saved["budget"])
+        cfg = SearchConfig(space=saved.get("space_path") or saved["space"], budget=budget, out=str(out),
+                           dataset=saved.get("dataset"), data_dir=saved.get("data_dir"),
+                           trials=int(saved.get("trials", 20)), epochs=int(saved.get("epochs", 2)),
+                           workers=int(saved.get("workers", 2)), objectives=list(saved.get("objectives") or
+                                                                                 ["accuracy", "peak_ram"]),
+                           sampler=saved.get("sampler", "nsga2"), seed=int(saved.get("seed", 0)),
+                           limit=saved.get("limit"), batch_size=int(saved.get("batch_size", 128)),
+                           lr=float(saved.get("lr", 0.05)), early_stopping=bool(saved.get("early_stopping", True)),
+                           address=saved.get("address"), cost_only=bool(saved.get("cost_only", False)), resume=True)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UserError(f"{out}/config.json is not a search configuration this version can resume "
+                        f"({type(exc).__name__}: {str(exc)[:80]})") from None
+    for name, value in given.items():
+        if value is None or name in ("workers", "address", "trials"):
+            continue
+        ours = getattr(cfg, name)
+        if name == "budget":
+            same = value.to_dict() == budget.to_dict()
+            value, ours = [value.describe()], [budget.describe()]  # shown unquoted
+        elif name == "space":
+            same = str(value) == str(ours) or SearchSpace.load(value).to_dict() == saved.get("space")
+        elif name in ("data_dir", "dataset"):
+            same = _absolute_data(str(value)) == ours if name == "dataset" else str(Path(value).resolve()) == ours
+        else:
+            same = value == ours
+        if not same:
+            flag = {"budget": "the budget flags give", "early_stopping": "--no-early-stopping", "cost_only": "--cost-only"}.get(
+                name, "--" + name.replace("_", "-"))
+            raise UserError(f"{flag} {_show(value)} contradicts the run in {out} ({_show(ours)}); a resume keeps its "
+                            "configuration: drop the flag, or start a new run with another --out")
+    if given.get("trials") is not None:
+        if given["trials"] < cfg.trials:
+            raise UserError(f"--trials {given['trials']} is fewer than the run's {cfg.trials}; a resume can only "
+                            "extend a run (pass a larger --trials or none)")
+        if given["trials"] > cfg.trials:
+            printer(f"extending {out} from {cfg.trials} to {given['trials']} trials")
+            cfg.trials = given["trials"]
+    for name in ("workers", "address"):
+        if given.get(name) is not None:
+            setattr(cfg, name, given[name])
+    return cfg
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _absolute_data(dataset: str | None) -> str | None:
+    """``KIND:PATH`` with PATH made absolute: Ray workers may run in another folder (or on another
+    machine with the same layout), where a relative path finds nothing."""
+    if not dataset:
+        return dataset
+    kind, sep, rest = dataset.partition(":")
+    if sep and rest.strip():
+        return f"{kind}:{Path(rest.strip()).expanduser().resolve()}"
+    return dataset
+
+
 def run_search(cfg: SearchConfig, printer: Callable[[str], None] = print) -> SearchResult:
-    """Run (or resume) a search; see the module docstring."""
+    """Run (or resume) a search; see the module docstring. The run directory is locked while it
+    runs (``lock.py``): a second writer gets one line."""
+    stores: list[RunStore] = []
+    try:
+        return _run_search(cfg, printer, stores)
+    finally:
+        for store in stores:
+            store.close()
+
+
+def _run_search(cfg: SearchConfig, printer: Callable[[str], None], stores: list[RunStore]) -> SearchResult:
     import optuna
 
     from .space import SearchSpace
 
-    _validate(cfg)
     start = time.perf_counter()
     out = Path(cfg.out)
     if cfg.resume:
-        store = RunStore.open(out)
+        store = RunStore.open(out, lock="search")
+        stores.append(store)
         saved = store.config
         cfg.space, cfg.dataset, cfg.objectives = saved["space_path"], saved["dataset"], saved["objectives"]
         cfg.epochs, cfg.sampler, cfg.seed, cfg.limit = saved["epochs"], saved["sampler"], saved["seed"], saved["limit"]
+        try:
+            cfg.budget = Budget.from_dict(saved["budget"])
+        except (KeyError, TypeError):
+            raise UserError(f"{out}/config.json holds no budget; the run cannot be resumed") from None
+        for name in ("data_dir", "batch_size", "lr", "early_stopping", "cost_only"):
+            if name in saved:
+                setattr(cfg, name, saved[name])
+        _validate(cfg)
         space = SearchSpace.load(cfg.space)
     else:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        _validate(cfg)
+        if out.exists() and (not out.is_dir() or has_files(out)):
             raise UserError(f"{out} already exists; pass --resume to continue that run, or choose another --out")
+        check_writable_folder(out)
         space = SearchSpace.load(cfg.space)
-        cfg.dataset = cfg.dataset or space.dataset
+        cfg.dataset = _absolute_data(cfg.dataset or space.dataset)
+        if cfg.data_dir:
+            cfg.data_dir = str(Path(cfg.data_dir).expanduser().resolve())
     budget = cfg.budget
     _, cheapest = space.cheapest(budget)
     if budget.violations(cheapest):
@@ -244,29 +351,34 @@ def run_search(cfg: SearchConfig, printer: Callable[[str], None] = print) -> Sea
             f"{_kib(cheapest.peak_ram_bytes)}, {cheapest.madds / 1e6:.1f}M MAdds ({budget.dtype}, "
             f"{budget.convention} convention) ({'; '.join(budget.violations(cheapest))})"
         )
-    if not cfg.resume and not cfg.cost_only:
-        from ..data import load_dataset
-        from ..data.detection import is_detection_name, load_detection_dataset
-
-        detection_data = bool(cfg.dataset) and is_detection_name(cfg.dataset)
-        if (space.task == "detection") != detection_data:
-            raise UserError(f"{space.name} is a {space.task} space but {cfg.dataset!r} is "
-                            f"{'a detection' if detection_data else 'not a detection'} data set")
-        if detection_data:  # fail before starting anything
-            load_detection_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, limit=1)
-        else:
-            load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, limit=1)
+    if not cfg.cost_only:
+        _check_data(space, cfg)
+        if cfg.address:
+            check_address(cfg.address)
     if not cfg.resume:
         config = cfg.to_dict() | {"space_path": str(cfg.space), "space": space.to_dict(), "version": __version__,
                                   "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-        store = RunStore.create(out, config)
+        store = RunStore.create(out, config, lock="search")
+        stores.append(store)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = [direction(OBJECTIVE_COLUMNS[o]) for o in cfg.objectives]
-    study = optuna.create_study(storage=store.storage_url, study_name="search", directions=directions,
-                                sampler=_sampler(cfg.sampler, cfg.seed, cfg.trials), load_if_exists=True)
-    if cfg.resume:
-        _requeue_interrupted(study, store, printer)
-    elif cfg.warm_start and cfg.sampler != "random" and not cfg.cost_only:
+    try:
+        study = optuna.create_study(storage=store.storage_url, study_name="search", directions=directions,
+                                    sampler=_sampler(cfg.sampler, cfg.seed, cfg.trials), load_if_exists=True)
+        asked = len(study.get_trials(deepcopy=False))
+    except Exception as exc:  # sqlalchemy/optuna raise many types for a damaged or foreign study.db
+        raise UserError(f"{out}/{STUDY} cannot be read as the run's Optuna study ({type(exc).__name__}); "
+                        "the run cannot be resumed") from None
+    if cfg.resume and asked:
+        # a sampler seeded as at the start would propose the run's first candidates again: advance
+        # its seed by the trials the study holds (deterministic, and a new stream each resume)
+        study.sampler = _sampler(cfg.sampler, cfg.seed + asked, cfg.trials)
+        _requeue_interrupted(study, store, printer, cfg.epochs)
+    if cfg.resume and cfg.trials > int(store.config.get("trials") or 0):
+        # an extended run: the next resume restores the new count
+        store.config = dict(store.config, trials=cfg.trials)
+        write_atomic(out / CONFIG, json.dumps(store.config, indent=2, default=str))
+    if not cfg.resume and cfg.warm_start and cfg.sampler != "random" and not cfg.cost_only:
         seeds = space.spread(budget, _first_generation(cfg.sampler, cfg.trials), seed=cfg.seed)
         for params in seeds:
             study.enqueue_trial(params)
@@ -283,11 +395,33 @@ def run_search(cfg: SearchConfig, printer: Callable[[str], None] = print) -> Sea
     rows = store.final_rows()
     counts = {s: sum(1 for r in rows if r.get("status") == s)
               for s in ("complete", "stopped", "infeasible", "invalid", "failed", "scored", "duplicate")}
+    reasons = Counter(str(r.get("reason") or "unknown") for r in rows if r.get("status") == "failed")
     result = SearchResult(out, finalists, counts, time.perf_counter() - start,
-                          sum(float(r.get("wall_time_s") or 0) for r in rows), phases)
+                          sum(float(r.get("wall_time_s") or 0) for r in rows), phases,
+                          reasons.most_common(1)[0][0][:200] if reasons else "")
     _summary(result, store, cfg, budget, printer)
     _final_report(store, printer)
     return result
+
+
+def _check_data(space, cfg: SearchConfig) -> None:
+    """Before the first trial: the data set loads here (one image) and fits the space (task,
+    classes), so a bad data set is one line instead of every trial failing in the workers."""
+    from ..data import load_dataset
+    from ..data.detection import is_detection_name, load_detection_dataset
+
+    detection_data = bool(cfg.dataset) and is_detection_name(cfg.dataset)
+    if (space.task == "detection") != detection_data:
+        raise UserError(f"{space.name} is a {space.task} space but {cfg.dataset!r} is "
+                        f"{'a detection' if detection_data else 'not a detection'} data set")
+    if detection_data:  # fail before starting anything
+        load_detection_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, limit=1)
+        return
+    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, limit=1)
+    if data.num_classes > space.num_classes:
+        raise UserError(f"{cfg.dataset} has {data.num_classes} classes but the models of {space.name} have "
+                        f"{space.num_classes} outputs: every trial would fail; use a space with num_classes: "
+                        f"{data.num_classes} (or more)")
 
 
 def _final_report(store: RunStore, printer) -> None:
@@ -327,11 +461,35 @@ def _score_only(space, budget: Budget, store: RunStore, cfg: SearchConfig, study
         ask_tell.settle_untrained(proposal, "scored", "cost-only search: not trained")
 
 
-def _requeue_interrupted(study, store: RunStore, printer) -> None:
-    """Trials left running by an interrupted driver: failed in Optuna, asked again (same
-    hyperparameters) so they resume from their last epoch checkpoint."""
+def _requeue_interrupted(study, store: RunStore, printer, epochs: int) -> None:
+    """Trials the table calls ``running`` when a run resumes. A trial whose own metrics.json says
+    it finished (the driver was killed after the trial ended, before or after Optuna heard of it,
+    but before the table was written) is reconciled: recorded from metrics.json, told to Optuna
+    if it was not, never trained again. The others were interrupted: failed in Optuna and asked
+    again (same hyperparameters) so they resume from their last epoch checkpoint, which must load
+    as plain data (``load_checkpoint``): a checkpoint holding anything else is refused with one line."""
     from optuna.trial import TrialState
 
+    from ..train.checkpoint import check_training_checkpoint
+
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    for number in sorted(n for n, r in store.rows.items() if r.get("status") == "running"):
+        trial = trials.get(number)
+        row = store.reconcile(number, epochs)
+        if row is not None:
+            if trial is not None and trial.state == TrialState.RUNNING:
+                if row["status"] == "complete":
+                    study.tell(number, [float(row["accuracy"]) if c == "accuracy" else float(row[OBJECTIVE_COLUMNS[c]])
+                                        for c in store.config.get("objectives", ["accuracy", "peak_ram"])])
+                else:
+                    study.tell(number, state=TrialState.FAIL)
+            printer(f"trial {number} had finished ({row['status']}) before the run stopped: recorded from its metrics.json")
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        row = store.rows.get(trial.number)
+        if row is not None and row.get("status") == "running":
+            checkpoint = store.root / "trials" / f"{trial.number:04d}" / "checkpoint.pt"
+            if checkpoint.exists():
+                check_training_checkpoint(checkpoint)  # refuse (one line) before anything is changed
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(trial.number, state=TrialState.FAIL)
         row = store.rows.get(trial.number)
@@ -341,6 +499,28 @@ def _requeue_interrupted(study, store: RunStore, printer) -> None:
             printer(f"trial {trial.number} was interrupted: its hyperparameters run again from its last checkpoint")
     for number in [n for n, r in store.rows.items() if r.get("status") == "running"]:
         store.forget(number)
+
+
+#: seconds to wait for a Ray head given by --address before giving up with one line
+ADDRESS_TIMEOUT_S = 5.0
+
+
+def check_address(address: str, timeout_s: float = ADDRESS_TIMEOUT_S) -> None:
+    """One line (UserError) unless something accepts connections at ``--address`` HOST:PORT
+    (or ``ray://HOST:PORT``) within ``timeout_s``; ``auto`` and addresses without a port are
+    left to Ray."""
+    target = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+        raise UserError(f"cannot reach the Ray cluster at {address} ({reason}; waited at most {timeout_s:g} s): start it "
+                        "with `ray start --head`, or drop --address to run on this machine") from None
 
 
 def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, printer,
@@ -357,6 +537,8 @@ def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, 
     started_here = False
     tick = time.perf_counter()
     if not ray.is_initialized():
+        if cfg.address:
+            check_address(cfg.address)  # ray.init retries an unreachable head for minutes
         try:
             if cfg.address:
                 _token_auth_for(cfg.address)

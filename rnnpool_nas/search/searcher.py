@@ -169,7 +169,7 @@ class OptunaAskTell:
                 row.update(status="infeasible")
                 self._record(row)
                 continue
-            original = self._original_of(row["spec_key"], trial.number)
+            original = self._original_of(row["spec_key"], trial.number) or store.completed_with_params(params)
             if original is not None:
                 self._duplicate(trial.number, row, original)
                 continue

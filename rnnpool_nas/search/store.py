@@ -12,7 +12,9 @@
       trials/NNNN/       arch.json, checkpoint.pt, metrics.json of each trained candidate
 
 Every file is written atomically (a temporary file, then a rename), so a crash or a kill never
-leaves a half-written table; ``open`` refuses a folder that is not a run, with one line.
+leaves a half-written table; ``open`` refuses a folder that is not a run, with one line. A
+command that writes a run holds its lock (``lock.py``: ``create``/``open`` with ``lock=``), so a
+second writer is refused instead of overwriting the first one's rows.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import UserError
+from .lock import LOCK, RunLock, lock_run
 from .pareto import OBJECTIVE_COLUMNS, pareto_front
 
 CONFIG, STUDY, TRIALS, PARETO = "config.json", "study.db", "trials.parquet", "pareto.json"
@@ -46,33 +49,67 @@ def write_atomic(path: Path, data: bytes | str) -> None:
 class RunStore:
     """Reads and writes one run directory (see the module docstring)."""
 
-    def __init__(self, root: Path, config: dict[str, Any], rows: dict[int, dict[str, Any]]) -> None:
+    def __init__(self, root: Path, config: dict[str, Any], rows: dict[int, dict[str, Any]],
+                 lock: RunLock | None = None) -> None:
         self.root = root
         self.config = config
         self.rows = rows
+        #: the run's exclusive lock (``create``/``open`` with ``lock=COMMAND``); ``close`` releases it
+        self.lock = lock
+
+    def close(self) -> None:
+        """Release the run's lock (if this store holds it)."""
+        if self.lock is not None:
+            self.lock.release()
 
     # ------------------------------------------------------------------------- creation
 
     @classmethod
-    def create(cls, root: str | os.PathLike, config: dict[str, Any]) -> "RunStore":
+    def create(cls, root: str | os.PathLike, config: dict[str, Any], lock: str | None = None) -> "RunStore":
+        """A new run in ``root`` (absent or empty). ``lock``: take the run's lock for that command
+        first, so two searches started on one new ``--out`` cannot both create it."""
         root = Path(root)
-        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        check_writable_folder(root)
+        if root.exists() and (not root.is_dir() or has_files(root)):
             raise UserError(f"{root} already exists; pass --resume to continue that run, or choose another --out")
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "trials").mkdir(exist_ok=True)
-        write_atomic(root / CONFIG, json.dumps(config, indent=2, default=str))
-        return cls(root, config, {})
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create the run directory {root}: {exc.strerror or type(exc).__name__}") from None
+        held = lock_run(root, lock) if lock else None
+        try:
+            if has_files(root):  # another process created it between the check and the lock
+                raise UserError(f"{root} already exists; pass --resume to continue that run, or choose another --out")
+            (root / "trials").mkdir(exist_ok=True)
+            write_atomic(root / CONFIG, json.dumps(config, indent=2, default=str))
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+        return cls(root, config, {}, held)
 
     @classmethod
-    def open(cls, root: str | os.PathLike) -> "RunStore":
+    def open(cls, root: str | os.PathLike, lock: str | None = None) -> "RunStore":
+        """An existing run. ``lock``: take the run's exclusive lock for that command (a writer)
+        before reading anything; a read-only caller passes none and creates nothing."""
         root = Path(root)
         if not root.is_dir():
             raise UserError(f"{root} is not a run directory (no such folder)")
+        held = lock_run(root, lock) if lock else None
+        try:
+            return cls._read(root, held)
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+
+    @classmethod
+    def _read(cls, root: Path, held: RunLock | None) -> "RunStore":
         try:
             config = json.loads((root / CONFIG).read_text())
         except FileNotFoundError:
             raise UserError(f"{root} is not a run directory (no {CONFIG})") from None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise UserError(f"{root}/{CONFIG} is corrupt ({exc.__class__.__name__}); the run cannot be resumed") from None
         if not isinstance(config, dict) or "space" not in config or "budget" not in config:
             raise UserError(f"{root}/{CONFIG} is not a search configuration")
@@ -83,8 +120,9 @@ class RunStore:
             except Exception as exc:  # pyarrow raises many types for a damaged file
                 raise UserError(f"{root}/{TRIALS} is corrupt ({exc.__class__.__name__}); the run cannot be resumed") from None
             rows = {int(r["trial"]): r for r in frame.to_dict("records")}
-        (root / "trials").mkdir(exist_ok=True)
-        return cls(root, config, rows)
+        if held is not None:
+            (root / "trials").mkdir(exist_ok=True)
+        return cls(root, config, rows, held)
 
     # ---------------------------------------------------------------------------- access
 
@@ -99,6 +137,54 @@ class RunStore:
 
     def final_rows(self) -> list[dict[str, Any]]:
         return [r for r in self.rows.values() if r.get("status") in FINAL_STATES]
+
+    def completed_with_params(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        """The first ``complete`` trial whose hyperparameters equal ``params`` (compared as
+        ``new_row`` stores them), or None: a searcher looks a candidate up here before training
+        it, so a resumed sampler never trains a duplicate of a complete trial."""
+        wanted = {k: _param_text(v) for k, v in new_row(-1, params).items() if k.startswith("param_")}
+        for number in sorted(self.rows):
+            row = self.rows[number]
+            if row.get("status") != "complete":
+                continue
+            have = {k: _param_text(v) for k, v in row.items() if k.startswith("param_") and not _missing(v)}
+            if have and have == wanted:
+                return row
+        return None
+
+    def trial_metrics(self, number: int) -> dict[str, Any] | None:
+        """A trial's own ``metrics.json`` (what its worker wrote last), or None if absent or unreadable."""
+        try:
+            metrics = json.loads((self.root / "trials" / f"{number:04d}" / "metrics.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return metrics if isinstance(metrics, dict) else None
+
+    def reconcile(self, number: int, epochs: int) -> dict[str, Any] | None:
+        """A row left ``running`` (the driver was killed after the trial ended but before the table
+        was written), finished from the trial's ``metrics.json``: ``complete`` if it trained all
+        ``epochs``, ``failed`` with its reason if it failed; the updated row, recorded, or None
+        when metrics.json does not show a finished trial (then it is really interrupted)."""
+        row = self.rows.get(number)
+        metrics = self.trial_metrics(number)
+        if row is None or metrics is None:
+            return None
+        trained = int(metrics.get("epochs_trained") or 0)
+        accuracy = metrics.get("accuracy")
+        if metrics.get("status") == "complete" and trained >= epochs and isinstance(accuracy, (int, float)):
+            status, reason = "complete", ""
+        elif metrics.get("status") == "failed":
+            status, reason = "failed", str(metrics.get("reason") or "failed")
+        else:
+            return None
+        trial_dir = self.root / "trials" / f"{number:04d}"
+        row = dict(row, status=status, reason=reason, epochs_trained=trained,
+                   accuracy=float(accuracy) if isinstance(accuracy, (int, float)) else math.nan,
+                   wall_time_s=float(metrics.get("wall_time_s") or 0.0), node=str(metrics.get("node") or ""),
+                   ray_node_id=str(metrics.get("ray_node_id") or ""),
+                   checkpoint_path=str(trial_dir / "checkpoint.pt") if status == "complete" else "")
+        self.record(row)
+        return row
 
     def frame(self) -> pd.DataFrame:
         """The trial table. A hyperparameter whose choices mix types (placement: none or an
@@ -161,6 +247,41 @@ def new_row(number: int, params: dict[str, Any]) -> dict[str, Any]:
     for key, value in params.items():
         row[f"param_{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
     return row
+
+
+def _param_text(value: Any) -> str:
+    """A hyperparameter as comparable text: the table stores a column mixing types as text and
+    an integer column with gaps as floats (4 -> "4", 4.0 -> "4")."""
+    value = _plain(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def has_files(root: Path) -> bool:
+    """Whether a folder holds anything but the lock file."""
+    return root.is_dir() and any(p.name != LOCK for p in root.iterdir())
+
+
+def check_writable_folder(path: Path, flag: str = "--out") -> None:
+    """One line if ``path`` cannot become a folder we write: an existing file, a file on the way
+    (``--out some.txt/run``) or a read-only parent."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a folder")
+    parent = path
+    while not parent.exists():
+        if parent.parent == parent:
+            break
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{flag} {path} is below {parent}, which is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: {parent} is not writable")
 
 
 def _plain(value: Any) -> Any:

@@ -210,7 +210,9 @@ class TrainLoop:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._schedule())
         epoch, step = 0, 0
         if self.resume and self.checkpoint is not None and self.checkpoint.exists():
-            state = torch.load(self.checkpoint, weights_only=False)
+            from .checkpoint import check_training_checkpoint
+
+            state = check_training_checkpoint(self.checkpoint)  # weights only: never runs a pickled object
             self.model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
