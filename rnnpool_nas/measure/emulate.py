@@ -29,6 +29,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..errors import UserError
 from .timing import BlockCost, block_cost, disassembler, division_cycles
@@ -133,11 +134,15 @@ def _unicorn_reg(capstone_reg: int) -> int:
     return _UC_REG[capstone_reg]
 
 
-def emulate(elf: str | Path, timeout_s: float = 0.0, blocks: bool = False) -> Emulation:
+def emulate(elf: str | Path, timeout_s: float = 0.0, blocks: bool = False,
+            on_mark: Callable[[int, Callable[[str, int], bytes]], None] | None = None) -> Emulation:
     """Run ``elf`` from reset to semihosting SYS_EXIT; see the module docstring. An emulator
     fault (or ``timeout_s`` > 0 passing) is a :class:`UserError` naming the PC and the marker.
     ``blocks=True`` also fills :attr:`Emulation.block_profile` (instructions and cycles per basic
-    block, for tuning a kernel's inner loops)."""
+    block, for tuning a kernel's inner loops). ``on_mark(value, read)`` is called on every store
+    to ``model_mark``, before it lands (what the previous marker's code wrote is complete), with
+    ``read(symbol, nbytes)`` giving the bytes of a data symbol of the ELF (benchmarks use it to
+    check a kernel's output); it does not change the counts."""
     from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_WRITE
     from unicorn import UC_MODE_MCLASS, UC_MODE_THUMB, Uc, UcError
     from unicorn import arm_const as U
@@ -159,6 +164,7 @@ def emulate(elf: str | Path, timeout_s: float = 0.0, blocks: bool = False) -> Em
     sp, pc = int.from_bytes(vectors[:4], "little"), int.from_bytes(vectors[4:8], "little")
     uc.reg_write(U.UC_ARM_REG_SP, sp)
 
+    on_mark_user = on_mark
     segments_py: dict[int, dict[int, int]] = {}
     div_cycles: dict[int, int] = {}        # marker -> cycles of divisions
     text: list[str] = []
@@ -187,8 +193,15 @@ def emulate(elf: str | Path, timeout_s: float = 0.0, blocks: bool = False) -> Em
         segments_py[0] = hot[0]
         uc.hook_add(UC_HOOK_BLOCK, on_block)
 
+    def read_symbol(name: str, nbytes: int) -> bytes:
+        if name not in symbols:
+            raise KeyError(f"{path} has no symbol {name}")
+        return bytes(uc.mem_read(symbols[name] & ~1, nbytes))
+
     def on_mark(uc_, access, address, size, value, _):
         marker = value & 0xFFFFFFFF
+        if on_mark_user is not None:
+            on_mark_user(marker, read_symbol)
         state["marker"] = marker
         if counter is not None:
             counter.rn_set_segment(marker)
