@@ -175,7 +175,7 @@ static const int32_t table[NBENCH][NFIELDS] = {
 };
 
 volatile uint32_t model_mark;
-int32_t bx_in[%(in_words)d], bx_w[%(w_words)d], bx_w2[%(w_words)d], bx_out[%(out_words)d];
+int32_t bx_in[%(in_words)d], bx_w[%(w_words)d], bx_w2[%(w2_words)d], bx_out[%(out_words)d];
 int32_t bx_scratch[%(scratch_words)d];
 int32_t bx_bias[%(channels)d], bx_mult[%(channels)d], bx_cshift[%(channels)d];
 int8_t bx_shift[%(channels)d];
@@ -327,7 +327,9 @@ def driver_source(cases: list[Case], scratch_bytes: int) -> str:
     out_bytes = max(r["out_h"] * r["out_w"] * r["out_c"] for r in rows)
     w_bytes = max(r["in_h"] * r["in_w"] * r["in_c"] * r["out_c"] if r["fam"] == 7 else
                   r["k"] ** 2 * r["in_c"] * (1 if r["fam"] == 2 else r["out_c"]) for r in rows)
+    w2_bytes = max([r["k"] ** 2 * r["in_c"] for r in rows if r["fam"] == 2] + [4])
     return DRIVER % {
+        "w2_words": (w2_bytes + 3) // 4 + 4,
         "enum": ", ".join(f"F_{f}" for f in FIELDS), "nbench": len(rows),
         "rows": ",\n".join("    {" + ", ".join(str(r[f]) for f in FIELDS) + "}" for r in rows),
         "in_words": (in_bytes + 3) // 4 + 4, "w_words": (w_bytes + 3) // 4 + 4, "out_words": (out_bytes + 3) // 4 + 4,
