@@ -438,6 +438,25 @@ def test_fastgrnn_packed_halves_match_reference(rt):
     np.testing.assert_array_equal(h, h_ref)
 
 
+@pytest.mark.parametrize("cin,h1", [(4, 16), (4, 5), (8, 7), (12, 8)])
+def test_fastgrnn_packed_projection_matches_reference(rt, cin, h1):
+    """RNN1's projection of whole words of input (one word: unpacked once for every row), aligned
+    and not (the byte loop), every zero point."""
+    op, _, _ = _rnnpool_case(cin + h1, 8, 8, cin, (4, 4), (4, 4), 0, h1, 4, "sigmoid", "tanh")
+    keep = hostlib._Keep()
+    c1 = hostlib.fastgrnn_struct(op.rnn1, keep)
+    rng = np.random.default_rng(cin)
+    out = np.zeros(h1, np.int32)
+    buf = np.zeros(cin + 4, np.int8)
+    for k in range(24):
+        x = _images(rng, (cin,))
+        zp = int(rng.integers(-128, 128)) if k else -128
+        off = k % 2   # odd k: an unaligned pixel
+        buf[off:off + cin] = x
+        rt.lib.rn_fastgrnn_project_s8(c1, buf[off:].ctypes.data, zp, out.ctypes.data)
+        np.testing.assert_array_equal(out, op.rnn1.project(x, zp))
+
+
 def test_fastgrnn_sweep_matches_reference_step_by_step(rt):
     op, _, _ = _rnnpool_case(1, 8, 8, 3, (4, 4), (4, 4), 0, 6, 5, "sigmoid", "tanh")
     keep = hostlib._Keep()

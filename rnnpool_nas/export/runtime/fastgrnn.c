@@ -17,7 +17,7 @@
  *
  * How it is computed (same results, fewer cycles):
  *   - a requantized value that fits int32 is the low word of the 64-bit shift: for s < 32,
- *     (lo >> s) | (hi << (32 - s)) of p + 2^(s-1) (rn_requant_lo32, rn_requant15_lo32), so pre is
+ *     (lo >> s) | (hi << (32 - s)) of p + 2^(s-1) (rn_requant_s32, rn_requant15_lo32), so pre is
  *     wx + that word in 32-bit arithmetic (exact modulo 2^32, and pre fits int32);
  *   - v = pre + bias is a saturating 32-bit add (QADD): every nonlinearity is constant beyond
  *     +-2^26, so saturating at +-2^31 changes nothing; the tables' clamp to [-8 ONE, 8 ONE - 1] is a
@@ -36,18 +36,6 @@
 #include "rn_runtime.h"
 #include "rn_dot.h"
 #include "rn_dsp.h"
-
-/* (acc * m + 2^(s-1)) >> s for a 32-bit acc and 1 <= s <= 62, as int32: exact when the result
- * fits int32 (its low word otherwise). */
-static inline int32_t rn_requant_lo32(int32_t acc, int32_t m, int32_t s)
-{
-    const int64_t p = (int64_t)acc * m;
-    if (s < 32) {
-        const uint64_t q = (uint64_t)p + ((uint32_t)1 << (s - 1));
-        return (int32_t)(((uint32_t)q >> s) | ((uint32_t)(q >> 32) << (32 - s)));
-    }
-    return (int32_t)((p + ((int64_t)1 << (s - 1))) >> s);
-}
 
 #if defined(__GNUC__)
 #define RN_NOINLINE __attribute__((noinline))
@@ -202,42 +190,83 @@ static inline int rn_splittable(const int8_t *w, int n_in)
     return (n_in & 3) == 0 && n_in <= RN_SPLIT_MAX && rn_aligned4(w);
 }
 
+/* (acc * m + 2^(s-1)) >> s for a 32-bit acc and 1 <= s <= 62, as int32: exact when the result
+ * fits int32 (its low word otherwise); always inlined, so that each caller's accumulator stays a
+ * 32-bit value (one SMULL). */
+static inline RN_ALWAYS_INLINE int32_t rn_requant_s32(int32_t acc, int32_t m, int32_t s)
+{
+    const int64_t p = (int64_t)acc * m;   /* SMULL */
+    if (s < 32) {
+        const uint64_t q = (uint64_t)p + ((uint32_t)1 << (s - 1));
+        return (int32_t)(((uint32_t)q >> s) | ((uint32_t)(q >> 32) << (32 - s)));
+    }
+    return rn_requant15_wide(p, s);
+}
+
+/* the packed path of rn_fastgrnn_project_s8 (n_in a multiple of 4, x and w 4-aligned) */
+static void rn_project_s8_packed(const rn_fastgrnn_t *cell, const int8_t *x, int32_t x_zp, int32_t *wx)
+{
+    const int n_in = cell->input;
+    const int n = cell->hidden;
+    const int8_t *w = cell->w;
+    const int32_t *const wm = cell->w_mult;
+    const int8_t *const ws = cell->w_shift;
+    const int32_t nzp = (int32_t)(((uint32_t)(-x_zp) & 0xFFFFu) * 0x10001u);   /* (-zp, -zp) */
+    int j, i;
+    if (n_in == 4) {   /* one word of input (RNNPool on a 4-channel map): unpacked once for all rows */
+        const int32_t xv = rn_load4(x);
+        const int32_t xe = rn_sxtab16(nzp, xv), xo = rn_sxtab16_ror8(nzp, xv);
+        for (j = 0; j < n; ++j, w += 4) {
+            const int32_t wv = rn_load4(w);
+            wx[j] = rn_requant_s32(rn_smlad(xo, rn_sxtb16_ror8(wv), rn_smlad(xe, rn_sxtb16(wv), 0)), wm[j], ws[j]);
+        }
+        return;
+    }
+    for (j = 0; j + 1 < n; j += 2, w += 2 * n_in) {
+        int32_t a0 = 0, a1 = 0;
+        for (i = 0; i < n_in; i += 4) {
+            const int32_t xv = rn_load4(x + i);
+            const int32_t xe = rn_sxtab16(nzp, xv), xo = rn_sxtab16_ror8(nzp, xv);
+            int32_t wv = rn_load4(w + i);
+            a0 = rn_smlad(xe, rn_sxtb16(wv), a0);
+            a0 = rn_smlad(xo, rn_sxtb16_ror8(wv), a0);
+            wv = rn_load4(w + n_in + i);
+            a1 = rn_smlad(xe, rn_sxtb16(wv), a1);
+            a1 = rn_smlad(xo, rn_sxtb16_ror8(wv), a1);
+        }
+        wx[j] = rn_requant_s32(a0, wm[j], ws[j]);
+        wx[j + 1] = rn_requant_s32(a1, wm[j + 1], ws[j + 1]);
+    }
+    if (j < n) {
+        wx[j] = rn_requant_s32(rn_dot_s8(x, w, n_in, x_zp), wm[j], ws[j]);
+    }
+}
+
 void rn_fastgrnn_project_s8(const rn_fastgrnn_t *cell, const int8_t *x, int32_t x_zp, int32_t *wx)
 {
     /* two rows of W per pass; with whole words (input a multiple of 4, aligned) the input is
      * unpacked with the zero point subtracted (SXTAB16: |x - zp| <= 255 fits 16 bits) and each
-     * unpacked word feeds both rows' SMLADs */
+     * unpacked word feeds both rows' SMLADs (rn_project_s8_packed) */
     const int n_in = cell->input;
     const int n = cell->hidden;
     const int8_t *w = cell->w;
-    const int packed = (n_in & 3) == 0 && rn_aligned4(x) && rn_aligned4(w);
-    const int32_t nzp = (int32_t)(((uint32_t)(-x_zp) & 0xFFFFu) * 0x10001u);   /* (-zp, -zp) */
     int j, i;
+    if ((n_in & 3) == 0 && rn_aligned4(x) && rn_aligned4(w)) {
+        rn_project_s8_packed(cell, x, x_zp, wx);
+        return;
+    }
     for (j = 0; j + 1 < n; j += 2, w += 2 * n_in) {
         int32_t a0 = 0, a1 = 0;
-        if (packed) {
-            for (i = 0; i < n_in; i += 4) {
-                const int32_t xv = rn_load4(x + i);
-                const int32_t xe = rn_sxtab16(nzp, xv), xo = rn_sxtab16_ror8(nzp, xv);
-                int32_t wv = rn_load4(w + i);
-                a0 = rn_smlad(xe, rn_sxtb16(wv), a0);
-                a0 = rn_smlad(xo, rn_sxtb16_ror8(wv), a0);
-                wv = rn_load4(w + n_in + i);
-                a1 = rn_smlad(xe, rn_sxtb16(wv), a1);
-                a1 = rn_smlad(xo, rn_sxtb16_ror8(wv), a1);
-            }
-        } else {
-            for (i = 0; i < n_in; ++i) {
-                const int32_t v = x[i] - x_zp;
-                a0 += w[i] * v;
-                a1 += w[n_in + i] * v;
-            }
+        for (i = 0; i < n_in; ++i) {
+            const int32_t v = x[i] - x_zp;
+            a0 += w[i] * v;
+            a1 += w[n_in + i] * v;
         }
-        wx[j] = rn_requant_lo32(a0, cell->w_mult[j], cell->w_shift[j]);
-        wx[j + 1] = rn_requant_lo32(a1, cell->w_mult[j + 1], cell->w_shift[j + 1]);
+        wx[j] = rn_requant_s32(a0, cell->w_mult[j], cell->w_shift[j]);
+        wx[j + 1] = rn_requant_s32(a1, cell->w_mult[j + 1], cell->w_shift[j + 1]);
     }
     if (j < n) {
-        wx[j] = rn_requant_lo32(rn_dot_s8(x, w, n_in, x_zp), cell->w_mult[j], cell->w_shift[j]);
+        wx[j] = rn_requant_s32(rn_dot_s8(x, w, n_in, x_zp), cell->w_mult[j], cell->w_shift[j]);
     }
 }
 
