@@ -16,8 +16,9 @@
  * The reference projects the padded map once per pixel; this kernel projects the pixels of one
  * patch at a time (the memory stays one patch): the columns a patch shares with its left
  * neighbour (patch_w - stride_w of them, when the stride is below the patch) are moved over
- * from that patch's projections, the others computed; vertically overlapping patches recompute
- * their shared rows. Bit-identical either way: a projection depends on its pixel only. Scratch layout, in int32 words (h1, h2 = the hidden sizes):
+ * from that patch's projections, the others computed, and likewise RNN1's final states of those
+ * columns (a column sweep depends on its column's pixels only); vertically overlapping patches
+ * recompute their shared rows. Bit-identical either way. Scratch layout, in int32 words (h1, h2 = the hidden sizes):
  *   wx         patch_h * patch_w * h1       RNN1 projections of the patch, row-major
  *   summaries  (patch_h + patch_w) * h1     RNN1's final state of each row, then of each column
  *   proj       max(patch_h, patch_w) * h2   RNN2 projections of the row (then column) summaries
@@ -78,12 +79,19 @@ void rn_rnnpool(const rn_rnnpool_t *p, const int8_t *in, int in_h, int in_w, int
                 for (i = 0; i < ph; ++i) {
                     memmove(wx + i * pw * h1, wx + (i * pw + p->stride_w) * h1, (size_t)keep * (size_t)h1 * sizeof *wx);
                 }
+                /* and so are their RNN1 column summaries (the same pixels swept the same way) */
+                memmove(summaries + ph * h1, summaries + (ph + p->stride_w) * h1,
+                        (size_t)keep * (size_t)h1 * sizeof *summaries);
                 j0 = keep;
             }
             rn_project_patch(p, in, in_h, in_w, in_c, py * p->stride_h - p->pad_top,
                              px * p->stride_w - p->pad_left, j0, wx);
-            /* RNN1: the ph rows (pw steps of h1 words), then the pw columns (ph steps of a row) */
+            /* RNN1: the ph rows (pw steps of h1 words), then the pw columns (ph steps of a row) but
+             * the j0 moved over */
             for (i = 0; i < ph + pw; ++i) {
+                if (i >= ph && i - ph < j0) {
+                    continue;
+                }
                 if (i < ph) {
                     rn_fastgrnn_sweep(&p->rnn1, wx + i * pw * h1, pw, h1, summaries + i * h1, state);
                 } else {
