@@ -101,7 +101,8 @@ def test_conv2d_without_padding_is_the_interior_of_the_padded_one(rt):
 
 
 @pytest.mark.parametrize("case", [(7, 9, 5, 3, 1), (8, 8, 7, 3, 2), (9, 6, 13, 5, 1), (11, 10, 4, 5, 2), (3, 3, 6, 5, 2),
-                                  (9, 10, 16, 3, 1), (11, 13, 8, 3, 2), (6, 5, 12, 3, 1), (10, 14, 4, 3, 3)])
+                                  (9, 10, 16, 3, 1), (11, 13, 8, 3, 2), (6, 5, 12, 3, 1), (10, 14, 4, 3, 3),
+                                  (2, 2, 8, 3, 1), (3, 3, 8, 3, 2), (4, 4, 16, 3, 1), (1, 2, 4, 3, 1), (5, 2, 3, 3, 2)])
 def test_depthwise_conv2d_matches_reference(rt, case):
     h, w, c, k, stride = case
     op, x, _ = _conv_case(sum(case), h, w, c, c, k, stride, c, "relu6")
