@@ -79,6 +79,9 @@ CONV_CASES = [  # h, w, cin, cout, kernel, stride, groups, activation
     (6, 5, 4, 6, 1, 2, 2, "none"),  # 1x1 grouped: rn_conv2d with pad 0
     (3, 4, 5, 3, 5, 1, 1, "none"),  # kernel larger than the map: every window clipped
     (8, 8, 1, 8, 3, 1, 1, "relu6"),  # a grey stem: four output channels per pass, twice
+    (7, 9, 8, 2, 3, 1, 1, "none"),  # whole words of input (a detection head): packed, one channel per pass
+    (6, 5, 16, 7, 3, 2, 1, "relu6"),  # packed: four channels, then three single ones
+    (4, 4, 4, 4, 5, 1, 1, "none"),  # packed, every window clipped
 ]
 
 
@@ -619,7 +622,8 @@ def _m4_cases():
                f"{arr(op.bias, np.int32)}, {arr(op.multiplier, np.int32)}, {arr(op.shift, np.int8)}, {k}, {stride}, " \
                f"{k // 2}, {op.input.zero_point}, {op.output.zero_point}, {op.act_min}, {op.act_max}"
         calls.append((f"depthwise {h}x{w}x{c} k{k} s{stride}", op.run(x)[0], f"rn_depthwise_conv2d({args}, OUT);"))
-    for h, w, cin, cout, k, stride, groups in [(9, 9, 3, 8, 3, 2, 1), (8, 8, 1, 6, 3, 1, 1), (7, 7, 4, 8, 3, 1, 2)]:
+    for h, w, cin, cout, k, stride, groups in [(9, 9, 3, 8, 3, 2, 1), (8, 8, 1, 6, 3, 1, 1), (7, 7, 4, 8, 3, 1, 2),
+                                               (6, 7, 8, 6, 3, 1, 1)]:
         op, x, _ = _conv_case(h + cin + cout + k, h, w, cin, cout, k, stride, groups, "relu6")
         args = f"{arr(x[0], np.int8)}, {h}, {w}, {cin}, {arr(op.weight, np.int8)}, {arr(op.bias, np.int32)}, " \
                f"{arr(op.multiplier, np.int32)}, {arr(op.shift, np.int8)}, {cout}, {k}, {stride}, {k // 2}, {groups}, " \
