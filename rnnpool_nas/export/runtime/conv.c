@@ -89,20 +89,22 @@ static inline int32_t conv_taps1_packed(const int8_t *x, const int8_t *w, int ro
     return a;
 }
 
-void rn_conv2d(const int8_t *in, int in_h, int in_w, int in_c,
-               const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
-               int out_c, int kernel, int stride, int pad, int groups,
-               int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out)
+/* Dense, in_c a multiple of 4, input and weights 4-aligned (see the top of the file): rn_conv2d's
+ * loops with the packed tap loops, out of line so that the byte path keeps its own registers. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void conv_packed(const int8_t *in, int in_h, int in_w, int in_c,
+                        const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                        int out_c, int kernel, int stride, int pad,
+                        int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out)
 {
     const int out_h = (in_h + 2 * pad - kernel) / stride + 1;
     const int out_w = (in_w + 2 * pad - kernel) / stride + 1;
-    const int cin_g = in_c / groups;
-    const int cout_g = out_c / groups;
-    const int w_per_out = kernel * kernel * cin_g;   /* weights of one output channel */
-    const int row_stride = in_w * in_c;              /* input bytes per image row */
-    const int packed = groups == 1 && (in_c & 3) == 0 && rn_aligned4(in) && rn_aligned4(weight);
+    const int w_per_out = kernel * kernel * in_c;
+    const int row_stride = in_w * in_c;
     const int32_t nzp = (int32_t)(((uint32_t)(-in_zp) & 0xFFFFu) * 0x10001u);   /* (-zp, -zp) */
-    int oy, ox, o, ky, kx;
+    int oy, ox, o;
 
     for (oy = 0; oy < out_h; ++oy) {
         const int iy0 = oy * stride - pad;
@@ -113,16 +115,19 @@ void rn_conv2d(const int8_t *in, int in_h, int in_w, int in_c,
             const int kx0 = ix0 < 0 ? -ix0 : 0;
             const int kx1 = ix0 + kernel > in_w ? in_w - ix0 : kernel;
             const int nkx = kx1 - kx0;
-            /* dense: the valid taps of a window row are one contiguous run of nkx * in_c bytes
-             * in both input and weights; grouped: nkx runs of cin_g */
-            const int nseg = groups == 1 ? (nkx > 0) : nkx;
-            const int seg = groups == 1 ? nkx * in_c : cin_g;
-            /* the first valid tap of the window (not formed when no tap is valid) */
-            const int8_t *const window = (ky1 > ky0 && nkx > 0)
-                ? in + ((iy0 + ky0) * in_w + ix0 + kx0) * in_c : in;
-            const int8_t *w_out = weight + (ky0 * kernel + kx0) * cin_g;
+            const int seg = nkx * in_c;
+            const int8_t *window;
+            const int8_t *w_out;
+            if (nkx <= 0 || ky1 <= ky0) {   /* no tap inside the input: the bias alone */
+                for (o = 0; o < out_c; ++o) {
+                    *out++ = rn_clamp32(out_zp + rn_requant32(bias[o], mult[o], shift[o]), act_min, act_max);
+                }
+                continue;
+            }
+            window = in + ((iy0 + ky0) * in_w + ix0 + kx0) * in_c;   /* the first valid tap */
+            w_out = weight + (ky0 * kernel + kx0) * in_c;
             o = 0;
-            if (packed && nkx > 0 && ky1 > ky0) {   /* whole words: four, then one output channel per pass */
+            {   /* four, then one output channel per pass */
                 for (; o < out_c; w_out += w_per_out) {
                     if (o + 3 < out_c) {
                         int32_t acc[4];
@@ -147,6 +152,46 @@ void rn_conv2d(const int8_t *in, int in_h, int in_w, int in_c,
                     }
                 }
             }
+        }
+    }
+}
+
+void rn_conv2d(const int8_t *in, int in_h, int in_w, int in_c,
+               const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
+               int out_c, int kernel, int stride, int pad, int groups,
+               int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out)
+{
+    const int out_h = (in_h + 2 * pad - kernel) / stride + 1;
+    const int out_w = (in_w + 2 * pad - kernel) / stride + 1;
+    const int cin_g = in_c / groups;
+    const int cout_g = out_c / groups;
+    const int w_per_out = kernel * kernel * cin_g;   /* weights of one output channel */
+    const int row_stride = in_w * in_c;              /* input bytes per image row */
+    int oy, ox, o, ky, kx;
+
+    if (groups == 1 && (in_c & 3) == 0 && rn_aligned4(in) && rn_aligned4(weight)) {
+        conv_packed(in, in_h, in_w, in_c, weight, bias, mult, shift, out_c, kernel, stride, pad, in_zp, out_zp,
+                    act_min, act_max, out);
+        return;
+    }
+    for (oy = 0; oy < out_h; ++oy) {
+        const int iy0 = oy * stride - pad;
+        const int ky0 = iy0 < 0 ? -iy0 : 0;
+        const int ky1 = iy0 + kernel > in_h ? in_h - iy0 : kernel;
+        for (ox = 0; ox < out_w; ++ox) {
+            const int ix0 = ox * stride - pad;
+            const int kx0 = ix0 < 0 ? -ix0 : 0;
+            const int kx1 = ix0 + kernel > in_w ? in_w - ix0 : kernel;
+            const int nkx = kx1 - kx0;
+            /* dense: the valid taps of a window row are one contiguous run of nkx * in_c bytes
+             * in both input and weights; grouped: nkx runs of cin_g */
+            const int nseg = groups == 1 ? (nkx > 0) : nkx;
+            const int seg = groups == 1 ? nkx * in_c : cin_g;
+            /* the first valid tap of the window (not formed when no tap is valid) */
+            const int8_t *const window = (ky1 > ky0 && nkx > 0)
+                ? in + ((iy0 + ky0) * in_w + ix0 + kx0) * in_c : in;
+            const int8_t *w_out = weight + (ky0 * kernel + kx0) * cin_g;
+            o = 0;
             if (groups == 1 && nkx > 0) {   /* dense: four output channels per pass */
                 for (; o + 3 < out_c; o += 4, w_out += 4 * w_per_out) {
                     int32_t acc[4];
