@@ -36,7 +36,10 @@ fc          macp (MACs of output pairs in packed pairs: in_n a multiple of 4), p
             outputs of the rest, calls
 rnnpool     macs_s8p / macs_s8 (RNN1's int8 projections of the patch pixels inside the map, packed
             when in_c is a multiple of 4 / plain), proj_s8 (their outputs), pixels (patch pixels,
-            padding included), macs_q24 (U h of both cells and RNN2's projections: int8 x Q24),
+            padding included), macs_q24 (U h of both cells and RNN2's projections: int8 x Q24 in 64
+            bits), the same as packed 16-bit halves (sizes a multiple of 4 up to 32, fastgrnn.c):
+            q24p_groups (four-value groups of two rows), q24p_pairs (row pairs), q24p_splits (groups of
+            four values split into halves),
             proj_q24 (RNN2's projected values), units (state elements updated: the gate,
             update and new state of one hidden unit), units_lut (units x the cell's number of table
             nonlinearities, sigmoid/tanh, against quantSigmoid/quantTanh), steps (cell steps),
@@ -87,8 +90,8 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "avgpool": ("taps", "row_loops", "outputs", "pixels", "calls"),
     "maxpool": ("taps", "row_loops", "outputs", "pixels", "calls"),
     "fc": ("macp", "pairs", "macs", "outputs", "calls"),
-    "rnnpool": ("macs_s8p", "macs_s8", "proj_s8", "pixels", "macs_q24", "proj_q24", "units", "units_lut", "steps",
-                "outputs", "patches", "moved", "calls"),
+    "rnnpool": ("macs_s8p", "macs_s8", "proj_s8", "pixels", "macs_q24", "q24p_groups", "q24p_pairs", "q24p_splits",
+                "proj_q24", "units", "units_lut", "steps", "outputs", "patches", "moved", "calls"),
     "l2norm": ("elements", "pixels", "calls"),
     "maxout": ("pixels", "calls"),
     "mbconv": ("expand", "depthwise", "project", "add", "rows", "expanded_rows", "calls"),
@@ -286,11 +289,20 @@ def call_features(op: str, in_shape, out_shape, args: dict[str, Any],
         steps2 = patches * 2 * (ph + pw)
         units = steps1 * h1 + steps2 * h2
         packed_rows = 2 * (h1 // 2) if ci % 4 == 0 else 0
-        macs_q24 = steps1 * h1 * h1 + patches * (ph + pw) * h1 * h2 + steps2 * h2 * h2
+        # (count, rows, inputs) of the three int8 x Q24 products: RNN1's U h, RNN2's projections, RNN2's U h
+        macs_q24 = groups = pairs = splits = 0
+        for count, rows, n in ((steps1, h1, h1), (patches * (ph + pw), h2, h1), (steps2, h2, h2)):
+            if n % 4 == 0 and n <= 32:   # fastgrnn.c's packed halves (aligned weights assumed)
+                groups += count * ((rows + 1) // 2) * (n // 4)
+                pairs += count * ((rows + 1) // 2)
+                splits += count * (n // 4)
+            else:
+                macs_q24 += count * rows * n
         nominal_q24 = patches * (2 * ph * pw * h1 * h1 + (ph + pw) * h1 * h2 + 2 * (ph + pw) * h2 * h2)
         return {
             "macs_s8p": computed * ci * packed_rows, "macs_s8": computed * ci * (h1 - packed_rows),
             "proj_s8": computed * h1, "pixels": nh * cols * ph, "macs_q24": macs_q24,
+            "q24p_groups": groups, "q24p_pairs": pairs, "q24p_splits": splits,
             "proj_q24": patches * (ph + pw) * h2, "units": units, "units_lut": units * args["lut"],
             "steps": steps1 + steps2, "outputs": patches * 4 * h2, "patches": patches,
             "moved": nh * (nw - 1) * shared * (ph + 1) * h1, "calls": 1,
