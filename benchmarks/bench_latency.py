@@ -44,7 +44,8 @@ DETECTORS = ("rnnpool-face-m4",)
 #: Runtime functions by kernel family (anything else: "other").
 FAMILY_OF = {"rn_pointwise_conv2d": "pointwise", "rn_depthwise_row": "depthwise", "rn_dw3_run_s1": "depthwise",
              "rn_dw3_run_s2": "depthwise", "rn_depthwise_conv2d": "depthwise", "rn_conv2d": "conv",
-             "rn_fully_connected": "fc", "rn_add": "add", "rn_mbconv": "mbconv (row loop)", "rn_l2norm": "l2norm",
+             "conv_packed": "conv", "rn_fully_connected": "fc", "rn_add": "add", "rn_mbconv": "mbconv (row loop)",
+             "rn_l2norm": "l2norm", "memmove": "rnnpool",  # rnnpool.c moves the columns a patch takes over
              "rn_maxout": "maxout", "rn_avgpool": "pool", "rn_maxpool": "pool"}
 FAMILIES = ("pointwise", "depthwise", "conv", "rnnpool", "fc")
 
@@ -137,7 +138,8 @@ def family_cycles(functions: list[dict]) -> dict[str, int]:
     for f in functions:
         name = f["function"]
         fam = FAMILY_OF.get(name) or ("rnnpool" if name.startswith(("rn_fastgrnn", "rn_rnnpool", "rn_step",
-                                                                     "rn_requant15")) else "other")
+                                                                     "rn_requant15", "rn_project", "rn_split"))
+                                      else "other")
         out[fam] = out.get(fam, 0) + f["cycles"]
     return out
 

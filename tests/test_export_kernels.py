@@ -79,6 +79,9 @@ CONV_CASES = [  # h, w, cin, cout, kernel, stride, groups, activation
     (6, 5, 4, 6, 1, 2, 2, "none"),  # 1x1 grouped: rn_conv2d with pad 0
     (3, 4, 5, 3, 5, 1, 1, "none"),  # kernel larger than the map: every window clipped
     (8, 8, 1, 8, 3, 1, 1, "relu6"),  # a grey stem: four output channels per pass, twice
+    (7, 9, 8, 2, 3, 1, 1, "none"),  # whole words of input (a detection head): packed, one channel per pass
+    (6, 5, 16, 7, 3, 2, 1, "relu6"),  # packed: four channels, then three single ones
+    (4, 4, 4, 4, 5, 1, 1, "none"),  # packed, every window clipped
 ]
 
 
@@ -101,7 +104,8 @@ def test_conv2d_without_padding_is_the_interior_of_the_padded_one(rt):
 
 
 @pytest.mark.parametrize("case", [(7, 9, 5, 3, 1), (8, 8, 7, 3, 2), (9, 6, 13, 5, 1), (11, 10, 4, 5, 2), (3, 3, 6, 5, 2),
-                                  (9, 10, 16, 3, 1), (11, 13, 8, 3, 2), (6, 5, 12, 3, 1), (10, 14, 4, 3, 3)])
+                                  (9, 10, 16, 3, 1), (11, 13, 8, 3, 2), (6, 5, 12, 3, 1), (10, 14, 4, 3, 3),
+                                  (2, 2, 8, 3, 1), (3, 3, 8, 3, 2), (4, 4, 16, 3, 1), (1, 2, 4, 3, 1), (5, 2, 3, 3, 2)])
 def test_depthwise_conv2d_matches_reference(rt, case):
     h, w, c, k, stride = case
     op, x, _ = _conv_case(sum(case), h, w, c, c, k, stride, c, "relu6")
@@ -377,6 +381,86 @@ def test_fastgrnn_projections_match_reference(rt):
             np.testing.assert_array_equal(out, rnn2.project(h))
 
 
+def test_fastgrnn_packed_halves_match_reference(rt):
+    """Sizes that are multiples of 4 take the packed path (Q24 values split into 16-bit halves for
+    SMLAD, fastgrnn.c): RNN2's projection and every step's U h, exact for states below 2^30 and
+    through the 64-bit fallback at or past it (a state of 2^31 - 1 in the batch), for an unaligned
+    weight pointer too."""
+    keep = hostlib._Keep()
+    rng = np.random.default_rng(5)
+    stepped = 0
+    for h1, h2 in ((8, 8), (16, 12), (4, 16)):
+        op, _, _ = _rnnpool_case(h1 + h2, 8, 8, 3, (4, 4), (4, 4), 0, h1, h2, "sigmoid", "tanh")
+        c2 = hostlib.fastgrnn_struct(op.rnn2, keep)
+        out = np.zeros(h2, np.int32)
+        for scale in (100, ONE, 1 << 29, (1 << 30) - 1, 1 << 31):
+            x = rng.integers(-scale, scale, size=h1).astype(np.int64)
+            if scale == 1 << 31:
+                x[0] = (1 << 31) - 1   # past 2^30: the fallback
+            x = x.astype(np.int32)
+            rt.lib.rn_fastgrnn_project_q24(c2, x.ctypes.data, out.ctypes.data)
+            # the C gives the low word of a projection past int32 (never so in a network), as before
+            np.testing.assert_array_equal(out, op.rnn2.project(x).astype(np.int32), err_msg=f"h1={h1} scale={scale}")
+        for cell in (op.rnn1, op.rnn2):
+            hidden = cell.u.shape[0]
+            c = hostlib.fastgrnn_struct(cell, keep)
+            for big in (2 * ONE, 1 << 29):   # pre-activations in and far past the tables' range
+                wx = rng.integers(-big, big, size=(9, hidden)).astype(np.int32)
+                h_ref = np.zeros(hidden, dtype=np.int64)
+                for t in range(9):
+                    h_ref = cell.step(wx[t].astype(np.int64), h_ref)
+                h, tmp = np.zeros(hidden, np.int32), np.zeros(hidden, np.int32)
+                rt.lib.rn_fastgrnn_sweep(c, wx.ctypes.data, 9, hidden, h.ctypes.data, tmp.ctypes.data)
+                np.testing.assert_array_equal(h, h_ref)
+            # a state past 2^30 (not reachable from h = 0 with bounded gates: set one directly)
+            h_prev = rng.integers(-ONE, ONE, size=hidden).astype(np.int64)
+            h_prev[-1] = (1 << 31) - 1
+            wx1 = rng.integers(-ONE, ONE, size=hidden).astype(np.int64)
+            try:
+                want = cell.step(wx1, h_prev)
+            except OverflowError:
+                continue
+            stepped += 1
+            got = np.zeros(hidden, np.int32)
+            hp, w32 = h_prev.astype(np.int32), wx1.astype(np.int32)
+            rt.lib.rn_fastgrnn_step(c, w32.ctypes.data, hp.ctypes.data, got.ctypes.data)
+            np.testing.assert_array_equal(got, want)
+    assert stepped >= 2   # the fallback step ran (where the reference's state still fits int32)
+    # an unaligned U (the packed loads need 4-aligned rows): the 64-bit loops, same result
+    op, _, _ = _rnnpool_case(3, 8, 8, 3, (4, 4), (4, 4), 0, 8, 8, "sigmoid", "tanh")
+    cell = op.rnn1
+    buf = np.zeros(cell.u.size + 1, np.int8)
+    buf[1:] = cell.u.reshape(-1)
+    c = hostlib.fastgrnn_struct(cell, keep)
+    c.u = buf[1:].ctypes.data
+    wx = rng.integers(-2 * ONE, 2 * ONE, size=(5, 8)).astype(np.int32)
+    h_ref = np.zeros(8, dtype=np.int64)
+    for t in range(5):
+        h_ref = cell.step(wx[t].astype(np.int64), h_ref)
+    h, tmp = np.zeros(8, np.int32), np.zeros(8, np.int32)
+    rt.lib.rn_fastgrnn_sweep(c, wx.ctypes.data, 5, 8, h.ctypes.data, tmp.ctypes.data)
+    np.testing.assert_array_equal(h, h_ref)
+
+
+@pytest.mark.parametrize("cin,h1", [(4, 16), (4, 5), (8, 7), (12, 8)])
+def test_fastgrnn_packed_projection_matches_reference(rt, cin, h1):
+    """RNN1's projection of whole words of input (one word: unpacked once for every row), aligned
+    and not (the byte loop), every zero point."""
+    op, _, _ = _rnnpool_case(cin + h1, 8, 8, cin, (4, 4), (4, 4), 0, h1, 4, "sigmoid", "tanh")
+    keep = hostlib._Keep()
+    c1 = hostlib.fastgrnn_struct(op.rnn1, keep)
+    rng = np.random.default_rng(cin)
+    out = np.zeros(h1, np.int32)
+    buf = np.zeros(cin + 4, np.int8)
+    for k in range(24):
+        x = _images(rng, (cin,))
+        zp = int(rng.integers(-128, 128)) if k else -128
+        off = k % 2   # odd k: an unaligned pixel
+        buf[off:off + cin] = x
+        rt.lib.rn_fastgrnn_project_s8(c1, buf[off:].ctypes.data, zp, out.ctypes.data)
+        np.testing.assert_array_equal(out, op.rnn1.project(x, zp))
+
+
 def test_fastgrnn_sweep_matches_reference_step_by_step(rt):
     op, _, _ = _rnnpool_case(1, 8, 8, 3, (4, 4), (4, 4), 0, 6, 5, "sigmoid", "tanh")
     keep = hostlib._Keep()
@@ -538,7 +622,8 @@ def _m4_cases():
                f"{arr(op.bias, np.int32)}, {arr(op.multiplier, np.int32)}, {arr(op.shift, np.int8)}, {k}, {stride}, " \
                f"{k // 2}, {op.input.zero_point}, {op.output.zero_point}, {op.act_min}, {op.act_max}"
         calls.append((f"depthwise {h}x{w}x{c} k{k} s{stride}", op.run(x)[0], f"rn_depthwise_conv2d({args}, OUT);"))
-    for h, w, cin, cout, k, stride, groups in [(9, 9, 3, 8, 3, 2, 1), (8, 8, 1, 6, 3, 1, 1), (7, 7, 4, 8, 3, 1, 2)]:
+    for h, w, cin, cout, k, stride, groups in [(9, 9, 3, 8, 3, 2, 1), (8, 8, 1, 6, 3, 1, 1), (7, 7, 4, 8, 3, 1, 2),
+                                               (6, 7, 8, 6, 3, 1, 1)]:
         op, x, _ = _conv_case(h + cin + cout + k, h, w, cin, cout, k, stride, groups, "relu6")
         args = f"{arr(x[0], np.int8)}, {h}, {w}, {cin}, {arr(op.weight, np.int8)}, {arr(op.bias, np.int32)}, " \
                f"{arr(op.multiplier, np.int32)}, {arr(op.shift, np.int8)}, {cout}, {k}, {stride}, {k // 2}, {groups}, " \
@@ -553,7 +638,8 @@ def _m4_cases():
         calls.append((f"fc {case}", op.run(x)[0], f"rn_fully_connected({args}, OUT);"))
     for case in [(10, 9, 8, (4, 4), (2, 2), "reference", 8, 8, "sigmoid", "tanh"),
                  (9, 8, 4, (3, 3), (2, 2), 1, 6, 4, "quantSigmoid", "quantTanh"),
-                 (8, 8, 12, (4, 4), (4, 4), 0, 5, 3, "tanh", "sigmoid")]:
+                 (8, 8, 12, (4, 4), (4, 4), 0, 5, 3, "tanh", "sigmoid"),
+                 (9, 9, 4, (4, 4), (2, 2), "reference", 16, 12, "quantSigmoid", "tanh")]:  # packed U h, RNN2 W
         op, x, _ = _rnnpool_case(sum(case[:3]), *case)
         struct, keep = hostlib.rnnpool_struct(op, x.shape[1], x.shape[2])
         names = {a.ctypes.data: arr(a, a.dtype.type) for a in keep.arrays}

@@ -17,6 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("dir", metavar="DIR", help="an export folder (the --out of `rnnpool-nas export`)")
     p.add_argument("--clock-mhz", type=float, default=168.0, metavar="MHZ", help="clock for milliseconds (default 168)")
+    p.add_argument("--flash-wait-states", type=int, default=0, metavar="N",
+                   help="estimate a real board: code and weights in a flash with N wait states behind an "
+                   "ART-accelerator-like cache (STM32F4 at 168 MHz: 5, STM32L4 at 80 MHz: 4; default 0, "
+                   "as the emulated mps2-an386)")
     p.add_argument("--json", action="store_true", help="print one JSON object (what measure.json holds)")
     p.set_defaults(handler=run)
 
@@ -26,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..measure import format_table, measure
 
-    result = measure(args.dir, args.clock_mhz, log=lambda msg: print(msg, file=sys.stderr))
+    result = measure(args.dir, args.clock_mhz, log=lambda msg: print(msg, file=sys.stderr),
+                     flash_wait_states=args.flash_wait_states)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0

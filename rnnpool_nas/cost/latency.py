@@ -16,11 +16,16 @@ pointwise   mac4 (MACs in 2 pixel x 2 channel blocks, packed 16-bit pairs: in_c 
 depthwise   3x3 interior windows in blocks of four (stride 1 or 2): b1rows, b2rows (block x kernel
             rows inside the input, by stride), b1, b2 (blocks); single interior windows: wrows, win;
             chrows (channel x output row set-ups of the 3x3 path); the rest (edge columns, other
-            kernels, stride > 2 blocks) per tap: taps, row_loops, outputs, pixels; rows (calls of
+            kernels, stride > 2 blocks) per tap: taps, row_loops, outputs, pixels; rows of at most
+            8 output columns (3x3, pad 1: dw3_small_row, every column of a channel at once):
+            sm_macs (taps inside the input), sm_outputs, sm_chrows (channel x row); rows (calls of
             rn_depthwise_row), calls
 conv        dense, four output channels per pass: t4 (taps of a block), r4 (window rows of a
             block), b4 (blocks); the other channels (tails, grouped) per dot product: macs, dots
-            (rn_dot_s8 runs), row_loops, outputs; pixels, rows, calls
+            (rn_dot_s8 runs), row_loops, outputs; dense over whole words of input channels (in_c a
+            multiple of 4, aligned buffers): pw4, pr4, pb4 (words, window rows and blocks of the
+            four-channel passes), pw1, pr1, pb1 (the same of the single-channel ones); pixels, rows,
+            calls
 mbconv      expand, depthwise, project, add: the cycles the pointwise, depthwise and add models
             give its row calls (expand rows 1 x in_w, the depthwise row by row, project rows
             1 x out_w, the residual add row by row); rows (output rows), expanded_rows, calls
@@ -31,11 +36,17 @@ fc          macp (MACs of output pairs in packed pairs: in_n a multiple of 4), p
             outputs of the rest, calls
 rnnpool     macs_s8p / macs_s8 (RNN1's int8 projections of the patch pixels inside the map, packed
             when in_c is a multiple of 4 / plain), proj_s8 (their outputs), pixels (patch pixels,
-            padding included), macs_q24 (U h of both cells and RNN2's projections: int8 x Q24 into
-            64 bits), proj_q24 (RNN2's projected values), units (state elements updated: the gate,
+            padding included), macs_q24 (U h of both cells and RNN2's projections: int8 x Q24 in 64
+            bits), the same as packed 16-bit halves (sizes a multiple of 4 up to 32, fastgrnn.c):
+            q24p_groups (four-value groups of two rows), q24p_pairs (row pairs), q24p_splits (groups of
+            four values split into halves),
+            proj_q24 (RNN2's projected values), units (state elements updated: the gate,
             update and new state of one hidden unit), units_lut (units x the cell's number of table
             nonlinearities, sigmoid/tanh, against quantSigmoid/quantTanh), steps (cell steps),
-            outputs, patches, calls
+            outputs, patches, moved (words of projections and RNN1 column states a patch takes
+            over from its left neighbour when the stride is below the patch: the kernel computes
+            the shared columns once per patch row, so the projections and RNN1's column sweeps
+            above count the columns computed, not those of every patch), calls
 l2norm      elements (a 64-bit division each), pixels (an integer square root each), calls
 maxout      pixels, calls
 ==========  ====================================================================================
@@ -72,14 +83,15 @@ DEFAULT_CLOCK_MHZ = 168.0
 FEATURES: dict[str, tuple[str, ...]] = {
     "pointwise": ("mac4", "mac2", "macp", "blk4", "blk2", "wsum", "pairs", "calls"),
     "depthwise": ("b1rows", "b1", "b2rows", "b2", "wrows", "win", "chrows", "taps", "row_loops", "outputs",
-                  "pixels", "rows", "calls"),
-    "conv": ("t4", "r4", "b4", "macs", "dots", "row_loops", "outputs", "pixels", "rows", "calls"),
+                  "pixels", "rows", "sm_macs", "sm_outputs", "sm_chrows", "calls"),
+    "conv": ("t4", "r4", "b4", "macs", "dots", "row_loops", "outputs", "pw4", "pr4", "pb4", "pw1", "pr1", "pb1",
+             "pixels", "rows", "calls"),
     "add": ("elements", "calls"),
     "avgpool": ("taps", "row_loops", "outputs", "pixels", "calls"),
     "maxpool": ("taps", "row_loops", "outputs", "pixels", "calls"),
     "fc": ("macp", "pairs", "macs", "outputs", "calls"),
-    "rnnpool": ("macs_s8p", "macs_s8", "proj_s8", "pixels", "macs_q24", "proj_q24", "units", "units_lut", "steps",
-                "outputs", "patches", "calls"),
+    "rnnpool": ("macs_s8p", "macs_s8", "proj_s8", "pixels", "macs_q24", "q24p_groups", "q24p_pairs", "q24p_splits",
+                "proj_q24", "units", "units_lut", "steps", "outputs", "patches", "moved", "calls"),
     "l2norm": ("elements", "pixels", "calls"),
     "maxout": ("pixels", "calls"),
     "mbconv": ("expand", "depthwise", "project", "add", "rows", "expanded_rows", "calls"),
@@ -174,6 +186,14 @@ def _depthwise(hi: int, wi: int, c: int, ho: int, wo: int, k: int, s: int, pad: 
     ox_hi = min(wo, last // s + 1) if last >= 0 else 0
     n_int = ox_hi - ox_lo if k == 3 and ox_hi > ox_lo else 0
     f = dict.fromkeys(FEATURES["depthwise"], 0.0)
+    f["rows"] = ho
+    f["calls"] = 1
+    f["macs_total"] = c * ty * sum(cols_taps)
+    if k == 3 and pad == 1 and wi >= 2 and wo <= 8:   # dw3_small_row: every column, channel by channel
+        f["sm_macs"] = f["macs_total"]
+        f["sm_outputs"] = c * ho * wo
+        f["sm_chrows"] = c * ho
+        return f
     generic = [t for ox, t in enumerate(cols_taps) if not ox_lo <= ox < ox_lo + n_int]
     if n_int:
         blocks = n_int // 4 if s <= 2 else 0
@@ -187,9 +207,6 @@ def _depthwise(hi: int, wi: int, c: int, ho: int, wo: int, k: int, s: int, pad: 
     f["row_loops"] = c * ty * len(generic)
     f["outputs"] = c * ho * len(generic)
     f["pixels"] = ho * len(generic)
-    f["rows"] = ho
-    f["calls"] = 1
-    f["macs_total"] = c * ty * sum(cols_taps)
     return f
 
 
@@ -197,7 +214,11 @@ def _conv(hi: int, wi: int, ci: int, ho: int, wo: int, co: int, k: int, s: int, 
     ty, tx = valid_taps(hi, ho, k, s, pad), valid_taps(wi, wo, k, s, pad)
     cin_g = ci // g
     f = dict.fromkeys(FEATURES["conv"], 0.0)
-    if g == 1:
+    if g == 1 and ci % 4 == 0:   # whole words of input channels (aligned buffers assumed)
+        nb4, tail = co // 4, co % 4
+        f.update(pw4=nb4 * ty * tx * ci // 4, pr4=nb4 * ty * wo, pb4=nb4 * ho * wo, pw1=tail * ty * tx * ci // 4,
+                 pr1=tail * ty * wo, pb1=tail * ho * wo)
+    elif g == 1:
         nb4, tail = co // 4, co % 4
         f.update(t4=nb4 * ty * tx * ci, r4=nb4 * ty * wo, b4=nb4 * ho * wo, macs=tail * ty * tx * ci,
                  dots=tail * ty * wo, row_loops=tail * ty * wo, outputs=tail * ho * wo)
@@ -258,17 +279,35 @@ def call_features(op: str, in_shape, out_shape, args: dict[str, Any],
         (ph, pw), (sh, sw), (pt, pl) = args["patch"], args["stride"], args["pad"]
         (nh, nw), h1, h2 = args["patches"], args["h1"], args["h2"]
         patches = nh * nw
-        inside = valid_taps(hi, nh, ph, sh, pt) * valid_taps(wi, nw, pw, sw, pl)  # projected pixels
-        steps1, steps2 = 2 * ph * pw, 2 * (ph + pw)
-        units = patches * (steps1 * h1 + steps2 * h2)
+        inside = valid_taps(hi, nh, ph, sh, pt) * valid_taps(wi, nw, pw, sw, pl)  # projected pixels, per patch
+        # columns computed per patch row: all of the first patch's, then the stride's (rnnpool.c takes
+        # the shared ones over from the left neighbour)
+        shared = pw - sw if sw < pw and nw > 1 else 0
+        cols = nw * pw - (nw - 1) * shared
+        computed = inside * cols / (nw * pw)
+        steps1 = nh * (nw * ph * pw + cols * ph)   # RNN1: every row of every patch, the computed columns
+        steps2 = patches * 2 * (ph + pw)
+        units = steps1 * h1 + steps2 * h2
         packed_rows = 2 * (h1 // 2) if ci % 4 == 0 else 0
-        macs_q24 = patches * (steps1 * h1 * h1 + (ph + pw) * h1 * h2 + steps2 * h2 * h2)
+        # (count, rows, inputs) of the three int8 x Q24 products: RNN1's U h, RNN2's projections, RNN2's U h
+        macs_q24 = groups = pairs = splits = 0
+        for count, rows, n in ((steps1, h1, h1), (patches * (ph + pw), h2, h1), (steps2, h2, h2)):
+            if n % 4 == 0 and n <= 32:   # fastgrnn.c's packed halves (aligned weights assumed)
+                groups += count * ((rows + 1) // 2) * (n // 4)
+                pairs += count * ((rows + 1) // 2)
+                splits += count * (n // 4)
+            else:
+                macs_q24 += count * rows * n
+        nominal_q24 = patches * (2 * ph * pw * h1 * h1 + (ph + pw) * h1 * h2 + 2 * (ph + pw) * h2 * h2)
         return {
-            "macs_s8p": inside * ci * packed_rows, "macs_s8": inside * ci * (h1 - packed_rows),
-            "proj_s8": inside * h1, "pixels": patches * ph * pw, "macs_q24": macs_q24,
+            "macs_s8p": computed * ci * packed_rows, "macs_s8": computed * ci * (h1 - packed_rows),
+            "proj_s8": computed * h1, "pixels": nh * cols * ph, "macs_q24": macs_q24,
+            "q24p_groups": groups, "q24p_pairs": pairs, "q24p_splits": splits,
             "proj_q24": patches * (ph + pw) * h2, "units": units, "units_lut": units * args["lut"],
-            "steps": patches * (steps1 + steps2), "outputs": patches * 4 * h2, "patches": patches, "calls": 1,
-            "macs_total": inside * ci * h1 + macs_q24,
+            "steps": steps1 + steps2, "outputs": patches * 4 * h2, "patches": patches,
+            "moved": nh * (nw - 1) * shared * (ph + 1) * h1, "calls": 1,
+            # the operator's MACs, as the reference defines them (every patch's own projections and sweeps)
+            "macs_total": inside * ci * h1 + nominal_q24,
         }
     if op == "l2norm":
         return {"elements": hi * wi * ci, "pixels": hi * wi, "calls": 1, "macs_total": 0}

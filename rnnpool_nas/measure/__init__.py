@@ -73,10 +73,17 @@ def expected_line(export_dir: Path) -> str:
     return "output: " + " ".join(f"{int(b) & 0xFF:02x}" for b in expected)
 
 
-def measure(export_dir: str | Path, clock_mhz: float = DEFAULT_CLOCK_MHZ, log=print, write: bool = True) -> dict[str, Any]:
+MAX_FLASH_WAIT_STATES = 15  # the FLASH_ACR LATENCY field of the STM32F4/L4 (4 bits); boards use 0-5
+
+
+def measure(export_dir: str | Path, clock_mhz: float = DEFAULT_CLOCK_MHZ, log=print, write: bool = True,
+            flash_wait_states: int = 0) -> dict[str, Any]:
     """Emulate the export in ``export_dir``; per kernel call and in total: instructions, cycles,
     ms at ``clock_mhz``, the runtime's MACs and the predictor's cycles. Writes
-    ``DIR/measure.json`` (unless ``write=False``) and returns what it holds."""
+    ``DIR/measure.json`` (unless ``write=False``) and returns what it holds.
+    ``flash_wait_states`` N > 0 adds the cycles of a flash with N wait states behind an
+    ART-accelerator-like cache (:mod:`.emulate`'s model: code and weights in flash, the arena in
+    zero-wait SRAM); the predictor stays the zero-wait one."""
     from ..arch.spec import ArchSpec, expand
     from ..cost.arena import head_specs, lower
     from ..cost.latency import UncalibratedKernel, call_args, call_features, call_macs, load_model, predict_calls
@@ -84,10 +91,13 @@ def measure(export_dir: str | Path, clock_mhz: float = DEFAULT_CLOCK_MHZ, log=pr
 
     if not (clock_mhz > 0 and math.isfinite(clock_mhz)):
         raise UserError(f"--clock-mhz must be a positive, finite number, got {clock_mhz}")
+    if not 0 <= flash_wait_states <= MAX_FLASH_WAIT_STATES:
+        raise UserError(f"--flash-wait-states must be 0-{MAX_FLASH_WAIT_STATES} (STM32F4 at 168 MHz: 5, "
+                        f"STM32L4 at 80 MHz: 4), got {flash_wait_states}")
     export_dir = Path(export_dir)
     doc = _need_export(export_dir)
     elf = build_m4(export_dir, log)
-    run = emulate(elf, max_instructions=instruction_budget(doc))
+    run = emulate(elf, max_instructions=instruction_budget(doc), flash_wait_states=flash_wait_states)
     want = expected_line(export_dir)
     got = run.output_line()
     if got != want:
@@ -139,9 +149,15 @@ def measure(export_dir: str | Path, clock_mhz: float = DEFAULT_CLOCK_MHZ, log=pr
             else agg["predicted_cycles"] + r["predicted_cycles"]
     for agg in layers_out.values():
         agg["ms"] = ms(agg["cycles"])
+    misses = [sum(v[i] for v in run.flash_misses.values()) for i in (0, 1)]
     result = {
         "export": str(export_dir), "elf": str(elf), "clock_mhz": clock_mhz,
-        "timing": "Cortex-M4 TRM r0p1 instruction timings (rnnpool_nas.measure.timing), zero wait states",
+        "timing": "Cortex-M4 TRM r0p1 instruction timings (rnnpool_nas.measure.timing), "
+                  + (f"flash with {flash_wait_states} wait states behind an ART-like cache "
+                     "(rnnpool_nas.measure.emulate)" if flash_wait_states else "zero wait states"),
+        "flash_wait_states": flash_wait_states,
+        "flash": {"instruction_misses": misses[0], "data_misses": misses[1],
+                  "cycles": flash_wait_states * (misses[0] + misses[1])},
         "output_matches_expected": True,
         "calls": rows,
         "layers": list(layers_out.values()),  # the calls summed per layer of the spec
@@ -195,6 +211,10 @@ def format_table(result: dict[str, Any]) -> str:
          if t["predicted_cycles"] is None else
          f"predicted {t['predicted_cycles']:,} cycles = {t['predicted_ms']:.2f} ms ({100 * t['predicted_error']:+.1f}%)"),
         "output    same as expected_output.bin (the int8 reference)",
+        *([f"flash     {result['flash_wait_states']} wait states: {result['flash']['instruction_misses']:,} "
+           f"instruction and {result['flash']['data_misses']:,} data cache misses, "
+           f"{result['flash']['cycles']:,} cycles included above (the predictor assumes zero wait states)"]
+          if result.get("flash_wait_states") else []),
         f"emulator  {e['wall_seconds']:.2f} s, {e['instructions_per_second'] / 1e6:.1f} M instructions/s; "
         f"timings: {result['timing']}",
     ]

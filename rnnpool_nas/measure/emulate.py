@@ -16,6 +16,16 @@ before kernel call k (0 after ``model_run``); a write hook on that one word swit
 so :attr:`Emulation.segments` maps each marker value to the instructions and cycles run under
 it (the stores sit between calls: a call's figure includes its argument set-up, the few
 instructions before the next store, and the blocks that contain the store itself).
+
+Flash wait states (``flash_wait_states=N``, ``rnnpool-nas measure --flash-wait-states N``): the
+TRM's table assumes zero-wait memory, as mps2-an386's SRAMs are; a real STM32F4/L4 runs its code
+and ``const`` data (the weights, the RNNPool tables) from flash with N wait states (F4 at 168 MHz: 5,
+L4 at 80 MHz: 4) behind the ART accelerator. The model (``csrc/blockcount.c``): a 64-line
+instruction cache (16-byte lines, 4 ways, LRU) that every executed block's lines pass through and an
+8-line data cache (fully associative, LRU) that every data read from flash passes through; each miss
+costs N cycles (a line fill), added per marker. It ignores the prefetch buffer (which hides some
+sequential instruction misses: the estimate errs high) and assumes the caches and prefetch are on.
+Needs the compiled counter.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..errors import UserError
 from .timing import BlockCost, block_cost, disassembler, division_cycles
@@ -66,6 +77,8 @@ class Emulation:
     blocks: int = 0                  # distinct basic blocks translated
     functions: dict[str, Segment] = field(default_factory=dict)  # by function symbol (a flat profile)
     block_profile: dict[int, Segment] = field(default_factory=dict)  # by block address (emulate(..., blocks=True))
+    flash_wait_states: int = 0
+    flash_misses: dict[int, tuple[int, int]] = field(default_factory=dict)  # marker -> (instruction, data) misses
 
     @property
     def instructions_per_second(self) -> float:
@@ -138,13 +151,18 @@ FREE_RUN_S = 20.0
 
 
 def emulate(elf: str | Path, timeout_s: float = 0.0, blocks: bool = False,
-            max_instructions: int = 0) -> Emulation:
+            on_mark: Callable[[int, Callable[[str, int], bytes]], None] | None = None,
+            flash_wait_states: int = 0, max_instructions: int = 0) -> Emulation:
     """Run ``elf`` from reset to semihosting SYS_EXIT; see the module docstring. An emulator
     fault (or ``timeout_s`` > 0 passing, or more than ``max_instructions`` > 0 executed: a
     ``model_run`` that never returns) is a :class:`UserError` naming the PC and the marker.
     ``blocks=True`` also fills :attr:`Emulation.block_profile` (instructions and cycles per basic
-    block, for tuning a kernel's inner loops)."""
-    from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_WRITE
+    block, for tuning a kernel's inner loops). ``on_mark(value, read)`` is called on every store
+    to ``model_mark``, before it lands (what the previous marker's code wrote is complete), with
+    ``read(symbol, nbytes)`` giving the bytes of a data symbol of the ELF (benchmarks use it to
+    check a kernel's output); it does not change the counts. ``flash_wait_states`` > 0 adds the
+    flash model's cycles (see the module docstring) to every marker's cycles."""
+    from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE
     from unicorn import UC_MODE_MCLASS, UC_MODE_THUMB, Uc, UcError
     from unicorn import arm_const as U
 
@@ -165,13 +183,23 @@ def emulate(elf: str | Path, timeout_s: float = 0.0, blocks: bool = False,
     sp, pc = int.from_bytes(vectors[:4], "little"), int.from_bytes(vectors[4:8], "little")
     uc.reg_write(U.UC_ARM_REG_SP, sp)
 
+    on_mark_user = on_mark
     segments_py: dict[int, dict[int, int]] = {}
     div_cycles: dict[int, int] = {}        # marker -> cycles of divisions
     text: list[str] = []
     state = {"marker": 0, "exit": None, "fault": None}
     counter = _c_counter()
+    if flash_wait_states < 0:
+        raise UserError(f"flash wait states must be 0 or more, got {flash_wait_states}")
+    if flash_wait_states and counter is None:
+        raise UserError("flash wait states need the compiled block counter: a host C compiler (cc) and "
+                        "RNNPOOL_NAS_NO_EXT unset")
     if counter is not None:
         counter.rn_reset()
+        counter.rn_flash_reset(FLASH[0] + FLASH[1], 1 if flash_wait_states else 0)
+        if flash_wait_states:
+            _hook_add_c(uc, UC_HOOK_MEM_READ, ctypes.cast(counter.rn_read_hook, ctypes.c_void_p),
+                        FLASH[0], FLASH[0] + FLASH[1] - 1)
         fptr = ctypes.cast(counter.rn_block_hook, ctypes.c_void_p)
         _hook_add_c(uc, UC_HOOK_BLOCK, fptr)
     else:
@@ -193,8 +221,15 @@ def emulate(elf: str | Path, timeout_s: float = 0.0, blocks: bool = False,
         segments_py[0] = hot[0]
         uc.hook_add(UC_HOOK_BLOCK, on_block)
 
+    def read_symbol(name: str, nbytes: int) -> bytes:
+        if name not in symbols:
+            raise KeyError(f"{path} has no symbol {name}")
+        return bytes(uc.mem_read(symbols[name] & ~1, nbytes))
+
     def on_mark(uc_, access, address, size, value, _):
         marker = value & 0xFFFFFFFF
+        if on_mark_user is not None:
+            on_mark_user(marker, read_symbol)
         state["marker"] = marker
         if counter is not None:
             counter.rn_set_segment(marker)
@@ -314,6 +349,19 @@ def emulate(elf: str | Path, timeout_s: float = 0.0, blocks: bool = False,
             entry.cycles += cycles
     for marker, cycles in div_cycles.items():
         result.segments.setdefault(marker, Segment(marker)).cycles += cycles
+    if flash_wait_states:
+        n = counter.rn_flash_segments()
+        inst, data = (ctypes.c_uint64 * n)(), (ctypes.c_uint64 * n)()
+        counter.rn_flash_misses(inst, data)
+        result.flash_wait_states = flash_wait_states
+        total = 0
+        for marker in range(n):
+            if inst[marker] or data[marker]:
+                result.flash_misses[marker] = (inst[marker], data[marker])
+                cycles = flash_wait_states * (inst[marker] + data[marker])
+                result.segments.setdefault(marker, Segment(marker)).cycles += cycles
+                total += cycles
+        result.functions.setdefault("(flash wait states)", Segment(0)).cycles += total
     if div_cycles:  # division cycles are counted per marker, not per function
         result.functions.setdefault("(divisions)", Segment(0)).cycles += sum(div_cycles.values())
     for seg in result.segments.values():
@@ -353,19 +401,23 @@ def _c_counter():
             lib.rn_set_segment.argtypes = [u64]
             lib.rn_used.restype = u64
             lib.rn_dump.argtypes = [ctypes.POINTER(u64), ctypes.POINTER(u64)]
+            lib.rn_flash_reset.argtypes = [u64, ctypes.c_int]
+            lib.rn_flash_segments.restype = u64
+            lib.rn_flash_misses.argtypes = [ctypes.POINTER(u64), ctypes.POINTER(u64)]
         except (OSError, subprocess.SubprocessError):
             lib = None
     _COUNTER.append(lib)
     return lib
 
 
-def _hook_add_c(uc, htype: int, fptr: ctypes.c_void_p) -> None:
-    """Register a C function as a Unicorn hook (the Python binding only takes Python callables)."""
+def _hook_add_c(uc, htype: int, fptr: ctypes.c_void_p, begin: int = 1, end: int = 0) -> None:
+    """Register a C function as a Unicorn hook (the Python binding only takes Python callables);
+    ``begin`` > ``end`` (the default): everywhere."""
     from unicorn import UcError
     from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
 
     handle = uc_hook_h()
     status = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), htype, fptr, ctypes.c_void_p(0),
-                               ctypes.c_uint64(1), ctypes.c_uint64(0))
+                               ctypes.c_uint64(begin), ctypes.c_uint64(end))
     if status != 0:
         raise UcError(status)

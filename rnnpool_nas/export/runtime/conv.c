@@ -9,10 +9,15 @@
  * Dense convolutions (the stems: few input channels, short window rows) compute four output
  * channels per pass, so each input byte (minus the zero point) is loaded once for four weights;
  * the rest hoists the zero point out of the tap loop with a running weight sum (rn_dot.h).
+ * With whole words of input channels (in_c a multiple of 4, input and weights 4-aligned: the
+ * detection heads' 3x3 convolutions over 32-64 channels) the window rows are read a word at a
+ * time, unpacked with the zero point subtracted (SXTAB16: |x - zp| <= 255 fits 16 bits), and each
+ * unpacked word feeds SMLADs of four (conv_taps4_packed) or one (conv_taps1_packed) output channels.
  * Output size: out_h = (in_h + 2*pad - kernel)/stride + 1, same for w.
  */
 #include "rn_runtime.h"
 #include "rn_dot.h"
+#include "rn_dsp.h"
 
 /* acc[j] += sum over `rows` window rows of `seg` taps of w_j[e] (x[e] - zp), for the four output
  * channels w_j = w + j * wpo: each input byte is loaded once for four channels. */
@@ -37,6 +42,120 @@ static inline void conv_taps4(const int8_t *x, const int8_t *w, int rows, int se
     acc[3] = a3;
 }
 
+/* conv_taps4 for whole words: seg, row_stride, w_row and wpo multiples of 4, x and w 4-aligned;
+ * nzp = (-zp, -zp) as a 16-bit pair */
+static inline void conv_taps4_packed(const int8_t *x, const int8_t *w, int rows, int seg, int row_stride, int w_row,
+                                     int wpo, int32_t nzp, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    int r, e;
+    for (r = 0; r < rows; ++r, x += row_stride, w += w_row) {
+        for (e = 0; e < seg; e += 4) {
+            const int32_t xv = rn_load4(x + e);
+            const int32_t xe = rn_sxtab16(nzp, xv), xo = rn_sxtab16_ror8(nzp, xv);
+            int32_t wv = rn_load4(w + e);
+            a0 = rn_smlad(xe, rn_sxtb16(wv), a0);
+            a0 = rn_smlad(xo, rn_sxtb16_ror8(wv), a0);
+            wv = rn_load4(w + e + wpo);
+            a1 = rn_smlad(xe, rn_sxtb16(wv), a1);
+            a1 = rn_smlad(xo, rn_sxtb16_ror8(wv), a1);
+            wv = rn_load4(w + e + 2 * wpo);
+            a2 = rn_smlad(xe, rn_sxtb16(wv), a2);
+            a2 = rn_smlad(xo, rn_sxtb16_ror8(wv), a2);
+            wv = rn_load4(w + e + 3 * wpo);
+            a3 = rn_smlad(xe, rn_sxtb16(wv), a3);
+            a3 = rn_smlad(xo, rn_sxtb16_ror8(wv), a3);
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* the same for one output channel */
+static inline int32_t conv_taps1_packed(const int8_t *x, const int8_t *w, int rows, int seg, int row_stride,
+                                        int w_row, int32_t nzp, int32_t a)
+{
+    int r, e;
+    for (r = 0; r < rows; ++r, x += row_stride, w += w_row) {
+        for (e = 0; e < seg; e += 4) {
+            const int32_t xv = rn_load4(x + e);
+            const int32_t wv = rn_load4(w + e);
+            a = rn_smlad(rn_sxtab16(nzp, xv), rn_sxtb16(wv), a);
+            a = rn_smlad(rn_sxtab16_ror8(nzp, xv), rn_sxtb16_ror8(wv), a);
+        }
+    }
+    return a;
+}
+
+/* Dense, in_c a multiple of 4, input and weights 4-aligned (see the top of the file): rn_conv2d's
+ * loops with the packed tap loops, out of line so that the byte path keeps its own registers. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void conv_packed(const int8_t *in, int in_h, int in_w, int in_c,
+                        const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                        int out_c, int kernel, int stride, int pad,
+                        int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out)
+{
+    const int out_h = (in_h + 2 * pad - kernel) / stride + 1;
+    const int out_w = (in_w + 2 * pad - kernel) / stride + 1;
+    const int w_per_out = kernel * kernel * in_c;
+    const int row_stride = in_w * in_c;
+    const int32_t nzp = (int32_t)(((uint32_t)(-in_zp) & 0xFFFFu) * 0x10001u);   /* (-zp, -zp) */
+    int oy, ox, o;
+
+    for (oy = 0; oy < out_h; ++oy) {
+        const int iy0 = oy * stride - pad;
+        const int ky0 = iy0 < 0 ? -iy0 : 0;
+        const int ky1 = iy0 + kernel > in_h ? in_h - iy0 : kernel;
+        for (ox = 0; ox < out_w; ++ox) {
+            const int ix0 = ox * stride - pad;
+            const int kx0 = ix0 < 0 ? -ix0 : 0;
+            const int kx1 = ix0 + kernel > in_w ? in_w - ix0 : kernel;
+            const int nkx = kx1 - kx0;
+            const int seg = nkx * in_c;
+            const int8_t *window;
+            const int8_t *w_out;
+            if (nkx <= 0 || ky1 <= ky0) {   /* no tap inside the input: the bias alone */
+                for (o = 0; o < out_c; ++o) {
+                    *out++ = rn_clamp32(out_zp + rn_requant32(bias[o], mult[o], shift[o]), act_min, act_max);
+                }
+                continue;
+            }
+            window = in + ((iy0 + ky0) * in_w + ix0 + kx0) * in_c;   /* the first valid tap */
+            w_out = weight + (ky0 * kernel + kx0) * in_c;
+            o = 0;
+            {   /* four, then one output channel per pass */
+                for (; o < out_c; w_out += w_per_out) {
+                    if (o + 3 < out_c) {
+                        int32_t acc[4];
+                        int j;
+                        acc[0] = bias[o];
+                        acc[1] = bias[o + 1];
+                        acc[2] = bias[o + 2];
+                        acc[3] = bias[o + 3];
+                        conv_taps4_packed(window, w_out, ky1 - ky0, seg, row_stride, kernel * in_c, w_per_out, nzp,
+                                          acc);
+                        for (j = 0; j < 4; ++j) {
+                            *out++ = rn_clamp32(out_zp + rn_requant32(acc[j], mult[o + j], shift[o + j]), act_min,
+                                                act_max);
+                        }
+                        o += 4;
+                        w_out += 3 * w_per_out;
+                    } else {
+                        const int32_t acc = conv_taps1_packed(window, w_out, ky1 - ky0, seg, row_stride,
+                                                              kernel * in_c, nzp, bias[o]);
+                        *out++ = rn_clamp32(out_zp + rn_requant32(acc, mult[o], shift[o]), act_min, act_max);
+                        ++o;
+                    }
+                }
+            }
+        }
+    }
+}
+
 void rn_conv2d(const int8_t *in, int in_h, int in_w, int in_c,
                const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
                int out_c, int kernel, int stride, int pad, int groups,
@@ -50,6 +169,11 @@ void rn_conv2d(const int8_t *in, int in_h, int in_w, int in_c,
     const int row_stride = in_w * in_c;              /* input bytes per image row */
     int oy, ox, o, ky, kx;
 
+    if (groups == 1 && (in_c & 3) == 0 && rn_aligned4(in) && rn_aligned4(weight)) {
+        conv_packed(in, in_h, in_w, in_c, weight, bias, mult, shift, out_c, kernel, stride, pad, in_zp, out_zp,
+                    act_min, act_max, out);
+        return;
+    }
     for (oy = 0; oy < out_h; ++oy) {
         const int iy0 = oy * stride - pad;
         const int ky0 = iy0 < 0 ? -iy0 : 0;

@@ -15,7 +15,11 @@
  * runs channel by channel, four output columns at a time: each kernel row's three weights are
  * loaded once for the four windows, the zero-point correction (zp times the sum of the weights
  * of the window's rows) once per channel and row, and requantization uses the product's high
- * word (rn_requant32). The edge columns and other kernel sizes take the per-tap loop dw_taps.
+ * word (rn_requant32). Rows of at most DW3_SMALL_W output columns (the small maps of the last
+ * stages, where few or no blocks of four fit) run channel by channel over every column, edges
+ * included, with the channel's nine weights loaded once (dw3_small_row: a kernel row outside the
+ * input is a zero weight, the zero-point correction of an edge window the weights of its taps
+ * inside the input). The other edge columns and kernel sizes take the per-tap loop dw_taps.
  */
 #include "rn_runtime.h"
 #include "rn_dsp.h"
@@ -208,6 +212,58 @@ static void dw3_interior(const int8_t *const win[3], int c, int ox0, int ox1, in
     }
 }
 
+/* 3x3, pad 1, in_w >= 2: rows of at most this many output columns take dw3_small_row */
+#define DW3_SMALL_W 8
+
+/* Every column of a 3x3 (pad 1, in_w >= 2) depthwise output row, one channel at a time (see the
+ * top of the file): win[r] is kernel row r's input row, NULL outside the input. */
+static inline void dw3_small_row(const int8_t *const win[3], int in_w, int c, int out_w, int stride,
+                                 const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                                 int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out)
+{
+    const int8_t *const any = win[1] ? win[1] : (win[0] ? win[0] : win[2]);
+    const int8_t *const r0 = win[0] ? win[0] : any;   /* a missing row reads a present one, times 0 */
+    const int8_t *const r1 = win[1] ? win[1] : any;
+    const int8_t *const r2 = win[2] ? win[2] : any;
+    const int m0 = win[0] != 0, m1 = win[1] != 0, m2 = win[2] != 0;
+    const int last = (out_w - 1) * stride - 1;   /* the last window's left column */
+    const int right_edge = out_w > 1 && last + 2 >= in_w;   /* its right column is in the padding */
+    const int c2 = 2 * c;
+    dw_rq_t q;
+    int ch, ox;
+    q.out_zp = out_zp;
+    q.act_min = act_min;
+    q.act_max = act_max;
+    q.full = act_min == -128 && act_max == 127;
+    for (ch = 0; ch < c; ++ch) {
+        const int8_t *const w = weight + 9 * ch;
+        const int32_t a0 = m0 ? w[0] : 0, a1 = m0 ? w[1] : 0, a2 = m0 ? w[2] : 0;
+        const int32_t b0 = m1 ? w[3] : 0, b1 = m1 ? w[4] : 0, b2 = m1 ? w[5] : 0;
+        const int32_t d0 = m2 ? w[6] : 0, d1 = m2 ? w[7] : 0, d2 = m2 ? w[8] : 0;
+        const int32_t s0 = a0 + b0 + d0, s1 = a1 + b1 + d1, s2 = a2 + b2 + d2;   /* per kernel column */
+        const int32_t base = bias[ch];
+        const int8_t *const p0 = r0 + ch, *const p1 = r1 + ch, *const p2 = r2 + ch;
+        int8_t *y = out + ch;
+        q.mult = mult[ch];
+        q.shift = shift[ch];
+        /* column 0: window columns -1 (padding), 0, 1 */
+        *y = dw_out(base - in_zp * (s1 + s2) + a1 * p0[0] + a2 * p0[c] + b1 * p1[0] + b2 * p1[c] + d1 * p2[0]
+                    + d2 * p2[c], q);
+        y += c;
+        for (ox = 1; ox < out_w - right_edge; ++ox, y += c) {
+            const int o = (ox * stride - 1) * c;
+            *y = dw_out(base - in_zp * (s0 + s1 + s2) + a0 * p0[o] + a1 * p0[o + c] + a2 * p0[o + c2]
+                        + b0 * p1[o] + b1 * p1[o + c] + b2 * p1[o + c2] + d0 * p2[o] + d1 * p2[o + c]
+                        + d2 * p2[o + c2], q);
+        }
+        if (right_edge) {   /* window columns last, last + 1 (= in_w - 1), padding */
+            const int o = last * c;
+            *y = dw_out(base - in_zp * (s0 + s1) + a0 * p0[o] + a1 * p0[o + c] + b0 * p1[o] + b1 * p1[o + c]
+                        + d0 * p2[o] + d1 * p2[o + c], q);
+        }
+    }
+}
+
 void rn_depthwise_row(const int8_t *rows, int ring, int in_h, int in_w, int c, int iy0,
                       const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
                       int kernel, int stride, int pad,
@@ -233,6 +289,16 @@ void rn_depthwise_row(const int8_t *rows, int ring, int in_h, int in_w, int c, i
 
     if (ox_hi > out_w) {
         ox_hi = out_w;
+    }
+    if (kernel == 3 && pad == 1 && in_w >= 2 && out_w <= DW3_SMALL_W && nky > 0) {
+        const int8_t *win[3];
+        int r;
+        for (r = 0; r < 3; ++r) {
+            const int iy = iy0 + r;
+            win[r] = iy < 0 || iy >= in_h ? 0 : rows + (iy % ring) * row_stride;
+        }
+        dw3_small_row(win, in_w, c, out_w, stride, weight, bias, mult, shift, in_zp, out_zp, act_min, act_max, out);
+        return;
     }
     if (kernel == 3 && ox_hi > ox_lo) {
         const int8_t *win[3];

@@ -14,8 +14,11 @@
  *   column, then the last computed row.
  *
  * The reference projects the padded map once per pixel; this kernel projects the pixels of one
- * patch at a time (overlapping patches recompute their shared pixels: bit-identical, and the
- * memory stays one patch). Scratch layout, in int32 words (h1, h2 = the hidden sizes):
+ * patch at a time (the memory stays one patch): the columns a patch shares with its left
+ * neighbour (patch_w - stride_w of them, when the stride is below the patch) are moved over
+ * from that patch's projections, the others computed, and likewise RNN1's final states of those
+ * columns (a column sweep depends on its column's pixels only); vertically overlapping patches
+ * recompute their shared rows. Bit-identical either way. Scratch layout, in int32 words (h1, h2 = the hidden sizes):
  *   wx         patch_h * patch_w * h1       RNN1 projections of the patch, row-major
  *   summaries  (patch_h + patch_w) * h1     RNN1's final state of each row, then of each column
  *   proj       max(patch_h, patch_w) * h2   RNN2 projections of the row (then column) summaries
@@ -29,21 +32,23 @@
 
 #include "rn_runtime.h"
 
-/* RNN1 projections of the patch whose top-left padded pixel is input pixel (y0, x0). */
+/* RNN1 projections of columns j0 .. patch_w - 1 of the patch whose top-left padded pixel is input
+ * pixel (y0, x0) (the columns before j0 are already in wx). */
 static void rn_project_patch(const rn_rnnpool_t *p, const int8_t *in, int in_h, int in_w, int in_c,
-                             int y0, int x0, int32_t *wx)
+                             int y0, int x0, int j0, int32_t *wx)
 {
     const int h1 = p->rnn1.hidden;
     int i, j, k;
     for (i = 0; i < p->patch_h; ++i) {
         const int y = y0 + i;
-        for (j = 0; j < p->patch_w; ++j, wx += h1) {
+        for (j = j0; j < p->patch_w; ++j) {
+            int32_t *const o = wx + (i * p->patch_w + j) * h1;
             const int x = x0 + j;
             if (y >= 0 && y < in_h && x >= 0 && x < in_w) {
-                rn_fastgrnn_project_s8(&p->rnn1, in + (y * in_w + x) * in_c, p->in_zp, wx);
+                rn_fastgrnn_project_s8(&p->rnn1, in + (y * in_w + x) * in_c, p->in_zp, o);
             } else {
                 for (k = 0; k < h1; ++k) {
-                    wx[k] = 0;
+                    o[k] = 0;
                 }
             }
         }
@@ -68,10 +73,25 @@ void rn_rnnpool(const rn_rnnpool_t *p, const int8_t *in, int in_h, int in_w, int
     for (py = 0; py < p->patches_h; ++py) {
         int8_t *o = out + py * out_w * out_c;
         for (px = 0; px < p->patches_w; ++px, o += out_c) {
+            int j0 = 0;
+            if (px > 0 && p->stride_w < pw) {   /* the columns shared with the previous patch: moved */
+                const int keep = pw - p->stride_w;
+                for (i = 0; i < ph; ++i) {
+                    memmove(wx + i * pw * h1, wx + (i * pw + p->stride_w) * h1, (size_t)keep * (size_t)h1 * sizeof *wx);
+                }
+                /* and so are their RNN1 column summaries (the same pixels swept the same way) */
+                memmove(summaries + ph * h1, summaries + (ph + p->stride_w) * h1,
+                        (size_t)keep * (size_t)h1 * sizeof *summaries);
+                j0 = keep;
+            }
             rn_project_patch(p, in, in_h, in_w, in_c, py * p->stride_h - p->pad_top,
-                             px * p->stride_w - p->pad_left, wx);
-            /* RNN1: the ph rows (pw steps of h1 words), then the pw columns (ph steps of a row) */
+                             px * p->stride_w - p->pad_left, j0, wx);
+            /* RNN1: the ph rows (pw steps of h1 words), then the pw columns (ph steps of a row) but
+             * the j0 moved over */
             for (i = 0; i < ph + pw; ++i) {
+                if (i >= ph && i - ph < j0) {
+                    continue;
+                }
                 if (i < ph) {
                     rn_fastgrnn_sweep(&p->rnn1, wx + i * pw * h1, pw, h1, summaries + i * h1, state);
                 } else {
