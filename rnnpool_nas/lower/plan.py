@@ -31,8 +31,10 @@ residual, or ``kernel`` rows without an expansion), never more than the map. Not
 recomputed. Steps with a row kernel: ``conv``, ``depthwise``, ``pointwise``, ``mbconv``,
 ``rnnpool``, ``l2norm``, ``maxout``; a segment holding any other (pooling, ``fc``) runs whole maps
 (the plan says so in :attr:`Segment.note`). Detection heads belong to the segment of their source
-layer. The cut points are chosen (a dynamic programme over the layers) to minimise the arena's
-peak, then the number of streamed steps (each streamed row costs a call). ``stream=False`` gives
+layer. The cut points are chosen (a dynamic programme over the layers) to minimise the peak RAM of
+the program that streams its input (the arena's peak, plus the input rows where they are read:
+``model_run_stream``'s ring, or the whole image when the first segment is not streamed), then the
+number of streamed steps (each streamed row costs a call). ``stream=False`` gives
 the whole-map plan of the runtime before streaming.
 
 The network input is the caller's buffer and is not in the arena (it is counted, during the steps
@@ -333,8 +335,9 @@ def _segment_note(steps: list[Step], first: int, last: int) -> str:
 
 def _estimate(steps: list[Step], sizes: dict[str, int], first: int, last: int, streamed: bool,
               final: str | None) -> int:
-    """The arena a segment needs on its own: every buffer a streamed segment touches at once, or
-    the largest live set of its steps run whole."""
+    """The RAM a segment needs on its own: every buffer a streamed segment touches at once, or
+    the largest live set of its steps run whole; with the input image where it is read (the rows
+    model_run_stream holds for a streamed segment, the whole image otherwise)."""
     seg = Segment(first, last, (), streamed)
     local = _sizes(steps, {n: s for n, s in sizes.items()}, [seg], final) if streamed else \
         {n: (s, None) for n, s in sizes.items()}
@@ -342,9 +345,15 @@ def _estimate(steps: list[Step], sizes: dict[str, int], first: int, last: int, s
     for i in range(first, last + 1):
         step = steps[i]
         touched[i] = {n for n in (*step.inputs, step.output, step.scratch) if n is not None and n in local}
+    # the input image: model_run_stream's ring of rows (streamed), or the whole image
+    readers = [i for i in range(first, last + 1) if INPUT in steps[i].inputs]
+    image = 0
+    if readers:
+        h, w, c = steps[readers[0]].in_shape
+        image = (min(h, max(steps[i].need for i in readers)) if streamed else h) * w * c
     if streamed:
         names = set().union(*touched.values())
-        return sum(_align(local[n][0]) for n in names)
+        return image + sum(_align(local[n][0]) for n in names)
     # whole maps: a buffer lives from its writer to its last reader inside the segment
     span: dict[str, list[int]] = {}
     for i, names in touched.items():
@@ -352,7 +361,8 @@ def _estimate(steps: list[Step], sizes: dict[str, int], first: int, last: int, s
             span.setdefault(n, [i, i])
             span[n][0] = min(span[n][0], i)
             span[n][1] = max(span[n][1], i)
-    return max(sum(_align(local[n][0]) for n, (a, b) in span.items() if a <= i <= b) for i in touched)
+    return max(sum(_align(local[n][0]) for n, (a, b) in span.items() if a <= i <= b) + (image if i in readers else 0)
+               for i in touched)
 
 
 def segments(steps: list[Step], sizes: dict[str, int], layers: list[Layer], heads: list[HeadSpec],
@@ -372,7 +382,7 @@ def segments(steps: list[Step], sizes: dict[str, int], layers: list[Layer], head
             first, last = ranges[i][0], ranges[j - 1][1] - 1
             if any(steps[k].op not in ROW_OPS for k in range(first, last + 1)):
                 break
-            if last > first:
+            if last > first or INPUT in steps[first].inputs:  # one step: worth it for the input's rows
                 yield j, True
 
     cost: dict[tuple[int, int, bool], int] = {}
