@@ -303,8 +303,8 @@ def _ring_rows(steps: list[Step], readers: dict[str, list[int]], name: str, prod
     output)."""
     if name == final or name.startswith(OUTPUT):
         return None
-    who = readers.get(name, [])
-    if not who or any(not first <= r <= last for r in who):
+    who = readers.get(name)
+    if not who or who[0] < first or who[-1] > last:  # readers are in step order
         return None
     h = steps[producer].out_shape[0]
     rows = max(steps[r].need for r in who)
@@ -333,36 +333,39 @@ def _segment_note(steps: list[Step], first: int, last: int) -> str:
     return f"whole maps: no row kernel for {', '.join(bad)}" if bad else ""
 
 
-def _estimate(steps: list[Step], sizes: dict[str, int], first: int, last: int, streamed: bool,
-              final: str | None) -> int:
+def _estimate(steps: list[Step], sizes: dict[str, int], readers: dict[str, list[int]], first: int, last: int,
+              streamed: bool, final: str | None) -> int:
     """The RAM a segment needs on its own: every buffer a streamed segment touches at once, or
     the largest live set of its steps run whole; with the input image where it is read (the rows
     model_run_stream holds for a streamed segment, the whole image otherwise)."""
-    seg = Segment(first, last, (), streamed)
-    local = _sizes(steps, {n: s for n, s in sizes.items()}, [seg], final) if streamed else \
-        {n: (s, None) for n, s in sizes.items()}
-    touched: dict[int, set[str]] = {}
+    size: dict[str, int] = {}
     for i in range(first, last + 1):
         step = steps[i]
-        touched[i] = {n for n in (*step.inputs, step.output, step.scratch) if n is not None and n in local}
+        for n in (*step.inputs, step.output, step.scratch):
+            if n is not None and n in sizes and n not in size:
+                size[n] = sizes[n]
+        if streamed and step.output in sizes:
+            rows = _ring_rows(steps, readers, step.output, i, first, last, final)
+            if rows is not None:
+                _, w, c = step.out_shape
+                size[step.output] = rows * w * c
     # the input image: model_run_stream's ring of rows (streamed), or the whole image
-    readers = [i for i in range(first, last + 1) if INPUT in steps[i].inputs]
+    image_at = [i for i in range(first, last + 1) if INPUT in steps[i].inputs]
     image = 0
-    if readers:
-        h, w, c = steps[readers[0]].in_shape
-        image = (min(h, max(steps[i].need for i in readers)) if streamed else h) * w * c
+    if image_at:
+        h, w, c = steps[image_at[0]].in_shape
+        image = (min(h, max(steps[i].need for i in image_at)) if streamed else h) * w * c
     if streamed:
-        names = set().union(*touched.values())
-        return image + sum(_align(local[n][0]) for n in names)
+        return image + sum(_align(v) for v in size.values())
     # whole maps: a buffer lives from its writer to its last reader inside the segment
     span: dict[str, list[int]] = {}
-    for i, names in touched.items():
-        for n in names:
-            span.setdefault(n, [i, i])
-            span[n][0] = min(span[n][0], i)
-            span[n][1] = max(span[n][1], i)
-    return max(sum(_align(local[n][0]) for n, (a, b) in span.items() if a <= i <= b) + (image if i in readers else 0)
-               for i in touched)
+    for i in range(first, last + 1):
+        step = steps[i]
+        for n in (*step.inputs, step.output, step.scratch):
+            if n in size:
+                span.setdefault(n, [i, i])[1] = i
+    return max(sum(_align(size[n]) for n, (a, b) in span.items() if a <= i <= b) + (image if i in image_at else 0)
+               for i in range(first, last + 1))
 
 
 def segments(steps: list[Step], sizes: dict[str, int], layers: list[Layer], heads: list[HeadSpec],
@@ -385,10 +388,12 @@ def segments(steps: list[Step], sizes: dict[str, int], layers: list[Layer], head
             if last > first or INPUT in steps[first].inputs:  # one step: worth it for the input's rows
                 yield j, True
 
+    readers = _readers(steps)
     cost: dict[tuple[int, int, bool], int] = {}
     for i in range(n):
         for j, streamed in options(i):
-            cost[(i, j, streamed)] = _estimate(steps, sizes, ranges[i][0], ranges[j - 1][1] - 1, streamed, final)
+            cost[(i, j, streamed)] = _estimate(steps, sizes, readers, ranges[i][0], ranges[j - 1][1] - 1, streamed,
+                                               final)
     inf = float("inf")
     best = [inf] * (n + 1)  # pass 1: the smallest peak of layers [0, j)
     best[0] = 0

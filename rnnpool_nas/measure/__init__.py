@@ -66,7 +66,7 @@ def measure(export_dir: str | Path, clock_mhz: float = DEFAULT_CLOCK_MHZ, log=pr
     ms at ``clock_mhz``, the runtime's MACs and the predictor's cycles. Writes
     ``DIR/measure.json`` (unless ``write=False``) and returns what it holds."""
     from ..arch.spec import ArchSpec, expand
-    from ..cost.arena import head_specs, lower
+    from ..lower.plan import head_specs, lower
     from ..cost.latency import UncalibratedKernel, call_args, call_features, call_macs, load_model, predict_calls
     from .emulate import emulate
 
