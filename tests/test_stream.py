@@ -152,3 +152,45 @@ def test_detector_heads_stream_with_their_source():
     seg = arena.segment_of(head0[0])
     assert seg.streamed and all(seg.first <= i <= seg.last for i in head0)
     assert "1.0" in seg.layers  # the head's source layer
+
+
+def _run_with_budget(root: Path, budget) -> Path:
+    """A run with one complete trial of test_export's every-kernel spec under ``budget``."""
+    import torch
+
+    from rnnpool_nas.search.store import RunStore
+
+    from .test_export import SPEC
+
+    spec = ArchSpec.from_dict(SPEC)
+    store = RunStore.create(root, {"space": {"name": "test"}, "budget": budget.to_dict(), "dataset": "lines",
+                                   "data_dir": None, "limit": 200, "seed": 0})
+    trial = store.trial_dir(0)
+    (trial / "arch.json").write_text(spec.to_json())
+    torch.save({"model": untrained_model(spec).state_dict(), "spec": spec.to_dict()}, trial / "checkpoint.pt")
+    store.record({"trial": 0, "status": "complete", "accuracy": 0.5, "peak_ram_bytes": 1, "madds": 1, "params": 1,
+                  "model_bytes": 1, "feasible": True, "spec_path": str(trial / "arch.json"),
+                  "checkpoint_path": str(trial / "checkpoint.pt")})
+    return root
+
+
+def test_export_refuses_an_arena_over_the_ram_budget(tmp_path, capsys):
+    """The run was budgeted under the paper's standard convention, which the trial meets, but the
+    exported arena is larger: refused without --force (one line), a warning with it."""
+    from rnnpool_nas.cli import main
+    from rnnpool_nas.search.budget import Budget
+
+    from .test_export import SPEC
+
+    spec = ArchSpec.from_dict(SPEC)
+    standard = evaluate(spec, "int8", "standard").peak_ram_bytes
+    assert evaluate(spec, "int8", "runtime").peak_ram_bytes > standard
+    run = _run_with_budget(tmp_path / "run", Budget(ram_bytes=standard, convention="standard"))
+    args = ["export", str(run), "--trial", "0", "--out", str(tmp_path / "c"), "--val-images", "2", "--no-build"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "arena" in err and "--force" in err and "standard convention" in err, err
+    assert not (tmp_path / "c" / "export.json").exists()
+    assert main(args + ["--force"]) == 0
+    assert "warning:" in capsys.readouterr().out
+    assert (tmp_path / "c" / "export.json").exists()

@@ -121,6 +121,11 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
                                                         clock_mhz=source.budget.clock_mhz))
         if violations and not force:
             raise UserError(f"{source.label} breaks the run's budget ({'; '.join(violations)}); pass --force to export anyway")
+        over = _arena_over_budget(spec, source.budget)
+        if over and not force:
+            raise UserError(f"{source.label}: {over}; pass --force to export anyway")
+        if over:
+            log(f"warning: {source.label}: {over}")
     if out.exists() and any(out.iterdir()) and not (out / "export.json").exists():
         raise UserError(f"{out} exists and is not an earlier export; choose an empty or new --out")
     model = _load_model(source)
@@ -144,6 +149,20 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
         doc["build"] = build_and_measure(out, log)
     (out / "export.json").write_text(json.dumps(doc, indent=2))
     return doc
+
+
+def _arena_over_budget(spec: ArchSpec, budget) -> str | None:
+    """Why the exported C's arena (the planned ``runtime`` arena, whatever convention the run was
+    budgeted with) does not fit the run's RAM budget; None when it fits or there is no RAM limit."""
+    from ..search.budget import format_bytes
+
+    if budget is None or budget.ram_bytes is None:
+        return None
+    arena = evaluate(spec, "int8", "runtime", profile=False).peak_ram_bytes
+    if arena <= budget.ram_bytes:
+        return None
+    return (f"the exported C needs a {format_bytes(arena, 'KiB')} arena, more than the run's RAM budget of "
+            f"{format_bytes(budget.ram_bytes, 'KiB')} (the run used the {budget.convention} convention)")
 
 
 def write_project(qnet, spec: ArchSpec, out: Path, images: np.ndarray, class_names: list[str] | None = None) -> dict[str, Any]:
