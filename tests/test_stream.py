@@ -194,3 +194,27 @@ def test_export_refuses_an_arena_over_the_ram_budget(tmp_path, capsys):
     assert main(args + ["--force"]) == 0
     assert "warning:" in capsys.readouterr().out
     assert (tmp_path / "c" / "export.json").exists()
+
+
+def _search_convention(tmp_path: Path, extra: list[str]) -> str:
+    import json
+
+    from rnnpool_nas.cli import main
+
+    space = str(Path(__file__).parent / "data" / "tiny_space.yaml")
+    out = tmp_path / "run"
+    assert main(["search", "--space", space, "--ram-budget", "64KB", "--trials", "1", "--cost-only",
+                 "--out", str(out), *extra]) == 0
+    return json.loads((out / "config.json").read_text())["budget"]["convention"]
+
+
+def test_search_budgets_the_exported_arena_by_default(tmp_path):
+    """Without --convention (and without a profile naming one) a search's RAM budget is the
+    runtime convention's: the arena the exported C needs."""
+    assert _search_convention(tmp_path, []) == "runtime"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra", [["--convention", "standard"], ["--constraints", "vww-250k"]])
+def test_a_flag_or_a_profile_still_chooses_the_convention(tmp_path, extra):
+    assert _search_convention(tmp_path, extra) == "standard"  # vww-250k.yaml says standard
