@@ -9,13 +9,25 @@ whole, what the runtime did before) and after (the planner's row-streamed segmen
 arena to ``min(standard, optimal)`` against the target (<= 1.10; the goal is <= 1.00), and the RAM
 of ``model_run_stream`` (the arena + the input rows it holds). All sizes are int8 bytes, the input
 image not counted (the conventions' default). Exits 1 when a target is missed.
+
+    python benchmarks/bench_ram.py --m4 [--out DIR]
+
+also exports RNNPool-Face-M4 at 240x320x1 (random weights: RAM does not depend on them), builds it
+for the Cortex-M4 twice (main_m4.c calling model_run on the sample in flash, and calling
+model_run_stream with the sample delivered row by row), runs both under QEMU (the output must
+match the host's) and prints the whole program's RAM: .data + .bss from the ELF + the stack
+measured on QEMU (target <= 128 KiB, goal < 100 KiB; the paper's STM32 build needed 188 KB).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from rnnpool_nas.arch.presets import get_preset
 from rnnpool_nas.arch.spec import expand
@@ -44,11 +56,49 @@ def measure(name: str) -> dict:
             "meets_target": after.arena_bytes <= TARGET * best}
 
 
+def _make(out: Path, *targets: str) -> str:
+    proc = subprocess.run(["make", "-s", "-C", str(out), *targets], capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise SystemExit(f"make {' '.join(targets)} failed: {(proc.stdout + proc.stderr)[-400:]}")
+    return proc.stdout
+
+
+def m4_face(out: Path) -> dict:
+    """Whole-program RAM of RNNPool-Face-M4 (240x320x1) on the Cortex-M4, model_run and model_run_stream."""
+    from rnnpool_nas.export.exporter import elf_sizes
+    from rnnpool_nas.measure.untrained import export_untrained
+
+    spec = get_preset("rnnpool-face-m4")
+    doc = export_untrained(spec, out)
+    host = [line for line in _make(out, "run-host").splitlines() if line.startswith("output:")]
+    result = {"arena_bytes": doc["arena_bytes"], "output_bytes": doc["output"]["size"]}
+    for name, target, elf in (("model_run", "run-qemu", "model_m4.elf"),
+                              ("model_run_stream", "run-qemu-stream", "model_m4_stream.elf")):
+        qemu = _make(out, target)
+        if [line for line in qemu.splitlines() if line.startswith("output:")] != host:
+            raise SystemExit(f"{name}: the Cortex-M4 output differs from the host's")
+        stack = int(re.search(r"stack_bytes: (\d+)", qemu).group(1))
+        sizes = elf_sizes(out / "build" / elf)
+        result[name] = {"data": sizes["data"], "bss": sizes["bss"], "stack": stack,
+                        "ram": sizes["data"] + sizes["bss"] + stack}
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--m4", action="store_true", help="also build RNNPool-Face-M4 for the Cortex-M4 and "
+                        "measure its whole-program RAM under QEMU")
+    parser.add_argument("--out", metavar="DIR", help="where --m4 exports (default: a temporary directory)")
     args = parser.parse_args()
     rows = [measure(name) for name in PRESETS]
+    m4 = None
+    if args.m4:
+        if args.out:
+            m4 = m4_face(Path(args.out))
+        else:
+            with tempfile.TemporaryDirectory(prefix="bench-ram-") as tmp:
+                m4 = m4_face(Path(tmp) / "face-m4")
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -64,7 +114,19 @@ def main() -> int:
               "arena + the input rows it holds")
         for r in rows:
             print(f"  {r['preset']}: streamed segments {r['streamed_segments']}")
-    return 0 if all(r["meets_target"] for r in rows) else 1
+    ok = all(r["meets_target"] for r in rows)
+    if m4 is not None:
+        if args.json:
+            print(json.dumps(m4, indent=2))
+        else:
+            print(f"\nRNNPool-Face-M4 240x320x1 on the Cortex-M4 (arena {m4['arena_bytes']:,} B, output buffer "
+                  f"{m4['output_bytes']:,} B):")
+            for name in ("model_run", "model_run_stream"):
+                r = m4[name]
+                print(f"  {name:17s} .data {r['data']:,} + .bss {r['bss']:,} + stack {r['stack']:,} = {r['ram']:,} B "
+                      f"({r['ram'] / 1024:.1f} KiB)")
+        ok = ok and m4["model_run_stream"]["ram"] <= 128 * 1024
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

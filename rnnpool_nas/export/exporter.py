@@ -287,15 +287,24 @@ def elf_sizes(elf: Path) -> dict[str, int]:
 
 
 def stack_bound(obj_dir: Path) -> int:
-    """An upper bound of the stack from ``-fstack-usage``: main + model_run + the three largest
-    runtime frames (the deepest runtime chain is three calls deep: rn_mbconv -> rn_depthwise_row
-    -> its 3x3 inner kernel)."""
+    """An upper bound of the stack from ``-fstack-usage``: main + model_run (+ model_body) + the
+    stream driver (rn_stream_run, then one ``push`` frame per level of the longest streamed chain,
+    ``MODEL_STREAM_DEPTH`` in model.h, and ``node_row``) + the three largest runtime frames (the
+    deepest kernel chain is three calls deep: rn_mbconv -> rn_depthwise_row -> its 3x3 inner
+    kernel)."""
     frames: dict[str, int] = {}
     for su in obj_dir.glob("*.su"):
         for line in su.read_text().splitlines():
             parts = line.split("\t")
             if len(parts) >= 2 and parts[1].strip().isdigit():
                 frames[parts[0].rsplit(":", 1)[-1]] = max(frames.get(parts[0].rsplit(":", 1)[-1], 0), int(parts[1]))
-    fixed = frames.get("main", 0) + frames.get("model_run", 0)
-    others = sorted((v for k, v in frames.items() if k.startswith("rn_")), reverse=True)
+    depth = 0
+    header = obj_dir.parents[1] / "model.h"
+    if header.is_file():
+        found = re.search(r"#define MODEL_STREAM_DEPTH (\d+)", header.read_text())
+        depth = int(found.group(1)) if found else 0
+    fixed = frames.get("main", 0) + frames.get("model_run", 0) + frames.get("model_body", 0)
+    if depth:
+        fixed += frames.get("rn_stream_run", 0) + depth * frames.get("push", 0) + frames.get("node_row", 0)
+    others = sorted((v for k, v in frames.items() if k.startswith("rn_") and k != "rn_stream_run"), reverse=True)
     return fixed + sum(others[:3])
