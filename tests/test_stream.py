@@ -16,7 +16,7 @@ from rnnpool_nas.arch.presets import get_preset, set_field
 from rnnpool_nas.arch.spec import ArchSpec, expand
 from rnnpool_nas.cost import evaluate
 from rnnpool_nas.export.exporter import write_project
-from rnnpool_nas.lower.plan import head_specs, plan
+from rnnpool_nas.lower.plan import head_specs, mbconv_split_scratch_bytes, plan
 from rnnpool_nas.measure.untrained import untrained_model
 from rnnpool_nas.train.quant import quantize
 
@@ -52,6 +52,13 @@ CASES = {
         {"type": "rnnpool", "patch_size": [5, 3], "stride": [3, 2], "h1": 4, "h2": 4, "padding": 1},
         {"type": "conv", "c": 8, "kernel": 1, "stride": 2},
         {"type": "bottleneck", "t": 2, "c": 8, "n": 1, "s": 1, "kernel": 3},
+        {"type": "pool", "kind": "avg"}, {"type": "linear"}]),
+    # a stride-2 MBConv whose 3-row expanded ring would dominate: run in channel groups
+    # (RN_MBCONV_SPLIT_SCRATCH_BYTES), reading 3 rows of the RNNPool's output at once
+    "split-mbconv": _spec("f", (29, 22, 1), [
+        {"type": "conv", "c": 4, "kernel": 3, "stride": 1},
+        {"type": "rnnpool", "patch_size": 2, "stride": 2, "h1": 4, "h2": 4},
+        {"type": "bottleneck", "t": 4, "c": 8, "n": 1, "s": 2, "kernel": 3},
         {"type": "pool", "kind": "avg"}, {"type": "linear"}]),
     # RNNPool straight on the image (no stem), then MBConv stride 2 and a second RNNPool
     "rnnpool-first": _spec("d", (33, 20, 3), [
@@ -143,6 +150,17 @@ def test_ring_rows_are_what_the_readers_need():
             h, w, c = next(s.out_shape for s in arena.steps if s.output == name)
             assert buf.rows == max(s.need for s in readers[name]) < h
             assert buf.size == -(-buf.rows * w * c // 4) * 4
+
+
+def test_split_mbconv_is_planned_where_it_lowers_the_peak():
+    spec = CASES["split-mbconv"]
+    arena = plan(expand(spec))
+    mb = next(s for s in arena.steps if s.op == "mbconv")
+    assert mb.groups > 1 and mb.need == 3 and arena.segment_of(arena.steps.index(mb)).split == mb.groups
+    assert arena.buffers[mb.scratch].size == -(-mbconv_split_scratch_bytes(mb.groups, 3, 11, 6, 64) // 4) * 4
+    assert arena.buffers["1.0/out"].rows == 3
+    unsplit = plan(expand(spec), stream=True)
+    assert unsplit.arena_bytes == arena.arena_bytes  # deterministic
 
 
 def test_detector_heads_stream_with_their_source():

@@ -289,7 +289,7 @@ def _emit_segment(w: _Writer, arena: ArenaPlan, seg: Segment, pairs: list[tuple[
         params = _node_params(w, step, op, k)
         scratch = arena.offset(step.scratch) if step.scratch else -1
         nodes.append(f"    {{{params}, {scratch}, {k + 1}, {NODE_OPS[step.op]}, {maps.index(step.inputs[0])}, "
-                     f"{maps.index(step.output)}, {step.kernel}, {step.stride}, {step.pad}, {step.rows}}}, "
+                     f"{maps.index(step.output)}, {step.kernel}, {step.stride}, {step.pad}, {step.rows}, {step.groups}}}, "
                      f"/* {step.layer} {step.op} */")
     name = f"segment{index}"
     w.arrays.append(f"static const rn_map_t {name}_maps[{len(maps)}] = {{\n" + "\n".join(rows) + "\n};")

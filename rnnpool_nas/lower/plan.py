@@ -75,6 +75,26 @@ def mbconv_scratch_bytes(expand: bool, kernel: int, in_w: int, out_w: int, hidde
     return (kernel * in_w * hidden if expand else 0) + out_w * hidden
 
 
+#: Channel-group counts a streamed segment may run its stride-2 expanding MBConv blocks in: the
+#: expanded ring shrinks G-fold, at the price of expanding each window row again for every output
+#: row that reads it (1.5x the block's expansion MACs for 3x3 stride 2); the planner splits only
+#: where that lowers the peak.
+SPLITS = (1, 2, 4, 8)
+
+
+def mbconv_split_scratch_bytes(groups: int, kernel: int, in_w: int, out_w: int, hidden: int) -> int:
+    """``RN_MBCONV_SPLIT_SCRATCH_BYTES`` of ``rn_stream.h``: a ring of ``kernel`` rows of one
+    channel group, one depthwise row of it, and the assembled depthwise output row."""
+    gs = hidden // groups
+    return kernel * in_w * gs + out_w * gs + out_w * hidden
+
+
+def _splits(step: "Step", split: int) -> bool:
+    """Whether ``step`` runs in ``split`` channel groups inside a segment split that way."""
+    return (split > 1 and step.op == "mbconv" and step.expand and step.stride == 2 and step.hidden % split == 0
+            and step.hidden // split >= 4)
+
+
 def _align(n: int) -> int:
     return (n + 3) & ~3
 
@@ -111,6 +131,8 @@ class Step:
     need: int = 1
     expand: bool = False  # mbconv: has an expansion
     residual: bool = False  # mbconv: adds its input
+    hidden: int = 0  # mbconv: expanded channels
+    groups: int = 1  # mbconv streamed in channel groups (RN_MBCONV_SPLIT_SCRATCH_BYTES), see SPLITS
 
 
 @dataclass
@@ -122,6 +144,7 @@ class Segment:
     layers: tuple[str, ...]
     streamed: bool
     note: str = ""
+    split: int = 1  # its stride-2 MBConv blocks with an expansion run in this many channel groups
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +218,7 @@ def lower(layers: list[Layer], heads: list[HeadSpec] | None = None) -> tuple[lis
 
     def emit(layer: Layer | str, op: str, src: tuple[str, ...], out_name: str, ins, outs, scratch: int = 0,
              scratch_bytes: int = 0, kernel: int = 1, stride: int = 1, pad: int | None = None, rows: int | None = None,
-             need: int | None = None, expand: bool = False, residual: bool = False) -> str:
+             need: int | None = None, expand: bool = False, residual: bool = False, hidden: int = 0) -> str:
         name = layer if isinstance(layer, str) else layer.name
         h, w, c = outs
         if not out_name.startswith(OUTPUT):
@@ -206,7 +229,7 @@ def lower(layers: list[Layer], heads: list[HeadSpec] | None = None) -> tuple[lis
             sizes[scratch_name] = 4 * scratch + scratch_bytes
         pad = kernel // 2 if pad is None else pad
         steps.append(Step(name, op, src, out_name, ins, outs, scratch_name, kernel, stride, pad,
-                          h if rows is None else rows, kernel if need is None else need, expand, residual))
+                          h if rows is None else rows, kernel if need is None else need, expand, residual, hidden))
         return out_name
 
     def emit_heads(index: int, source: str) -> None:
@@ -244,7 +267,8 @@ def lower(layers: list[Layer], heads: list[HeadSpec] | None = None) -> tuple[lis
             scratch = mbconv_scratch_bytes(expand, k, wi, out[1], a["t"] * ci)
             need = (k // 2 + 1 if a["residual"] else 1) if expand else k
             current = emit(layer, "mbconv", (current,), f"{name}/out", layer.in_shape, out, scratch_bytes=scratch,
-                           kernel=k, stride=a["stride"], need=need, expand=expand, residual=bool(a["residual"]))
+                           kernel=k, stride=a["stride"], need=need, expand=expand, residual=bool(a["residual"]),
+                           hidden=a["t"] * ci)
         elif kind == "dwsep":
             k = a["kernel"]
             x = emit(layer, "depthwise", (current,), f"{name}/dw", layer.in_shape, (out[0], out[1], ci), kernel=k,
@@ -296,8 +320,12 @@ def _readers(steps: list[Step]) -> dict[str, list[int]]:
     return readers
 
 
+def _need(step: Step, split: int) -> int:
+    return step.kernel if _splits(step, split) else step.need
+
+
 def _ring_rows(steps: list[Step], readers: dict[str, list[int]], name: str, producer: int, first: int, last: int,
-               final: str | None) -> int | None:
+               final: str | None, split: int = 1) -> int | None:
     """Rows of map ``name`` (written by step ``producer``) a streamed segment of steps
     ``first..last`` holds; None: the whole map (read outside the segment, or the network's
     output)."""
@@ -307,7 +335,7 @@ def _ring_rows(steps: list[Step], readers: dict[str, list[int]], name: str, prod
     if not who or who[0] < first or who[-1] > last:  # readers are in step order
         return None
     h = steps[producer].out_shape[0]
-    rows = max(steps[r].need for r in who)
+    rows = max(_need(steps[r], split) for r in who)
     return rows if rows < h else None
 
 
@@ -321,11 +349,17 @@ def _sizes(steps: list[Step], sizes: dict[str, int], cuts: list[Segment], final:
         for i in range(seg.first, seg.last + 1):
             step = steps[i]
             if step.output in out:
-                rows = _ring_rows(steps, readers, step.output, i, seg.first, seg.last, final)
+                rows = _ring_rows(steps, readers, step.output, i, seg.first, seg.last, final, seg.split)
                 if rows is not None:
                     _, w, c = step.out_shape
                     out[step.output] = (rows * w * c, rows)
+            if step.scratch is not None and _splits(step, seg.split):
+                out[step.scratch] = (_split_scratch(step, seg.split), None)
     return out
+
+
+def _split_scratch(step: Step, split: int) -> int:
+    return mbconv_split_scratch_bytes(split, step.kernel, step.in_shape[1], step.out_shape[1], step.hidden)
 
 
 def _segment_note(steps: list[Step], first: int, last: int) -> str:
@@ -334,7 +368,7 @@ def _segment_note(steps: list[Step], first: int, last: int) -> str:
 
 
 def _estimate(steps: list[Step], sizes: dict[str, int], readers: dict[str, list[int]], first: int, last: int,
-              streamed: bool, final: str | None) -> int:
+              streamed: bool, final: str | None, split: int = 1) -> int:
     """The RAM a segment needs on its own: every buffer a streamed segment touches at once, or
     the largest live set of its steps run whole; with the input image where it is read (the rows
     model_run_stream holds for a streamed segment, the whole image otherwise)."""
@@ -345,16 +379,18 @@ def _estimate(steps: list[Step], sizes: dict[str, int], readers: dict[str, list[
             if n is not None and n in sizes and n not in size:
                 size[n] = sizes[n]
         if streamed and step.output in sizes:
-            rows = _ring_rows(steps, readers, step.output, i, first, last, final)
+            rows = _ring_rows(steps, readers, step.output, i, first, last, final, split)
             if rows is not None:
                 _, w, c = step.out_shape
                 size[step.output] = rows * w * c
+        if streamed and step.scratch is not None and _splits(step, split):
+            size[step.scratch] = _split_scratch(step, split)
     # the input image: model_run_stream's ring of rows (streamed), or the whole image
     image_at = [i for i in range(first, last + 1) if INPUT in steps[i].inputs]
     image = 0
     if image_at:
         h, w, c = steps[image_at[0]].in_shape
-        image = (min(h, max(steps[i].need for i in image_at)) if streamed else h) * w * c
+        image = (min(h, max(_need(steps[i], split) for i in image_at)) if streamed else h) * w * c
     if streamed:
         return image + sum(_align(v) for v in size.values())
     # whole maps: a buffer lives from its writer to its last reader inside the segment
@@ -377,8 +413,8 @@ def segments(steps: list[Step], sizes: dict[str, int], layers: list[Layer], head
     n = len(layers)
 
     def options(i: int):
-        """(end layer, streamed) of the segments starting at layer i."""
-        yield i + 1, False
+        """(end layer, streamed, split) of the segments starting at layer i."""
+        yield i + 1, False, 1
         if not stream:
             return
         for j in range(i + 1, n + 1):
@@ -386,39 +422,46 @@ def segments(steps: list[Step], sizes: dict[str, int], layers: list[Layer], head
             if any(steps[k].op not in ROW_OPS for k in range(first, last + 1)):
                 break
             if last > first or INPUT in steps[first].inputs:  # one step: worth it for the input's rows
-                yield j, True
+                for split in SPLITS:
+                    if split == 1 or any(_splits(steps[k], split) for k in range(first, last + 1)):
+                        yield j, True, split
 
     readers = _readers(steps)
-    cost: dict[tuple[int, int, bool], int] = {}
+    cost: dict[tuple[int, int, bool, int], int] = {}
     for i in range(n):
-        for j, streamed in options(i):
-            cost[(i, j, streamed)] = _estimate(steps, sizes, readers, ranges[i][0], ranges[j - 1][1] - 1, streamed,
-                                               final)
+        for j, streamed, split in options(i):
+            cost[(i, j, streamed, split)] = _estimate(steps, sizes, readers, ranges[i][0], ranges[j - 1][1] - 1,
+                                                      streamed, final, split)
     inf = float("inf")
     best = [inf] * (n + 1)  # pass 1: the smallest peak of layers [0, j)
     best[0] = 0
     for i in range(n):
-        for (a, j, streamed), c in cost.items():
+        for (a, j, streamed, split), c in cost.items():
             if a == i and best[i] < inf:
                 best[j] = min(best[j], max(best[i], c))
     peak = best[n]
-    fewest: list[tuple[float, list[tuple[int, int, bool]]]] = [(inf, [])] * (n + 1)  # pass 2
+    # pass 2, under that peak: the fewest split blocks (each re-expands rows), then streamed steps
+    fewest: list[tuple[float, list[tuple[int, int, bool, int]]]] = [(inf, [])] * (n + 1)
     fewest[0] = (0, [])
     for i in range(n):
         if fewest[i][0] == inf:
             continue
-        for (a, j, streamed), c in cost.items():
+        for (a, j, streamed, split), c in cost.items():
             if a != i or c > peak:
                 continue
-            count = fewest[i][0] + (ranges[j - 1][1] - ranges[i][0] if streamed else 0)
+            first, last = ranges[i][0], ranges[j - 1][1] - 1
+            count = fewest[i][0] + (last - first + 1 if streamed else 0)
+            count += 1000 * sum(_splits(steps[k], split) for k in range(first, last + 1))
             if count < fewest[j][0]:
-                fewest[j] = (count, fewest[i][1] + [(i, j, streamed)])
+                fewest[j] = (count, fewest[i][1] + [(i, j, streamed, split)])
     out = []
-    for i, j, streamed in fewest[n][1]:
+    for i, j, streamed, split in fewest[n][1]:
         first, last = ranges[i][0], ranges[j - 1][1] - 1
         names = tuple(layer.name for layer in layers[i:j])
         note = "row by row" if streamed else _segment_note(steps, first, last)
-        out.append(Segment(first, last, names, streamed, note))
+        if split > 1:
+            note += f", stride-2 MBConv in {split} channel groups"
+        out.append(Segment(first, last, names, streamed, note, split))
     return out
 
 
@@ -436,6 +479,10 @@ def plan(layers: list[Layer], count_input: bool = False, heads: list[HeadSpec] |
         if final == INPUT:
             raise UserError("the architecture's output is its input")
     cuts = segments(steps, sizes, layers, heads, final, stream)
+    for seg in cuts:  # the split blocks read `kernel` input rows at once
+        for i in range(seg.first, seg.last + 1):
+            if seg.streamed and _splits(steps[i], seg.split):
+                steps[i].groups, steps[i].need = seg.split, steps[i].kernel
     span = list(range(len(steps)))
     span_first, span_last = list(span), list(span)
     for seg in cuts:

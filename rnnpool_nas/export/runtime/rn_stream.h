@@ -64,7 +64,18 @@ typedef struct {
     int16_t kernel, stride, pad;   /* output row oy reads input rows oy*stride - pad + [0, kernel) */
     int16_t rows;           /* output rows computed; the map's further rows repeat the last one
                                (RNNPool's reference padding) */
+    int16_t groups;         /* MBConv with an expansion: 1, or G > 1 channel groups (see below) */
 } rn_node_t;
+
+/* An MBConv node with groups == 1 expands each input row once, when it arrives, into a ring of
+ * `kernel` rows (RN_MBCONV_SCRATCH_BYTES of scratch; it reads one input row at a time, kernel/2 + 1
+ * with a residual). With groups == G > 1 it expands, for each output row and each group of
+ * hidden/G channels, the window's input rows into a ring of `kernel` rows of hidden/G channels,
+ * runs the depthwise on them, and projects the assembled row: the window's rows are expanded
+ * again for every output row that reads them (kernel/stride times; used with stride 2), for a
+ * scratch of RN_MBCONV_SPLIT_SCRATCH_BYTES, and it reads `kernel` input rows at once. */
+#define RN_MBCONV_SPLIT_SCRATCH_BYTES(groups, kernel, in_w, out_w, hidden) \
+  ((kernel) * (in_w) * ((hidden) / (groups)) + (out_w) * ((hidden) / (groups)) + (out_w) * (hidden))
 
 typedef struct {
     const rn_map_t *maps;   /* maps[0] is the segment's input */

@@ -10,7 +10,9 @@
  *   depthwise  rn_depthwise_row (depthwise.c) on the ring;
  *   pointwise  rn_pointwise_conv2d (pointwise.c) on one row (stride s: rows 0, s, 2s, ...);
  *   MBConv     mbconv.c's row scheme: each input row expanded once into a ring of `kernel` rows,
- *              rn_depthwise_row, the projection on one row, rn_add on one row;
+ *              rn_depthwise_row, the projection on one row, rn_add on one row; or (groups > 1)
+ *              the same per group of hidden channels, the expansion of a channel subset being the
+ *              same pointwise sums (rn_pointwise_conv2d with the subset's weights and requant);
  *   RNNPool    rn_rnnpool_row: rnnpool.c's rules (RNN1 over the rows and columns of each patch,
  *              RNN2 over the summaries, Q24; out = clamp(out_zp + out_bias + requant(h, out_mult,
  *              out_shift), -128, 127)), one row of patches at a time; replicated rows and columns
@@ -229,10 +231,36 @@ static void node_row(const rn_run_t *r, const rn_node_t *n, int oy, int8_t *dst)
         const rn_mbconv_t *p = (const rn_mbconv_t *)n->params;
         const int expand = p->exp_w != 0;
         const int out_w = r->s->maps[n->out].w;
-        int8_t *const dw_out = expand ? scratch + p->kernel * in->w * p->hidden : scratch;
-        rn_depthwise_row(expand ? scratch : rows, expand ? p->kernel : ring, in->h, in->w, p->hidden, iy0, p->dw_w,
-                         p->dw_bias, p->dw_mult, p->dw_shift, p->kernel, p->stride, n->pad, p->dw_in_zp, p->dw_out_zp,
-                         p->dw_act_min, p->dw_act_max, dw_out);
+        int8_t *dw_out;
+        if (n->groups > 1) {   /* channel groups: expand the window's rows per group, then the depthwise */
+            const int gs = p->hidden / n->groups;
+            const int kk = p->kernel * p->kernel;
+            int8_t *const tmp = scratch + p->kernel * in->w * gs;
+            const int lo = iy0 > 0 ? iy0 : 0;
+            const int hi = iy0 + p->kernel < in->h ? iy0 + p->kernel : in->h;
+            int g, iy, ox;
+            dw_out = tmp + out_w * gs;
+            for (g = 0; g < n->groups; ++g) {
+                const int c0 = g * gs;
+                for (iy = lo; iy < hi; ++iy) {
+                    rn_pointwise_conv2d(map_row(r, n->in, iy), 1, in->w, p->in_c, p->exp_w + c0 * p->in_c,
+                                        p->exp_bias + c0, p->exp_mult + c0, p->exp_shift + c0, gs, 1, p->in_zp,
+                                        p->exp_out_zp, p->exp_act_min, p->exp_act_max,
+                                        scratch + (iy % p->kernel) * in->w * gs);
+                }
+                rn_depthwise_row(scratch, p->kernel, in->h, in->w, gs, iy0, p->dw_w + c0 * kk, p->dw_bias + c0,
+                                 p->dw_mult + c0, p->dw_shift + c0, p->kernel, p->stride, n->pad, p->dw_in_zp,
+                                 p->dw_out_zp, p->dw_act_min, p->dw_act_max, tmp);
+                for (ox = 0; ox < out_w; ++ox) {
+                    memcpy(dw_out + ox * p->hidden + c0, tmp + ox * gs, (size_t)gs);
+                }
+            }
+        } else {
+            dw_out = expand ? scratch + p->kernel * in->w * p->hidden : scratch;
+            rn_depthwise_row(expand ? scratch : rows, expand ? p->kernel : ring, in->h, in->w, p->hidden, iy0, p->dw_w,
+                             p->dw_bias, p->dw_mult, p->dw_shift, p->kernel, p->stride, n->pad, p->dw_in_zp,
+                             p->dw_out_zp, p->dw_act_min, p->dw_act_max, dw_out);
+        }
         rn_pointwise_conv2d(dw_out, 1, out_w, p->hidden, p->proj_w, p->proj_bias, p->proj_mult, p->proj_shift,
                             p->out_c, 1, p->dw_out_zp, p->proj_out_zp, p->proj_act_min, p->proj_act_max, dst);
         if (p->has_residual) {   /* stride 1: output row oy is over input row oy */
@@ -272,7 +300,7 @@ static void push(const rn_run_t *r, int m)
         }
         if (n->op == RN_NODE_MBCONV) {   /* expand the arrived row into the ring of `kernel` rows */
             const rn_mbconv_t *p = (const rn_mbconv_t *)n->params;
-            if (p->exp_w) {
+            if (p->exp_w && n->groups <= 1) {
                 const int y = arrived - 1;
                 const int in_w = s->maps[m].w;
                 if (r->mark) {
