@@ -53,8 +53,9 @@ def _tiny(stages) -> ArchSpec:
 def test_hand_computed_arena():
     """conv 8x8x4 (256 B) -> conv 8x8x8 (512 B) -> avg pool (8 B) -> linear (3 -> 4 B).
     Whole maps: the two conv outputs live together (768 B); the pool's output reuses the first
-    map's bytes. Streamed: the two convs run row by row, the first one's output is a ring of the
-    second's 3 kernel rows (3 * 8 * 4 = 96 B) next to the second's whole output (512 B)."""
+    map's bytes. Streamed: the two convs and the global pool run row by row; the first conv's
+    output is a ring of the second's 3 kernel rows (3 * 8 * 4 = 96 B), the second's a ring of one
+    row (64 B) that the pool sums into 8 int32 words (32 B) before writing its 8 B."""
     spec = _tiny([{"type": "conv", "c": 4, "kernel": 3}, {"type": "conv", "c": 8, "kernel": 3},
                   {"type": "pool", "kind": "avg"}, {"type": "linear"}])
     whole = plan(expand(spec), stream=False)
@@ -66,12 +67,13 @@ def test_hand_computed_arena():
     assert plan(expand(spec), count_input=True, stream=False).layer_peaks["0.0"] == 768 + 64
     arena = plan(expand(spec))
     _check_plan(arena)
-    assert [(s.first, s.last, s.streamed) for s in arena.segments] == [(0, 1, True), (2, 2, False), (3, 3, False)]
+    assert [(s.first, s.last, s.streamed) for s in arena.segments] == [(0, 2, True), (3, 3, False)]
     assert arena.buffers["0.0/out"].rows == 3 and arena.buffers["0.0/out"].size == 96
-    assert arena.arena_bytes == 96 + 512
-    assert evaluate(spec, "int8", "runtime").peak_ram_bytes == 608
+    assert arena.buffers["1.0/out"].rows == 1 and arena.buffers["2.0/scratch"].size == 32
+    assert arena.arena_bytes == 96 + 64 + 32 + 8
+    assert evaluate(spec, "int8", "runtime").peak_ram_bytes == 200
     # the input is read during the whole streamed segment
-    assert plan(expand(spec), count_input=True).layer_peaks["1.0"] == 608 + 64
+    assert plan(expand(spec), count_input=True).layer_peaks["1.0"] == 200 + 64
 
 
 def test_mbconv_is_one_streamed_call():
@@ -87,11 +89,12 @@ def test_mbconv_is_one_streamed_call():
     # block input (512) + output (512) + scratch (512) at the MBConv; the whole maps would need 2560
     assert arena.arena_bytes == 512 + 512 + 512
     # streamed after the conv: the block reads each input row once to expand it and again for the
-    # residual one row later, so the conv's output is a ring of 2 rows (2 * 8 * 8 = 128 B)
+    # residual one row later, so the conv's output is a ring of 2 rows (2 * 8 * 8 = 128 B); its
+    # own output is one row (64 B) that the global pool sums (32 B of int32) into its 8 B
     streamed = plan(expand(spec))
     _check_plan(streamed)
     assert streamed.segments[0].streamed and streamed.buffers["0.0/out"].rows == 2
-    assert streamed.arena_bytes == 128 + 512 + 512
+    assert streamed.arena_bytes == 128 + 512 + 64 + 32 + 8
 
 
 def test_rnnpool_scratch():

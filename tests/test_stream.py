@@ -60,6 +60,12 @@ CASES = {
         {"type": "rnnpool", "patch_size": 2, "stride": 2, "h1": 4, "h2": 4},
         {"type": "bottleneck", "t": 4, "c": 8, "n": 1, "s": 2, "kernel": 3},
         {"type": "pool", "kind": "avg"}, {"type": "linear"}]),
+    # a wide 1x1 conv into a global max pool: streamed, the pool keeps one row of maxima
+    "wide-head-global-max": _spec("g", (18, 25, 2), [
+        {"type": "conv", "c": 4, "kernel": 3, "stride": 2},
+        {"type": "rnnpool", "patch_size": 3, "stride": 1, "h1": 3, "h2": 2},
+        {"type": "conv", "c": 96, "kernel": 1},
+        {"type": "pool", "kind": "max"}, {"type": "linear"}]),
     # RNNPool straight on the image (no stem), then MBConv stride 2 and a second RNNPool
     "rnnpool-first": _spec("d", (33, 20, 3), [
         {"type": "rnnpool", "patch_size": 6, "stride": 3, "h1": 4, "h2": 2},
@@ -161,6 +167,18 @@ def test_split_mbconv_is_planned_where_it_lowers_the_peak():
     assert arena.buffers["1.0/out"].rows == 3
     unsplit = plan(expand(spec), stream=True)
     assert unsplit.arena_bytes == arena.arena_bytes  # deterministic
+
+
+def test_whole_map_residual_blocks_run_in_place_and_global_pools_stream():
+    arena = plan(expand(CASES["stem-s2-rnnpool-3-2"]))
+    inplace = [s for s in arena.steps if s.inplace]
+    assert inplace and all(s.output == s.inputs[0] and s.op == "mbconv" for s in inplace)
+    assert all(not arena.segment_of(arena.steps.index(s)).streamed for s in inplace)
+    wide = plan(expand(CASES["wide-head-global-max"]))
+    pool = next(s for s in wide.steps if s.op == "maxpool")
+    seg = wide.segment_of(wide.steps.index(pool))
+    assert pool.global_pool and seg.streamed and wide.buffers[pool.scratch].size == 4 * 96
+    assert wide.buffers["2.0/out"].rows == 1  # the 1x1 conv's output: one row at a time
 
 
 def test_detector_heads_stream_with_their_source():

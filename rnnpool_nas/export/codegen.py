@@ -179,6 +179,10 @@ def _emit_mbconv(w: _Writer, arena: ArenaPlan, step: Step, ops: tuple[list[QConv
     prefix = _mbconv_struct(w, step, ops)
     h, wd, c = step.in_shape
     assert step.scratch is not None
+    if step.inplace:
+        assert step.output == step.inputs[0] and ops[1] is not None and len(ops[0]) == 3
+        w.body.append(f"    rn_mbconv_inplace(&{prefix}, {_buf(arena, step.output)}, {h}, {wd}, {_buf(arena, step.scratch)});")
+        return
     w.body.append(f"    rn_mbconv(&{prefix}, {_buf(arena, step.inputs[0])}, {h}, {wd}, {_buf(arena, step.output)}, "
                   f"{_buf(arena, step.scratch)});")
 
@@ -224,7 +228,7 @@ def _emit(w: _Writer, arena: ArenaPlan, step: Step, op, k: int) -> None:
 
 NODE_OPS = {"conv": "RN_NODE_CONV", "depthwise": "RN_NODE_DEPTHWISE", "pointwise": "RN_NODE_POINTWISE",
             "mbconv": "RN_NODE_MBCONV", "rnnpool": "RN_NODE_RNNPOOL", "l2norm": "RN_NODE_L2NORM",
-            "maxout": "RN_NODE_MAXOUT"}
+            "maxout": "RN_NODE_MAXOUT", "avgpool": "RN_NODE_GLOBAL_POOL", "maxpool": "RN_NODE_GLOBAL_POOL"}
 
 
 def _map_place(arena: ArenaPlan, name: str) -> tuple[str, int]:
@@ -244,6 +248,15 @@ def _node_params(w: _Writer, step: Step, op, k: int) -> str:
         return "&" + prefix
     if step.op == "maxout":
         return "0"
+    if step.global_pool:
+        assert isinstance(op, QPool) and op.pool == step.op[:3]
+        name = _ident(step.layer, f"{k}_node")
+        if step.op == "maxpool":
+            w.arrays.append(f"static const rn_spool_t {name} = {{0, 0, 0, 0, 1}};")
+        else:
+            w.arrays.append(f"static const rn_spool_t {name} = {{{op.input.zero_point}, {op.multiplier}, {op.shift}, "
+                            f"{op.output.zero_point}, 0}};")
+        return "&" + name
     name = _ident(step.layer, f"{k}_node")
     if step.op == "l2norm":
         assert isinstance(op, QL2Norm)

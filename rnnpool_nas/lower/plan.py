@@ -133,6 +133,8 @@ class Step:
     residual: bool = False  # mbconv: adds its input
     hidden: int = 0  # mbconv: expanded channels
     groups: int = 1  # mbconv streamed in channel groups (RN_MBCONV_SPLIT_SCRATCH_BYTES), see SPLITS
+    global_pool: bool = False  # avgpool/maxpool over the whole map (streamed: an int32 accumulator row)
+    inplace: bool = False  # mbconv run whole, its output over its input (rn_mbconv_inplace)
 
 
 @dataclass
@@ -283,8 +285,13 @@ def lower(layers: list[Layer], heads: list[HeadSpec] | None = None) -> tuple[lis
                            stride=sh, pad=gy.pad_before, rows=gy.patches)
         elif kind == "pool":
             op = "maxpool" if a["kind"] == "max" else "avgpool"
-            current = emit(layer, op, (current,), f"{name}/out", layer.in_shape, out, kernel=a["kernel"][0],
-                           stride=a["stride"][0], pad=0)
+            if a["global_pool"]:  # streamed: every input row is summed (or maxed) as it arrives
+                current = emit(layer, op, (current,), f"{name}/out", layer.in_shape, out, kernel=hi, pad=0, rows=1,
+                               need=1)
+                steps[-1].global_pool = True
+            else:
+                current = emit(layer, op, (current,), f"{name}/out", layer.in_shape, out, kernel=a["kernel"][0],
+                               stride=a["stride"][0], pad=0)
         elif kind == "linear":
             current = emit(layer, "fc", (current,), f"{name}/out", layer.in_shape, out, kernel=hi, pad=0)
         else:
@@ -318,6 +325,34 @@ def _readers(steps: list[Step]) -> dict[str, list[int]]:
         for name in step.inputs:
             readers.setdefault(name, []).append(i)
     return readers
+
+
+def has_row_kernel(step: Step) -> bool:
+    """Whether ``step`` can run in a streamed segment."""
+    return step.op in ROW_OPS or step.global_pool
+
+
+def _pool_scratch(step: Step) -> int:
+    """A streamed global pool's int32 accumulators."""
+    return 4 * step.in_shape[2]
+
+
+def _inplace_ok(steps: list[Step], readers: dict[str, list[int]], i: int, final: str | None,
+                allowed: bool = True) -> bool:
+    """Whether MBConv step ``i``, run on whole maps, can write its output over its input: an
+    expansion and a residual, and nothing else reads the input."""
+    step = steps[i]
+    if not allowed:
+        return False
+    src = step.inputs[0]
+    return (step.op == "mbconv" and step.expand and step.residual and src != INPUT and src != final
+            and readers.get(src) == [i])
+
+
+def _inplace_scratch(step: Step) -> int:
+    """``RN_MBCONV_INPLACE_SCRATCH_BYTES``: the expanded ring, one depthwise row, one projected row."""
+    _, w, c = step.in_shape
+    return step.kernel * w * step.hidden + w * step.hidden + w * c
 
 
 def _need(step: Step, split: int) -> int:
@@ -363,20 +398,28 @@ def _split_scratch(step: Step, split: int) -> int:
 
 
 def _segment_note(steps: list[Step], first: int, last: int) -> str:
-    bad = sorted({steps[i].op for i in range(first, last + 1) if steps[i].op not in ROW_OPS})
+    bad = sorted({steps[i].op for i in range(first, last + 1) if not has_row_kernel(steps[i])})
     return f"whole maps: no row kernel for {', '.join(bad)}" if bad else ""
 
 
 def _estimate(steps: list[Step], sizes: dict[str, int], readers: dict[str, list[int]], first: int, last: int,
-              streamed: bool, final: str | None, split: int = 1) -> int:
+              streamed: bool, final: str | None, split: int = 1, inplace_ok: bool = True) -> int:
     """The RAM a segment needs on its own: every buffer a streamed segment touches at once, or
     the largest live set of its steps run whole; with the input image where it is read (the rows
     model_run_stream holds for a streamed segment, the whole image otherwise)."""
     size: dict[str, int] = {}
+    names: dict[int, tuple[str, ...]] = {}
+    rename: dict[str, str] = {}
     for i in range(first, last + 1):
         step = steps[i]
-        for n in (*step.inputs, step.output, step.scratch):
-            if n is not None and n in sizes and n not in size:
+        inplace = not streamed and step.scratch is not None and _inplace_ok(steps, readers, i, final, inplace_ok)
+        touched = tuple(rename.get(n, n) for n in (*step.inputs, step.output, step.scratch) if n is not None)
+        if inplace:
+            rename[step.output] = step.inputs[0]
+            touched = (step.inputs[0], step.scratch)
+        names[i] = touched
+        for n in touched:
+            if n in sizes and n not in size:
                 size[n] = sizes[n]
         if streamed and step.output in sizes:
             rows = _ring_rows(steps, readers, step.output, i, first, last, final, split)
@@ -385,6 +428,10 @@ def _estimate(steps: list[Step], sizes: dict[str, int], readers: dict[str, list[
                 size[step.output] = rows * w * c
         if streamed and step.scratch is not None and _splits(step, split):
             size[step.scratch] = _split_scratch(step, split)
+        if streamed and step.global_pool:
+            size[f"{step.layer}/scratch"] = _pool_scratch(step)
+        if inplace:
+            size[step.scratch] = _inplace_scratch(step)
     # the input image: model_run_stream's ring of rows (streamed), or the whole image
     image_at = [i for i in range(first, last + 1) if INPUT in steps[i].inputs]
     image = 0
@@ -396,8 +443,7 @@ def _estimate(steps: list[Step], sizes: dict[str, int], readers: dict[str, list[
     # whole maps: a buffer lives from its writer to its last reader inside the segment
     span: dict[str, list[int]] = {}
     for i in range(first, last + 1):
-        step = steps[i]
-        for n in (*step.inputs, step.output, step.scratch):
+        for n in names[i]:
             if n in size:
                 span.setdefault(n, [i, i])[1] = i
     return max(sum(_align(size[n]) for n, (a, b) in span.items() if a <= i <= b) + (image if i in image_at else 0)
@@ -405,7 +451,7 @@ def _estimate(steps: list[Step], sizes: dict[str, int], readers: dict[str, list[
 
 
 def segments(steps: list[Step], sizes: dict[str, int], layers: list[Layer], heads: list[HeadSpec],
-             final: str | None, stream: bool = True) -> list[Segment]:
+             final: str | None, stream: bool = True, inplace: bool = True) -> list[Segment]:
     """Cut the layers into segments (module docstring): a dynamic programme over the cut points
     minimises the largest segment estimate, then (a second pass under that peak) the number of
     streamed steps."""
@@ -419,7 +465,7 @@ def segments(steps: list[Step], sizes: dict[str, int], layers: list[Layer], head
             return
         for j in range(i + 1, n + 1):
             first, last = ranges[i][0], ranges[j - 1][1] - 1
-            if any(steps[k].op not in ROW_OPS for k in range(first, last + 1)):
+            if not all(has_row_kernel(steps[k]) for k in range(first, last + 1)):
                 break
             if last > first or INPUT in steps[first].inputs:  # one step: worth it for the input's rows
                 for split in SPLITS:
@@ -431,7 +477,7 @@ def segments(steps: list[Step], sizes: dict[str, int], layers: list[Layer], head
     for i in range(n):
         for j, streamed, split in options(i):
             cost[(i, j, streamed, split)] = _estimate(steps, sizes, readers, ranges[i][0], ranges[j - 1][1] - 1,
-                                                      streamed, final, split)
+                                                      streamed, final, split, inplace)
     inf = float("inf")
     best = [inf] * (n + 1)  # pass 1: the smallest peak of layers [0, j)
     best[0] = 0
@@ -468,7 +514,18 @@ def segments(steps: list[Step], sizes: dict[str, int], layers: list[Layer], head
 def plan(layers: list[Layer], count_input: bool = False, heads: list[HeadSpec] | None = None,
          stream: bool = True) -> ArenaPlan:
     """Lower ``layers`` (and detection ``heads``), cut them into segments and place their buffers
-    in one arena (see the module docstring). ``stream=False``: every map whole."""
+    in one arena (see the module docstring). ``stream=False``: every map whole, as the runtime
+    did before streaming (no in-place MBConv either). The segment estimates ignore the placement's
+    fragmentation, so the plans with and without in-place MBConv blocks are both placed and the
+    smaller (arena + streamed input rows) is kept."""
+    if not stream:
+        return _plan(layers, count_input, heads, False, False)
+    plans = [_plan(layers, count_input, heads, True, inplace) for inplace in (True, False)]
+    return min(plans, key=lambda p: (p.arena_bytes + p.stream_input_bytes, sum(s.streamed for s in p.segments)))
+
+
+def _plan(layers: list[Layer], count_input: bool, heads: list[HeadSpec] | None, stream: bool,
+          inplace: bool) -> ArenaPlan:
     heads = heads or []
     steps, sizes = lower(layers, heads)
     if not steps:
@@ -478,11 +535,25 @@ def plan(layers: list[Layer], count_input: bool = False, heads: list[HeadSpec] |
         final = steps[-1].output
         if final == INPUT:
             raise UserError("the architecture's output is its input")
-    cuts = segments(steps, sizes, layers, heads, final, stream)
-    for seg in cuts:  # the split blocks read `kernel` input rows at once
+    cuts = segments(steps, sizes, layers, heads, final, stream, inplace)
+    readers = _readers(steps)
+    rename: dict[str, str] = {}
+    for seg in cuts:
         for i in range(seg.first, seg.last + 1):
-            if seg.streamed and _splits(steps[i], seg.split):
-                steps[i].groups, steps[i].need = seg.split, steps[i].kernel
+            step = steps[i]
+            alias = not seg.streamed and step.scratch is not None and _inplace_ok(steps, readers, i, final, inplace)
+            step.inputs = tuple(rename.get(n, n) for n in step.inputs)
+            if seg.streamed and _splits(step, seg.split):  # the split blocks read `kernel` input rows at once
+                step.groups, step.need = seg.split, step.kernel
+            if seg.streamed and step.global_pool:
+                step.scratch = f"{step.layer}/scratch"
+                sizes[step.scratch] = _pool_scratch(step)
+            if alias:
+                rename[step.output] = step.inputs[0]
+                del sizes[step.output]
+                step.output, step.inplace = step.inputs[0], True
+                sizes[step.scratch] = _inplace_scratch(step)
+    final = rename.get(final, final) if final is not None else None
     span = list(range(len(steps)))
     span_first, span_last = list(span), list(span)
     for seg in cuts:

@@ -34,7 +34,9 @@ enum {
     RN_NODE_MBCONV = 3,     /* rn_mbconv_t, int8 scratch of RN_MBCONV_SCRATCH_BYTES */
     RN_NODE_RNNPOOL = 4,    /* rn_rnnpool_t, int32 scratch of RN_RNNPOOL_SCRATCH_WORDS */
     RN_NODE_L2NORM = 5,     /* rn_sl2norm_t: rn_l2norm on one row */
-    RN_NODE_MAXOUT = 6      /* no parameters: rn_maxout on one row */
+    RN_NODE_MAXOUT = 6,     /* no parameters: rn_maxout on one row */
+    RN_NODE_GLOBAL_POOL = 7 /* rn_spool_t: global average / max pool, accumulated row by row in an
+                               int32 scratch of `c` words; the one output row after the last input row */
 };
 
 /* A map: where its ring lives (space + byte offset), its shape and how many rows it holds. */
@@ -56,8 +58,15 @@ typedef struct {
     int32_t in_zp, out_zp;
 } rn_sl2norm_t;
 
+/* A global pool: avg (is_max 0: out = clamp(out_zp + requant(sum x - h*w*in_zp, mult, shift)),
+ * pool.c's rule) or max (is_max 1: the largest value). */
 typedef struct {
-    const void *params;     /* rn_sconv_t, rn_mbconv_t, rn_rnnpool_t or rn_sl2norm_t */
+    int32_t in_zp, mult, shift, out_zp;
+    uint8_t is_max;
+} rn_spool_t;
+
+typedef struct {
+    const void *params;     /* rn_sconv_t, rn_mbconv_t, rn_rnnpool_t, rn_sl2norm_t or rn_spool_t */
     int32_t scratch;        /* arena offset of the node's scratch (-1: none) */
     uint32_t marker;        /* model_mark while the node computes (rnnpool-nas measure) */
     uint8_t op, in, out;    /* RN_NODE_*, input and output map */
@@ -105,6 +114,14 @@ void rn_conv2d_row(const int8_t *rows, int ring, int in_h, int in_w, int in_c, i
  * input rows read from a ring as above. scratch: RN_RNNPOOL_SCRATCH_WORDS words. */
 void rn_rnnpool_row(const rn_rnnpool_t *p, const int8_t *rows, int ring, int in_h, int in_w, int in_c, int py,
                     int8_t *out, int32_t *scratch);
+
+/* stream.c: rn_mbconv in place, for a block with an expansion and a residual (stride 1, in_c ==
+ * out_c): output row oy overwrites input row oy once no later row needs it (the expansion of every
+ * row an output row reads happens first; the residual reads row oy itself, added through a
+ * projected row in scratch). Scratch: RN_MBCONV_INPLACE_SCRATCH_BYTES. */
+#define RN_MBCONV_INPLACE_SCRATCH_BYTES(kernel, w, hidden, out_c) \
+  ((kernel) * (w) * (hidden) + (w) * (hidden) + (w) * (out_c))
+void rn_mbconv_inplace(const rn_mbconv_t *p, int8_t *inout, int h, int w, int8_t *scratch);
 
 #ifdef __cplusplus
 }

@@ -17,7 +17,10 @@
  *              RNN2 over the summaries, Q24; out = clamp(out_zp + out_bias + requant(h, out_mult,
  *              out_shift), -128, 127)), one row of patches at a time; replicated rows and columns
  *              repeat the last computed ones;
- *   L2Norm, max-out: rn_l2norm / rn_maxout (head.c) on one row.
+ *   L2Norm, max-out: rn_l2norm / rn_maxout (head.c) on one row;
+ *   global pool: pool.c's rules with the window sum (or max) accumulated row by row in int32
+ *              (integer addition: the same total in any order).
+ * rn_mbconv_inplace: mbconv.c's rules, its output written over its input (see rn_stream.h).
  * No dynamic memory; the recursion of the push is as deep as the segment's longest chain of nodes.
  */
 #include <string.h>
@@ -278,6 +281,17 @@ static void node_row(const rn_run_t *r, const rn_node_t *n, int oy, int8_t *dst)
         rn_l2norm(map_row(r, n->in, oy), in->w, in->c, c->in_zp, c->mult, c->out_zp, dst);
         break;
     }
+    case RN_NODE_GLOBAL_POOL: {   /* the input rows are summed (or maxed) as they arrive: see push */
+        const rn_spool_t *q = (const rn_spool_t *)n->params;
+        const int32_t *const acc = (const int32_t *)(const void *)scratch;
+        const int32_t zp_total = in->h * in->w * q->in_zp;
+        int ch;
+        for (ch = 0; ch < in->c; ++ch) {
+            dst[ch] = q->is_max ? (int8_t)acc[ch]
+                                : rn_clamp_s8(q->out_zp + rn_requant(acc[ch] - zp_total, q->mult, q->shift), -128, 127);
+        }
+        break;
+    }
     default:   /* RN_NODE_MAXOUT */
         rn_maxout(map_row(r, n->in, oy), in->w, dst);
         break;
@@ -310,6 +324,30 @@ static void push(const rn_run_t *r, int m)
                                     p->exp_shift, p->hidden, 1, p->in_zp, p->exp_out_zp, p->exp_act_min,
                                     p->exp_act_max, r->base[RN_SPACE_ARENA] + n->scratch
                                         + (y % p->kernel) * in_w * p->hidden);
+            }
+        }
+        if (n->op == RN_NODE_GLOBAL_POOL) {   /* add the arrived row into the accumulators */
+            const rn_spool_t *q = (const rn_spool_t *)n->params;
+            int32_t *const acc = (int32_t *)(void *)(r->base[RN_SPACE_ARENA] + n->scratch);
+            const int8_t *x = map_row(r, m, arrived - 1);
+            const int c = s->maps[m].c;
+            int ch, ox;
+            if (r->mark) {
+                *r->mark = n->marker;
+            }
+            if (arrived == 1) {
+                for (ch = 0; ch < c; ++ch) {
+                    acc[ch] = q->is_max ? -128 : 0;
+                }
+            }
+            for (ox = 0; ox < s->maps[m].w; ++ox, x += c) {
+                for (ch = 0; ch < c; ++ch) {
+                    if (q->is_max) {
+                        acc[ch] = x[ch] > acc[ch] ? x[ch] : acc[ch];
+                    } else {
+                        acc[ch] += x[ch];
+                    }
+                }
             }
         }
         while (r->next[n->out] < out->h) {
@@ -363,4 +401,35 @@ int rn_stream_run(const rn_stream_t *s, int8_t *arena, const int8_t *input, int8
         push(&r, 0);
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------ MBConv in place */
+
+void rn_mbconv_inplace(const rn_mbconv_t *p, int8_t *inout, int h, int w, int8_t *scratch)
+{
+    const int kernel = p->kernel, pad = p->kernel / 2;
+    const int hidden = p->hidden, c = p->in_c;
+    const int row = w * c;
+    int8_t *const dw_out = scratch + kernel * w * hidden;
+    int8_t *const proj = dw_out + w * hidden;
+    int next = 0;   /* rows below `next` are expanded */
+    int oy, iy;
+    for (oy = 0; oy < h; ++oy) {   /* stride 1: out_h == h, out_w == w */
+        const int iy0 = oy - pad;
+        const int last = iy0 + kernel < h ? iy0 + kernel : h;
+        for (iy = iy0 > next ? iy0 : next; iy < last; ++iy) {
+            rn_pointwise_conv2d(inout + iy * row, 1, w, c, p->exp_w, p->exp_bias, p->exp_mult, p->exp_shift, hidden,
+                                1, p->in_zp, p->exp_out_zp, p->exp_act_min, p->exp_act_max,
+                                scratch + (iy % kernel) * w * hidden);
+        }
+        if (last > next) {
+            next = last;
+        }
+        rn_depthwise_row(scratch, kernel, h, w, hidden, iy0, p->dw_w, p->dw_bias, p->dw_mult, p->dw_shift, kernel, 1,
+                         pad, p->dw_in_zp, p->dw_out_zp, p->dw_act_min, p->dw_act_max, dw_out);
+        rn_pointwise_conv2d(dw_out, 1, w, hidden, p->proj_w, p->proj_bias, p->proj_mult, p->proj_shift, p->out_c, 1,
+                            p->dw_out_zp, p->proj_out_zp, p->proj_act_min, p->proj_act_max, proj);
+        rn_add(inout + oy * row, proj, row, p->add_a_zp, p->add_a_mult, p->add_a_shift, p->add_b_zp, p->add_b_mult,
+               p->add_b_shift, p->add_out_zp, inout + oy * row);
+    }
 }
