@@ -254,3 +254,22 @@ def test_search_budgets_the_exported_arena_by_default(tmp_path):
 @pytest.mark.parametrize("extra", [["--convention", "standard"], ["--constraints", "vww-250k"]])
 def test_a_flag_or_a_profile_still_chooses_the_convention(tmp_path, extra):
     assert _search_convention(tmp_path, extra) == "standard"  # vww-250k.yaml says standard
+
+
+def test_cost_count_input_reports_both_ways(capsys):
+    """--count-input: the peak with the whole image held (model_run), and the RAM of
+    model_run_stream (the arena + the input rows it holds)."""
+    import json
+
+    from rnnpool_nas.cli import main
+
+    assert main(["cost", "--preset", "rnnpool-tiny", "--convention", "runtime", "--count-input", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    spec = get_preset("rnnpool-tiny")
+    arena = plan(expand(spec))
+    assert doc["input_counted"] and doc["peak_ram_bytes"] > arena.arena_bytes
+    assert doc["input_stream_bytes"] == arena.input_rows * 28 == 3 * 28  # the stem's 3 kernel rows
+    assert doc["peak_ram_stream_input_bytes"] == arena.arena_bytes + 3 * 28
+    assert main(["cost", "--preset", "rnnpool-tiny", "--convention", "runtime", "--count-input"]) == 0
+    text = capsys.readouterr().out
+    assert "input image counted" in text and "model_run_stream" in text
