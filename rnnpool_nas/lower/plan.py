@@ -51,7 +51,6 @@ at the lowest 4-aligned offset where they overlap no placed buffer whose lifetim
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from ..arch.spec import Layer
@@ -298,8 +297,6 @@ def lower(layers: list[Layer], heads: list[HeadSpec] | None = None) -> tuple[lis
             raise UserError(f"the C runtime has no kernel for layer {name} ({kind})")
         emit_heads(index, current)
     return steps, sizes
-
-
 
 
 def _layer_ranges(steps: list[Step], layers: list[Layer], heads: list[HeadSpec]) -> list[tuple[int, int]]:
