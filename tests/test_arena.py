@@ -21,6 +21,7 @@ def _check_plan(arena) -> None:
         assert b.offset >= 0 and b.offset % 4 == 0 and b.size % 4 == 0
         assert b.offset + b.size <= arena.arena_bytes
         assert 0 <= b.first <= b.last
+        assert b.rows is None or 0 < b.rows
     for i, a in enumerate(bufs):  # two buffers alive at the same step never share a byte
         for b in bufs[i + 1:]:
             if a.first <= b.last and b.first <= a.last:
@@ -36,9 +37,13 @@ def test_presets_plan_is_sound_and_the_cost_model_reports_it(name):
     costs = evaluate(spec, "int8", "runtime")
     assert costs.peak_ram_bytes == arena.arena_bytes
     assert max(s.ram_bytes for s in costs.stages) == arena.arena_bytes
-    # never below the largest single layer's input + output (both must exist at once)
+    # a layer run on whole maps holds its input and output at once
+    whole = {name for seg in arena.segments if not seg.streamed for name in seg.layers}
     for layer in expand(spec)[1:]:
-        assert arena.arena_bytes >= layer.in_elems + layer.out_elems
+        if layer.name in whole:
+            assert arena.arena_bytes >= layer.in_elems + layer.out_elems
+    # streaming never costs RAM: the whole-map plan is an option of the planner
+    assert arena.arena_bytes <= plan(expand(spec), heads=head_specs(spec), stream=False).arena_bytes
 
 
 def _tiny(stages) -> ArchSpec:
@@ -46,18 +51,29 @@ def _tiny(stages) -> ArchSpec:
 
 
 def test_hand_computed_arena():
-    """conv 8x8x4 (256 B) -> conv 8x8x8 (512 B) -> avg pool (8 B) -> linear (3 -> 4 B):
-    the two conv outputs live together (768 B); the pool's output reuses the first map's bytes."""
+    """conv 8x8x4 (256 B) -> conv 8x8x8 (512 B) -> avg pool (8 B) -> linear (3 -> 4 B).
+    Whole maps: the two conv outputs live together (768 B); the pool's output reuses the first
+    map's bytes. Streamed: the two convs and the global pool run row by row; the first conv's
+    output is a ring of the second's 3 kernel rows (3 * 8 * 4 = 96 B), the second's a ring of one
+    row (64 B) that the pool sums into 8 int32 words (32 B) before writing its 8 B."""
     spec = _tiny([{"type": "conv", "c": 4, "kernel": 3}, {"type": "conv", "c": 8, "kernel": 3},
                   {"type": "pool", "kind": "avg"}, {"type": "linear"}])
+    whole = plan(expand(spec), stream=False)
+    _check_plan(whole)
+    assert [s.op for s in whole.steps] == ["conv", "conv", "avgpool", "fc"]
+    assert whole.arena_bytes == 256 + 512
+    assert whole.steps[0].inputs == (INPUT,)  # the caller's input is not in the arena
+    # counting the input adds it while it is read
+    assert plan(expand(spec), count_input=True, stream=False).layer_peaks["0.0"] == 768 + 64
     arena = plan(expand(spec))
     _check_plan(arena)
-    assert [s.op for s in arena.steps] == ["conv", "conv", "avgpool", "fc"]
-    assert arena.arena_bytes == 256 + 512
-    assert arena.steps[0].inputs == (INPUT,)  # the caller's input is not in the arena
-    assert evaluate(spec, "int8", "runtime").peak_ram_bytes == 768
-    # counting the input adds it while it is read
-    assert plan(expand(spec), count_input=True).layer_peaks["0.0"] == 768 + 64
+    assert [(s.first, s.last, s.streamed) for s in arena.segments] == [(0, 2, True), (3, 3, False)]
+    assert arena.buffers["0.0/out"].rows == 3 and arena.buffers["0.0/out"].size == 96
+    assert arena.buffers["1.0/out"].rows == 1 and arena.buffers["2.0/scratch"].size == 32
+    assert arena.arena_bytes == 96 + 64 + 32 + 8
+    assert evaluate(spec, "int8", "runtime").peak_ram_bytes == 200
+    # the input is read during the whole streamed segment
+    assert plan(expand(spec), count_input=True).layer_peaks["1.0"] == 200 + 64
 
 
 def test_mbconv_is_one_streamed_call():
@@ -65,13 +81,20 @@ def test_mbconv_is_one_streamed_call():
     spec = _tiny([{"type": "conv", "c": 8, "kernel": 3},
                   {"type": "bottleneck", "c": 8, "t": 2, "kernel": 3, "s": 1, "n": 1},
                   {"type": "pool", "kind": "avg"}, {"type": "linear"}])
-    arena = plan(expand(spec))
+    arena = plan(expand(spec), stream=False)
     _check_plan(arena)
     assert [s.op for s in arena.steps] == ["conv", "mbconv", "avgpool", "fc"]
     mb = arena.steps[1]
     assert arena.buffers[mb.scratch].size == mbconv_scratch_bytes(True, 3, 8, 8, 16) == 3 * 8 * 16 + 8 * 16
     # block input (512) + output (512) + scratch (512) at the MBConv; the whole maps would need 2560
     assert arena.arena_bytes == 512 + 512 + 512
+    # streamed after the conv: the block reads each input row once to expand it and again for the
+    # residual one row later, so the conv's output is a ring of 2 rows (2 * 8 * 8 = 128 B); its
+    # own output is one row (64 B) that the global pool sums (32 B of int32) into its 8 B
+    streamed = plan(expand(spec))
+    _check_plan(streamed)
+    assert streamed.segments[0].streamed and streamed.buffers["0.0/out"].rows == 2
+    assert streamed.arena_bytes == 128 + 512 + 64 + 32 + 8
 
 
 def test_rnnpool_scratch():

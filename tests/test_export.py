@@ -94,14 +94,24 @@ def test_project_layout_and_arena(exported):
     assert (out / "sample_input.bin").stat().st_size == 16 * 16
     assert (out / "val_expected.bin").stat().st_size == 32 * 9
     source = (out / "model.c").read_text()
-    for kernel in ("rn_conv2d(", "rn_depthwise_conv2d(", "rn_pointwise_conv2d(", "rn_rnnpool(", "rn_mbconv(",
-                   "rn_maxpool(", "rn_avgpool(", "rn_fully_connected("):
-        assert kernel in source, kernel
+    kernels = {"conv": "rn_conv2d(", "depthwise": "rn_depthwise_conv2d(", "pointwise": "rn_pointwise_conv2d(",
+               "rnnpool": "rn_rnnpool(", "mbconv": "rn_mbconv(", "maxpool": "rn_maxpool(", "avgpool": "rn_avgpool(",
+               "fc": "rn_fully_connected("}
     assert "malloc" not in source
-    # one marker per kernel call, described in export.json for the latency tools
+    # one marker per kernel call, described in export.json for the latency tools: a whole-map
+    # call sets it itself, a streamed one is a node of its segment's table (stream.c sets it)
     assert [c["marker"] for c in doc["calls"]] == list(range(1, doc["kernel_calls"] + 1))
     for call in doc["calls"]:
-        assert f"MODEL_MARK({call['marker']});" in source
+        if call["streamed"]:
+            assert f"{{&L{call['layer'].replace('.', '_')}" in source or call["op"] == "maxout"
+            assert f", {call['marker']}, RN_NODE_" in source, call
+        else:
+            assert f"MODEL_MARK({call['marker']});" in source
+            assert kernels[call["op"]] in source or (call["op"] == "mbconv" and "rn_mbconv_inplace(" in source), call
+    # the stem and the RNNPool stream (row by row); pooling and the classifier run whole maps
+    assert [c["streamed"] for c in doc["calls"]][:2] == [True, True]
+    assert "rn_stream_run(" in source
+    assert not any(c["streamed"] for c in doc["calls"] if c["op"] in ("maxpool", "fc"))  # a 2x2 max pool, the fc
     assert {c["op"] for c in doc["calls"]} == {"conv", "depthwise", "pointwise", "rnnpool", "mbconv", "maxpool",
                                                "avgpool", "fc"}
     assert any(c["args"].get("residual") for c in doc["calls"] if c["op"] == "mbconv")

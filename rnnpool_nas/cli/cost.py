@@ -93,6 +93,9 @@ def format_table(spec, costs, clock_mhz: float = 168.0) -> str:
         f"{spec.name or 'architecture'}: input {'x'.join(map(str, spec.input))}, {costs.dtype}, "
         f"{costs.convention} convention, input image {image}",
         f"peak RAM  {_kib(costs.peak_ram_bytes)} KiB ({costs.peak_ram_bytes:,} bytes) at {costs.bottleneck}",
+        *([f"streamed  {_kib(costs.peak_ram_stream_input_bytes)} KiB ({costs.peak_ram_stream_input_bytes:,} bytes) "
+           f"with the input delivered row by row (model_run_stream: the arena + {costs.input_stream_bytes:,} bytes "
+           "of input rows)"] if costs.peak_ram_stream_input_bytes is not None else []),
         f"MAdds     {costs.madds / 1e6:,.2f} M",
         f"params    {costs.params:,}",
         f"model     {_kib(costs.model_bytes)} KiB ({costs.dtype} weights, batch norm folded)",

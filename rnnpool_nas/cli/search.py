@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--constraints", metavar="PROFILE", help="a device profile: constraints/NAME.yaml or a path")
     p.add_argument("--dtype", choices=("int8", "float32"), help="element size for RAM (default: profile or int8)")
     p.add_argument("--convention", choices=("standard", "optimal", "runtime"),
-                   help="peak-RAM convention (default standard; runtime: the exported C runtime's arena)")
+                   help="peak-RAM convention (default: the profile's, else runtime: the exported C's arena, so the "
+                   "budget is what the exported code needs; standard/optimal: the paper's accounting)")
     p.add_argument("--dataset", metavar="NAME", help="data set (default: the space's)")
     p.add_argument("--data-dir", metavar="DIR", help="folder of fashion-mnist's idx files")
     p.add_argument("--trials", type=int, help="candidates to propose, infeasible ones included (default 20)")
@@ -53,6 +54,24 @@ def _objectives(text: str) -> list[str]:
     return [o.strip() for o in text.split(",") if o.strip()]
 
 
+#: The search's RAM convention unless --convention or the device profile says otherwise: the
+#: exported C's arena (``lower.plan``), so a RAM budget is what the exported code needs.
+DEFAULT_CONVENTION = "runtime"
+
+
+def _profile_sets_convention(constraints: str | None) -> bool:
+    """Whether the device profile names a RAM convention (then it stands)."""
+    if not constraints:
+        return False
+    from ..search._yaml import read_yaml
+    from ..search.budget import find_constraints, load_constraints
+
+    path = find_constraints(constraints)
+    load_constraints(path)  # a bad profile: its one-line error
+    data = read_yaml(path, "constraints file")
+    return isinstance(data, dict) and data.get("convention") is not None
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
@@ -81,6 +100,14 @@ def run(args: argparse.Namespace) -> int:
     budget = resolve_budget(args.constraints, ram=args.ram_budget, flash=args.flash_budget, madds=args.madds_budget,
                             latency=args.latency_budget, dtype=args.dtype, convention=args.convention)
     name = values["space"].rsplit("/", 1)[-1].removesuffix(".yaml")
+
+
+    convention = args.convention
+    if convention is None and not _profile_sets_convention(args.constraints):
+        convention = DEFAULT_CONVENTION
+    budget = resolve_budget(args.constraints, ram=args.ram_budget, flash=args.flash_budget, madds=args.madds_budget,
+                            latency=args.latency_budget, dtype=args.dtype, convention=convention)
+    name = args.space.rsplit("/", 1)[-1].removesuffix(".yaml")
     out = args.out or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     cfg = SearchConfig(
         space=values["space"], budget=budget, out=out, dataset=args.dataset, data_dir=args.data_dir,

@@ -4,7 +4,7 @@
 bytes (and which block sets it), MAdds, parameters, deployed model bytes, the exported int8
 runtime's latency on a Cortex-M4 (``cost.latency``: cycles predicted from the shapes of its
 kernel calls, and milliseconds at ``clock_mhz``) and a per-stage profile. Conventions live in ``cost.ram`` (``standard``, ``optimal``, and ``runtime``: the
-exported C runtime's static arena, planned in ``cost.arena``); each is a function
+exported C runtime's static arena, planned by the one lowering ``lower.plan``); each is a function
 ``(spec, layers, count_input) -> list[RamRow]`` in ``CONVENTIONS``. Sizes are bytes; the paper's KB/MB are KiB/MiB.
 """
 
@@ -17,7 +17,8 @@ from ..arch.spec import ArchSpec, expand, source_shapes
 from ..errors import UserError
 from .latency import UncalibratedKernel, cycles_to_ms, predict_spec
 from .madds import Count, head_count, layer_count
-from .ram import CONVENTIONS, RamRow
+from ..lower.plan import head_specs, plan
+from .ram import CONVENTIONS, RamRow, runtime_rows
 
 DTYPE_BYTES = {"int8": 1, "float32": 4}
 
@@ -48,6 +49,10 @@ class Costs:
     stages: list[StageCost] = field(default_factory=list)
     latency_cycles: int | None = None
     latency_ms: float | None = None
+    # runtime convention: model_run_stream's input ring (rows x width x channels; the whole image
+    # when the first segment is not streamed) and the RAM of arena + that ring
+    input_stream_bytes: int | None = None
+    peak_ram_stream_input_bytes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,7 +75,13 @@ def evaluate(
         raise UserError("the runtime convention is the int8 C runtime's arena: use --dtype int8")
     nbytes = DTYPE_BYTES[dtype]
     layers = expand(spec)
-    ram_rows: list[RamRow] = CONVENTIONS[convention](spec, layers, count_input)
+    arena = None
+    if convention == "runtime":  # one plan for the rows and the streamed input
+        heads = head_specs(spec)
+        arena = plan(layers, count_input, heads)
+        ram_rows: list[RamRow] = runtime_rows(layers, len(heads), arena)
+    else:
+        ram_rows = CONVENTIONS[convention](spec, layers, count_input)
     counts: list[Count] = [layer_count(layer) for layer in layers]
     shapes: list[tuple[int, int, int]] = [layer.out_shape for layer in layers]
     if spec.detection is not None:
@@ -100,9 +111,13 @@ def evaluate(
             stages.append(stage)
     scale_bytes = 4 if dtype == "int8" else 0
     model_bytes = weights * nbytes + channels * (4 + scale_bytes)
-    return Costs(peak_row.elems * nbytes, madds, params, model_bytes, peak_row.name, convention, dtype,
-                 count_input, stages, None if cycles is None else round(cycles),
-                 None if cycles is None else cycles_to_ms(cycles, clock_mhz))
+    costs = Costs(peak_row.elems * nbytes, madds, params, model_bytes, peak_row.name, convention, dtype,
+                  count_input, stages, None if cycles is None else round(cycles),
+                  None if cycles is None else cycles_to_ms(cycles, clock_mhz))
+    if arena is not None:
+        costs.input_stream_bytes = arena.stream_input_bytes
+        costs.peak_ram_stream_input_bytes = arena.arena_bytes + arena.stream_input_bytes
+    return costs
 
 
 __all__ = ["Costs", "StageCost", "CONVENTIONS", "DTYPE_BYTES", "evaluate"]

@@ -74,7 +74,7 @@ from pathlib import Path
 from typing import Any
 
 from ..arch.spec import Layer
-from .arena import HeadSpec, Step, head_specs, lower
+from ..lower.plan import HeadSpec, Step, head_specs, lower
 
 MODEL_FILE = Path(__file__).with_name("latency_m4.json")
 RUNTIME_DIR = Path(__file__).resolve().parents[1] / "export" / "runtime"

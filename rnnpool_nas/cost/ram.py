@@ -38,7 +38,7 @@ import math
 from dataclasses import dataclass
 
 from ..arch.spec import ArchSpec, Layer, source_shapes
-from .arena import head_specs, plan
+from ..lower.plan import head_specs, plan
 
 
 @dataclass(slots=True)
@@ -200,15 +200,26 @@ def optimal(spec: ArchSpec, layers: list[Layer], count_input: bool = False) -> l
 
 
 def runtime(spec: ArchSpec, layers: list[Layer], count_input: bool = False) -> list[RamRow]:
-    """The exported C runtime's static arena (``cost.arena``), in bytes of int8 maps and int32
-    scratch: each layer's (and head's) row is the arena's high-water mark while its kernels run,
-    so the peak is exactly the arena the exporter allocates. Detection outputs go straight to the
-    caller's output buffer and are not in the arena."""
+    """The exported C runtime's static arena (``lower.plan``: whole-map and row-streamed
+    segments), in bytes of int8 maps, rings of rows and int32 scratch: each layer's (and head's)
+    row is the arena's high-water mark while its kernels run (a streamed segment's layers share
+    one), so the peak is exactly the arena the exporter allocates. Detection outputs go straight
+    to the caller's output buffer and are not in the arena."""
     heads = head_specs(spec)
-    arena = plan(layers, count_input, heads)
-    rows = [RamRow(layer.name, layer.kind, arena.layer_peaks[layer.name], "arena high-water mark") for layer in layers]
-    rows += [RamRow(f"head {j}", "head", arena.layer_peaks.get(f"head{j}", 0), "arena high-water mark")
-             for j in range(len(heads))]
+    return runtime_rows(layers, len(heads), plan(layers, count_input, heads))
+
+
+def runtime_rows(layers: list[Layer], n_heads: int, arena) -> list[RamRow]:
+    """:func:`runtime`'s rows from a plan already made."""
+    notes: dict[str, str] = {}
+    for seg in arena.segments:
+        note = (f"row by row ({seg.layers[0]}..{seg.layers[-1]})" if seg.streamed
+                else seg.note or "arena high-water mark")
+        for k in range(seg.first, seg.last + 1):
+            notes.setdefault(arena.steps[k].layer, note)
+    rows = [RamRow(layer.name, layer.kind, arena.layer_peaks[layer.name], notes[layer.name]) for layer in layers]
+    rows += [RamRow(f"head {j}", "head", arena.layer_peaks.get(f"head{j}", 0), notes.get(f"head{j}", ""))
+             for j in range(n_heads)]
     return rows
 
 

@@ -1,10 +1,13 @@
 """Generate ``model.h`` / ``model.c``: a quantized network as a fixed sequence of kernel calls.
 
 The network comes from :func:`rnnpool_nas.train.quant.quantize` (the integer reference whose
-outputs the C must reproduce byte for byte); the order of calls and every buffer's place in the
-one static arena come from :func:`rnnpool_nas.cost.arena.plan` over the same spec, so the arena
-is exactly what ``rnnpool-nas cost --convention runtime`` predicts. Weights, biases and
-requantization constants are ``const`` arrays (flash); nothing is allocated at run time.
+outputs the C must reproduce byte for byte); the order of calls, the row-streamed segments and
+every buffer's place in the one static arena come from :func:`rnnpool_nas.lower.plan.plan` over the
+same spec, so the arena is exactly what ``rnnpool-nas cost --convention runtime`` predicts. A
+whole-map segment is a sequence of kernel calls; a streamed one is a table of nodes (one per
+kernel call) and maps (rings in the arena) that ``rn_stream_run`` (runtime/stream.c) drives row by
+row. Weights, biases and requantization constants are ``const`` arrays (flash); nothing is
+allocated at run time.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..arch.spec import ArchSpec, expand
-from ..cost.arena import INPUT, OUTPUT, ArenaPlan, Step, head_specs, plan
+from ..lower.plan import INPUT, OUTPUT, ArenaPlan, Segment, Step, head_specs, plan
 from ..ops.geometry import axis_geometry
 from ..train.quant import QAdd, QConv, QL2Norm, QLinear, QPool, QRNN, QRNNPool, QuantizedNet
 
@@ -116,7 +119,7 @@ def _emit_cell(w: _Writer, prefix: str, cell: QRNN) -> str:
             f".state_input = {int(cell.state_input)}}}")
 
 
-def _emit_rnnpool(w: _Writer, arena: ArenaPlan, step: Step, op: QRNNPool) -> None:
+def _rnnpool_struct(w: _Writer, step: Step, op: QRNNPool) -> str:
     prefix = _ident(step.layer, "rnnpool")
     h, wd, c = step.in_shape
     (ph, pw), (sh, sw) = op.patch, op.stride
@@ -132,12 +135,18 @@ def _emit_rnnpool(w: _Writer, arena: ArenaPlan, step: Step, op: QRNNPool) -> Non
         f".patches_w = {gx.patches},\n    .replicate_h = {gy.replicate}, .replicate_w = {gx.replicate},\n"
         f"    .in_zp = {op.input.zero_point}, .out_zp = {op.output.zero_point},\n"
         f"    .out_mult = {mult}, .out_shift = {shift}, .out_bias = {bias}}};")
+    return prefix
+
+
+def _emit_rnnpool(w: _Writer, arena: ArenaPlan, step: Step, op: QRNNPool) -> None:
+    prefix = _rnnpool_struct(w, step, op)
+    h, wd, c = step.in_shape
     assert step.scratch is not None
     w.body.append(f"    rn_rnnpool(&{prefix}, {_buf(arena, step.inputs[0])}, {h}, {wd}, {c}, {_buf(arena, step.output)}, "
                   f"{_buf(arena, step.scratch, 'int32_t')});")
 
 
-def _emit_mbconv(w: _Writer, arena: ArenaPlan, step: Step, ops: tuple[list[QConv], QAdd | None]) -> None:
+def _mbconv_struct(w: _Writer, step: Step, ops: tuple[list[QConv], QAdd | None]) -> str:
     convs, add = ops
     prefix = _ident(step.layer, "mbconv")
     fields: list[str] = []
@@ -163,7 +172,17 @@ def _emit_mbconv(w: _Writer, arena: ArenaPlan, step: Step, ops: tuple[list[QConv
                   f".out_c = {step.out_shape[2]}, .kernel = {dw.kernel}, .stride = {dw.stride}, "
                   f".has_residual = {int(add is not None)}")
     w.arrays.append(f"static const rn_mbconv_t {prefix} = {{\n    " + ",\n    ".join(fields) + "};")
+    return prefix
+
+
+def _emit_mbconv(w: _Writer, arena: ArenaPlan, step: Step, ops: tuple[list[QConv], QAdd | None]) -> None:
+    prefix = _mbconv_struct(w, step, ops)
+    h, wd, c = step.in_shape
     assert step.scratch is not None
+    if step.inplace:
+        assert step.output == step.inputs[0] and ops[1] is not None and len(ops[0]) == 3
+        w.body.append(f"    rn_mbconv_inplace(&{prefix}, {_buf(arena, step.output)}, {h}, {wd}, {_buf(arena, step.scratch)});")
+        return
     w.body.append(f"    rn_mbconv(&{prefix}, {_buf(arena, step.inputs[0])}, {h}, {wd}, {_buf(arena, step.output)}, "
                   f"{_buf(arena, step.scratch)});")
 
@@ -205,6 +224,100 @@ def _emit(w: _Writer, arena: ArenaPlan, step: Step, op, k: int) -> None:
                       f"{conv.act_max}, {dst});")
     else:  # pragma: no cover - lower() and this function list the same ops
         raise AssertionError(step.op)
+
+
+NODE_OPS = {"conv": "RN_NODE_CONV", "depthwise": "RN_NODE_DEPTHWISE", "pointwise": "RN_NODE_POINTWISE",
+            "mbconv": "RN_NODE_MBCONV", "rnnpool": "RN_NODE_RNNPOOL", "l2norm": "RN_NODE_L2NORM",
+            "maxout": "RN_NODE_MAXOUT", "avgpool": "RN_NODE_GLOBAL_POOL", "maxpool": "RN_NODE_GLOBAL_POOL"}
+
+
+def _map_place(arena: ArenaPlan, name: str) -> tuple[str, int]:
+    if name == INPUT:
+        return "RN_SPACE_INPUT", 0
+    if name.startswith(OUTPUT):
+        return "RN_SPACE_OUTPUT", int(name[len(OUTPUT):])
+    return "RN_SPACE_ARENA", arena.offset(name)
+
+
+def _node_params(w: _Writer, step: Step, op, k: int) -> str:
+    """The parameters of a streamed step: a pointer expression (or "0")."""
+    if step.op == "mbconv":
+        return "&" + _mbconv_struct(w, step, op)
+    if step.op == "rnnpool":
+        prefix = _rnnpool_struct(w, step, op)
+        return "&" + prefix
+    if step.op == "maxout":
+        return "0"
+    if step.global_pool:
+        assert isinstance(op, QPool) and op.pool == step.op[:3]
+        name = _ident(step.layer, f"{k}_node")
+        if step.op == "maxpool":
+            w.arrays.append(f"static const rn_spool_t {name} = {{0, 0, 0, 0, 1}};")
+        else:
+            w.arrays.append(f"static const rn_spool_t {name} = {{{op.input.zero_point}, {op.multiplier}, {op.shift}, "
+                            f"{op.output.zero_point}, 0}};")
+        return "&" + name
+    name = _ident(step.layer, f"{k}_node")
+    if step.op == "l2norm":
+        assert isinstance(op, QL2Norm)
+        mult = w.array(_ident(step.layer, f"{k}_m"), op.mult, np.int32)
+        w.arrays.append(f"static const rn_sl2norm_t {name} = {{{mult}, {op.input.zero_point}, {op.output.zero_point}}};")
+        return "&" + name
+    assert isinstance(op, QConv) and op.kernel == step.kernel and op.stride == step.stride
+    if step.op == "pointwise":
+        assert op.kernel == 1 and op.groups == 1
+    if step.op == "depthwise":
+        assert op.groups == step.in_shape[2] == step.out_shape[2]
+    weight, bias, mult, shift = _requant_arrays(w, _ident(step.layer, f"{k}"), op)
+    w.arrays.append(f"static const rn_sconv_t {name} = {{{weight}, {bias}, {mult}, {shift}, {op.input.zero_point}, "
+                    f"{op.output.zero_point}, {op.act_min}, {op.act_max}, {step.out_shape[2]}, {op.groups}}};")
+    return "&" + name
+
+
+def _emit_segment(w: _Writer, arena: ArenaPlan, seg: Segment, pairs: list[tuple[Step, object]], index: int) -> None:
+    """A streamed segment: its map and node tables and one rn_stream_run call."""
+    steps = [pairs[i][0] for i in range(seg.first, seg.last + 1)]
+    maps: list[str] = [steps[0].inputs[0]]
+    for step in steps:
+        if step.inputs[0] not in maps:
+            raise AssertionError(f"segment {index}: {step.layer}/{step.op} reads {step.inputs[0]}, not made in it")
+        if step.output in maps:
+            raise AssertionError(f"segment {index}: {step.output} written twice")
+        maps.append(step.output)
+    shapes = {steps[0].inputs[0]: steps[0].in_shape, **{s.output: s.out_shape for s in steps}}
+    rows = []
+    for name in maps:
+        space, offset = _map_place(arena, name)
+        h, wd, c = shapes[name]
+        buf = arena.buffers.get(name)
+        slots = buf.rows if buf is not None and buf.rows is not None else h
+        rows.append(f"    {{{offset}, {h}, {wd}, {c}, {slots}, {space}}}, /* {name} */")
+    nodes = []
+    for k in range(seg.first, seg.last + 1):
+        step, op = pairs[k]
+        if step.op == "rnnpool":
+            assert isinstance(op, QRNNPool)
+            gy = axis_geometry(step.in_shape[0], op.patch[0], op.stride[0], op.padding)
+            assert (gy.patches, gy.pad_before, op.patch[0], op.stride[0]) == (step.rows, step.pad, step.kernel, step.stride)
+        params = _node_params(w, step, op, k)
+        scratch = arena.offset(step.scratch) if step.scratch else -1
+        nodes.append(f"    {{{params}, {scratch}, {k + 1}, {NODE_OPS[step.op]}, {maps.index(step.inputs[0])}, "
+                     f"{maps.index(step.output)}, {step.kernel}, {step.stride}, {step.pad}, {step.rows}, {step.groups}}}, "
+                     f"/* {step.layer} {step.op} */")
+    name = f"segment{index}"
+    w.arrays.append(f"static const rn_map_t {name}_maps[{len(maps)}] = {{\n" + "\n".join(rows) + "\n};")
+    w.arrays.append(f"static const rn_node_t {name}_nodes[{len(nodes)}] = {{\n" + "\n".join(nodes) + "\n};")
+    w.arrays.append(f"static const rn_stream_t {name} = {{{name}_maps, {name}_nodes, {len(maps)}, {len(nodes)}}};")
+    w.arrays.append(f"static int32_t {name}_next[{len(maps)}];")
+    reads_input = maps[0] == INPUT
+    w.body.append(f"    /* segment {index}: {', '.join(seg.layers)} row by row ({len(nodes)} kernel calls, markers "
+                  f"{seg.first + 1}..{seg.last + 1}) */")
+    w.body.append(f"    rc = rn_stream_run(&{name}, arena.bytes, input, output, {name}_next, &model_mark, "
+                  f"{'read_row, ctx, MODEL_INPUT_ROWS' if reads_input else '0, 0, 0'});")
+    w.body.append("    if (rc != 0) {")
+    w.body.append("        MODEL_MARK(0);")
+    w.body.append("        return rc;")
+    w.body.append("    }")
 
 
 def _describe(marker: int, step: Step, op) -> dict:
@@ -266,12 +379,21 @@ def generate(qnet: QuantizedNet, spec: ArchSpec, out_dir: Path, class_names: lis
     arena = plan(layers, heads=heads)
     w = _Writer()
     calls: list[dict] = []
-    for k, (step, op) in enumerate(_pair_ops(arena, qnet)):
-        w.body.append(f"    /* {step.layer} {step.op}: {'x'.join(map(str, step.in_shape))} -> "
-                      f"{'x'.join(map(str, step.out_shape))} */")
-        w.body.append(f"    MODEL_MARK({k + 1});")
-        _emit(w, arena, step, op, k)
+    pairs = _pair_ops(arena, qnet)
+    w.body.append("    int rc = 0;")
+    for index, seg in enumerate(arena.segments):
+        if seg.streamed:
+            _emit_segment(w, arena, seg, pairs, index)
+            continue
+        for k in range(seg.first, seg.last + 1):
+            step, op = pairs[k]
+            w.body.append(f"    /* {step.layer} {step.op}: {'x'.join(map(str, step.in_shape))} -> "
+                          f"{'x'.join(map(str, step.out_shape))} */")
+            w.body.append(f"    MODEL_MARK({k + 1});")
+            _emit(w, arena, step, op, k)
+    for k, (step, op) in enumerate(pairs):
         calls.append(_describe(k + 1, step, op))
+        calls[-1]["streamed"] = arena.segment_of(k).streamed
     w.body.append(f"    MODEL_MARK({len(arena.steps) + 1});")
     h, wd, c = spec.input
     if heads:
@@ -294,6 +416,11 @@ def generate(qnet: QuantizedNet, spec: ArchSpec, out_dir: Path, class_names: lis
 #define MODEL_OUTPUT_SIZE {out_size}
 #define MODEL_CLASSES {classes}
 #define MODEL_ARENA_BYTES {max(4, arena.arena_bytes)}
+/* model_run_stream's input ring: MODEL_INPUT_ROWS rows of MODEL_INPUT_W * MODEL_INPUT_C bytes */
+#define MODEL_INPUT_ROWS {arena.input_rows}
+#define MODEL_STREAM_INPUT_BYTES {arena.stream_input_bytes}
+/* the longest chain of row-streamed kernel calls (the stream driver's recursion depth) */
+#define MODEL_STREAM_DEPTH {_stream_depth(arena)}
 {_head_header(qnet, spec, heads) if heads else ""}
 
 /* input: q = pixel - 128 (real = (q - zero_point) * scale = pixel / 255) */
@@ -306,6 +433,13 @@ extern const char *const model_class_names[MODEL_CLASSES];
 
 /* Runs the network on one int8 NHWC image; writes MODEL_OUTPUT_SIZE int8 values. Returns 0. */
 int model_run(const int8_t *input, int8_t *output);
+/* Fills dst with input row `row` (MODEL_INPUT_W * MODEL_INPUT_C int8 values, NHWC); rows are asked
+   for in order 0, 1, ..., MODEL_INPUT_H - 1, each once. Returns 0, or an error code. */
+typedef int (*model_read_row_t)(void *ctx, int32_t row, int8_t *dst);
+/* model_run on an image delivered row by row (a camera's lines): only MODEL_INPUT_ROWS input rows
+   are ever held (MODEL_STREAM_INPUT_BYTES bytes, outside the arena). Returns 0, or the first
+   nonzero code read_row returned (the output is then incomplete). */
+int model_run_stream(model_read_row_t read_row, void *ctx, int8_t *output);
 /* The same on float pixels in [0, 1] (NHWC); writes the dequantized outputs. Returns 0. */
 int model_run_float(const float *input, float *output);
 
@@ -321,6 +455,7 @@ int model_run_float(const float *input, float *output);
         "",
         '#include "model.h"',
         '#include "rn_runtime.h"',
+        '#include "rn_stream.h"',
         "",
         f"const float model_input_scale = {qnet.input.scale!r}f;",
         f"const int32_t model_input_zero_point = {qnet.input.zero_point};",
@@ -333,7 +468,7 @@ int model_run_float(const float *input, float *output);
         "volatile uint32_t model_mark;",
         "#define MODEL_MARK(k) (model_mark = (uint32_t)(k))",
         "",
-        "/* One static arena; the memory plan (rnnpool_nas/cost/arena.py) reuses a buffer once it is dead. */",
+        "/* One static arena; the memory plan (rnnpool_nas/lower/plan.py) reuses a buffer once it is dead. */",
         "static union {",
         "    int32_t align;",
         "    int8_t bytes[MODEL_ARENA_BYTES];",
@@ -342,12 +477,21 @@ int model_run_float(const float *input, float *output);
         *w.arrays,
         "",
         *(_head_table(qnet, spec, heads) if heads else []),
-        "int model_run(const int8_t *input, int8_t *output) {",
+        "/* The network; read_row (with ctx) delivers the input rows to a first streamed segment. */",
+        "static int model_body(const int8_t *input, int8_t *output, rn_read_row_t read_row, void *ctx) {",
         *w.body,
         *([f"    memcpy(output, {_buf(arena, arena.output)}, MODEL_OUTPUT_SIZE);"] if arena.output else []),
         "    MODEL_MARK(0);",
-        "    return 0;",
+        "    (void)read_row;",
+        "    (void)ctx;",
+        "    return rc;",
         "}",
+        "",
+        "int model_run(const int8_t *input, int8_t *output) {",
+        "    return model_body(input, output, 0, 0);",
+        "}",
+        "",
+        *_run_stream(arena),
         "",
         "int model_run_float(const float *input, float *output) {",
         "    static int8_t q_in[MODEL_INPUT_SIZE];",
@@ -370,6 +514,44 @@ int model_run_float(const float *input, float *output);
     (out_dir / "model.h").write_text(header)
     (out_dir / "model.c").write_text(source)
     return Generated(arena, w.const_bytes, (h, wd, c), out_size, calls)
+
+
+def _stream_depth(arena: ArenaPlan) -> int:
+    """The longest chain of streamed steps (each push of a row recurses into the step reading it)."""
+    depth = 0
+    for seg in arena.segments:
+        if not seg.streamed:
+            continue
+        level: dict[str, int] = {}
+        for k in range(seg.first, seg.last + 1):
+            step = arena.steps[k]
+            level[step.output] = level.get(step.inputs[0], 0) + 1
+            depth = max(depth, level[step.output])
+    return depth
+
+
+def _run_stream(arena: ArenaPlan) -> list[str]:
+    """model_run_stream: the input ring, and either the streamed first segment reading it row by
+    row or, when the first segment runs whole maps, the whole image gathered first."""
+    first = arena.segments[0]
+    streamed = first.streamed and arena.steps[first.first].inputs[0] == INPUT
+    lines = ["int model_run_stream(model_read_row_t read_row, void *ctx, int8_t *output) {",
+             "    static union {",
+             "        int32_t align;",
+             "        int8_t bytes[MODEL_STREAM_INPUT_BYTES];",
+             "    } rows;"]
+    if streamed:
+        lines += ["    return model_body(rows.bytes, output, read_row, ctx);", "}"]
+    else:
+        lines += ["    int32_t y;",
+                  "    for (y = 0; y < MODEL_INPUT_H; y++) {",
+                  "        const int rc = read_row(ctx, y, rows.bytes + y * MODEL_INPUT_W * MODEL_INPUT_C);",
+                  "        if (rc != 0) {",
+                  "            return rc;",
+                  "        }",
+                  "    }",
+                  "    return model_body(rows.bytes, output, 0, 0);", "}"]
+    return lines
 
 
 def _head_header(qnet: QuantizedNet, spec: ArchSpec, heads) -> str:

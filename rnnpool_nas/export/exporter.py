@@ -116,6 +116,11 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
                                                         clock_mhz=source.budget.clock_mhz))
         if violations and not force:
             raise UserError(f"{source.label} breaks the run's budget ({'; '.join(violations)}); pass --force to export anyway")
+        over = _arena_over_budget(spec, source.budget)
+        if over and not force:
+            raise UserError(f"{source.label}: {over}; pass --force to export anyway")
+        if over:
+            log(f"warning: {source.label}: {over}")
     check_writable_folder(out)
     if out.exists() and any(out.iterdir()) and not (out / "export.json").exists():
         raise UserError(f"{out} exists and is not an earlier export; choose an empty or new --out")
@@ -140,6 +145,20 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
         doc["build"] = build_and_measure(out, log)
     (out / "export.json").write_text(json.dumps(doc, indent=2))
     return doc
+
+
+def _arena_over_budget(spec: ArchSpec, budget) -> str | None:
+    """Why the exported C's arena (the planned ``runtime`` arena, whatever convention the run was
+    budgeted with) does not fit the run's RAM budget; None when it fits or there is no RAM limit."""
+    from ..search.budget import format_bytes
+
+    if budget is None or budget.ram_bytes is None:
+        return None
+    arena = evaluate(spec, "int8", "runtime", profile=False).peak_ram_bytes
+    if arena <= budget.ram_bytes:
+        return None
+    return (f"the exported C needs a {format_bytes(arena, 'KiB')} arena, more than the run's RAM budget of "
+            f"{format_bytes(budget.ram_bytes, 'KiB')} (the run used the {budget.convention} convention)")
 
 
 def write_project(qnet, spec: ArchSpec, out: Path, images: np.ndarray, class_names: list[str] | None = None) -> dict[str, Any]:
@@ -264,15 +283,24 @@ def elf_sizes(elf: Path) -> dict[str, int]:
 
 
 def stack_bound(obj_dir: Path) -> int:
-    """An upper bound of the stack from ``-fstack-usage``: main + model_run + the three largest
-    runtime frames (the deepest runtime chain is three calls deep: rn_mbconv -> rn_depthwise_row
-    -> its 3x3 inner kernel)."""
+    """An upper bound of the stack from ``-fstack-usage``: main + model_run (+ model_body) + the
+    stream driver (rn_stream_run, then one ``push`` frame per level of the longest streamed chain,
+    ``MODEL_STREAM_DEPTH`` in model.h, and ``node_row``) + the three largest runtime frames (the
+    deepest kernel chain is three calls deep: rn_mbconv -> rn_depthwise_row -> its 3x3 inner
+    kernel)."""
     frames: dict[str, int] = {}
     for su in obj_dir.glob("*.su"):
         for line in su.read_text().splitlines():
             parts = line.split("\t")
             if len(parts) >= 2 and parts[1].strip().isdigit():
                 frames[parts[0].rsplit(":", 1)[-1]] = max(frames.get(parts[0].rsplit(":", 1)[-1], 0), int(parts[1]))
-    fixed = frames.get("main", 0) + frames.get("model_run", 0)
-    others = sorted((v for k, v in frames.items() if k.startswith("rn_")), reverse=True)
+    depth = 0
+    header = obj_dir.parents[1] / "model.h"
+    if header.is_file():
+        found = re.search(r"#define MODEL_STREAM_DEPTH (\d+)", header.read_text())
+        depth = int(found.group(1)) if found else 0
+    fixed = frames.get("main", 0) + frames.get("model_run", 0) + frames.get("model_body", 0)
+    if depth:
+        fixed += frames.get("rn_stream_run", 0) + depth * frames.get("push", 0) + frames.get("node_row", 0)
+    others = sorted((v for k, v in frames.items() if k.startswith("rn_") and k != "rn_stream_run"), reverse=True)
     return fixed + sum(others[:3])

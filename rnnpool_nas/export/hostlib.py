@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cost.arena import mbconv_scratch_bytes, rnnpool_scratch_words
+from ..lower.plan import mbconv_scratch_bytes, rnnpool_scratch_words
 from ..ops.geometry import axis_geometry
 from ..train.quant import QAdd, QBlock, QConv, QLinear, QPool, QRNN, QRNNPool
 from . import RUNTIME_DIR, runtime_files

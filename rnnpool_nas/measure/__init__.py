@@ -85,7 +85,7 @@ def measure(export_dir: str | Path, clock_mhz: float = DEFAULT_CLOCK_MHZ, log=pr
     ART-accelerator-like cache (:mod:`.emulate`'s model: code and weights in flash, the arena in
     zero-wait SRAM); the predictor stays the zero-wait one."""
     from ..arch.spec import ArchSpec, expand
-    from ..cost.arena import head_specs, lower
+    from ..lower.plan import head_specs, lower
     from ..cost.latency import UncalibratedKernel, call_args, call_features, call_macs, load_model, predict_calls
     from .emulate import emulate
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cost.arena import mbconv_scratch_bytes, rnnpool_scratch_words
+from ..lower.plan import mbconv_scratch_bytes, rnnpool_scratch_words
 from ..errors import UserError
 from ..export import RUNTIME_DIR, runtime_files
 from .emulate import Emulation, emulate

@@ -1,5 +1,8 @@
 /* Cortex-M4 (QEMU mps2-an386) driver: runs the model on the sample input compiled into the image
- * and prints the output bytes in the same format as `model_host --print`, then the stack used. */
+ * and prints the output bytes in the same format as `model_host --print`, then the stack used.
+ * Built with -DMAIN_STREAM_INPUT (make m4-stream) it calls model_run_stream instead, with a
+ * callback that delivers the sample row by row (a camera's lines): the RAM of that build is the
+ * whole program's with a streamed input. */
 #include <stdint.h>
 
 #include "model.h"
@@ -7,6 +10,16 @@
 #include "semihost.h"
 
 static int8_t output[MODEL_OUTPUT_SIZE];
+
+#ifdef MAIN_STREAM_INPUT
+static int read_row(void *ctx, int32_t row, int8_t *dst) {
+    const int8_t *src = sample_input + row * (MODEL_INPUT_W * MODEL_INPUT_C);
+    int i;
+    (void)ctx;
+    for (i = 0; i < MODEL_INPUT_W * MODEL_INPUT_C; i++) dst[i] = src[i];
+    return 0;
+}
+#endif
 
 static char *put_uint(char *p, uint32_t v) {
     char digits[10];
@@ -25,7 +38,11 @@ int main(void) {
     char *p;
     int i;
     stack_paint();
+#ifdef MAIN_STREAM_INPUT
+    if (model_run_stream(read_row, 0, output) != 0) {
+#else
     if (model_run(sample_input, output) != 0) {
+#endif
         semihost_write("model_run failed\n");
         return 1;
     }
