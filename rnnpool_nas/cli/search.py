@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=2, help="epochs per trained candidate (default 2)")
     p.add_argument("--workers", type=int, default=2, help="trials trained at once (default 2)")
     p.add_argument("--limit", type=int, metavar="N", help="train and validate each candidate on N images")
+    p.add_argument("--val-fraction", type=float, default=0.1, metavar="F",
+                   help="score candidates on this seeded, stratified fraction of the training images, held out "
+                   "(default 0.1); the test set is never seen by the search (`rnnpool-nas finalize` reports it)")
     p.add_argument("--objectives", default="accuracy,peak_ram", help="comma-separated: accuracy,peak_ram,madds,latency")
     p.add_argument("--sampler", default="nsga2", choices=("nsga2", "tpe", "random"))
     p.add_argument("--seed", type=int, default=0)
@@ -57,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = SearchConfig(
         space=args.space, budget=budget, out=out, dataset=args.dataset, data_dir=args.data_dir, trials=args.trials,
         epochs=args.epochs, workers=args.workers, objectives=[o.strip() for o in args.objectives.split(",") if o.strip()],
-        sampler=args.sampler, seed=args.seed, limit=args.limit, early_stopping=not args.no_early_stopping,
+        sampler=args.sampler, seed=args.seed, limit=args.limit, val_fraction=args.val_fraction,
+        early_stopping=not args.no_early_stopping,
         address=args.address, resume=args.resume, cost_only=args.cost_only,
     )
     run_search(cfg)

@@ -54,6 +54,9 @@ class SearchConfig:
     sampler: str = "nsga2"
     seed: int = 0
     limit: int | None = None  # training/validation images per trial (None: all)
+    #: the seeded, stratified fraction of the training images the trials are scored on (the
+    #: test set never reaches the search); None only for runs made before it existed
+    val_fraction: float | None = 0.1
     batch_size: int = 128
     lr: float = 0.05
     early_stopping: bool = True
@@ -88,6 +91,8 @@ def _validate(cfg: SearchConfig) -> None:
     unknown = [o for o in cfg.objectives if o not in OBJECTIVE_COLUMNS]
     if unknown or not cfg.objectives:
         raise UserError(f"unknown objective {unknown[0] if unknown else '(none)'!r}; use {', '.join(OBJECTIVE_COLUMNS)}")
+    if cfg.val_fraction is not None and not 0.0 < cfg.val_fraction < 1.0:
+        raise UserError(f"--val-fraction must be between 0 and 1 (exclusive), got {cfg.val_fraction}")
     if "accuracy" not in cfg.objectives:
         raise UserError("--objectives must include accuracy")
     if cfg.budget.ram_bytes is None and cfg.budget.madds is None and cfg.budget.latency_s is None:
@@ -111,18 +116,20 @@ def _sampler(name: str, seed: int, trials: int):
 
 @functools.lru_cache(maxsize=2)
 def _cached_dataset(name: str, data_dir: str | None, seed: int, limit: int | None,
-                    shape: tuple[int, int, int] | None = None):
+                    shape: tuple[int, int, int] | None = None, holdout: float | None = None):
     """Trials run in reused Ray actors (``reuse_actors=True``): a worker loads its data once.
     Detection data sets are made at the candidate's input ``shape`` (faces-synth is generated at
-    any size; real sets are resized and augmented by the detection trainer)."""
+    any size; real sets are resized and augmented by the detection trainer). ``holdout``: the
+    validation fraction held out of the training images (the test split is not loaded)."""
     from ..data import load_dataset
     from ..data.detection import is_detection_name, load_detection_dataset
 
     if is_detection_name(name):
         size = None if shape is None or not name.startswith("faces-synth") else shape[:2]
         channels = None if shape is None else shape[2]
-        return load_detection_dataset(name, data_dir=data_dir, seed=seed, size=size, channels=channels, limit=limit)
-    return load_dataset(name, data_dir=data_dir, seed=seed, limit=limit)
+        return load_detection_dataset(name, data_dir=data_dir, seed=seed, size=size, channels=channels, limit=limit,
+                                      holdout=holdout)
+    return load_dataset(name, data_dir=data_dir, seed=seed, limit=limit, holdout=holdout)
 
 
 def train_trial(config: dict[str, Any]) -> None:
@@ -143,7 +150,7 @@ def train_trial(config: dict[str, Any]) -> None:
         spec = ArchSpec.from_dict(config["spec"])
         detection = spec.detection is not None
         dataset = _cached_dataset(config["dataset"], config["data_dir"], config["seed"], config["limit"],
-                                  tuple(spec.input) if detection else None)
+                                  tuple(spec.input) if detection else None, config.get("val_fraction"))
         train_cfg = TrainConfig(epochs=config["epochs"], batch_size=config["batch_size"], lr=config["lr"],
                                 seed=config["seed"], threads=config["threads"])
         trainer_cls = Trainer
@@ -238,6 +245,7 @@ def _make_searcher(space, budget: Budget, store: RunStore, cfg: SearchConfig, st
                 return {
                     "number": trial.number, "spec": spec.to_dict(), "dir": str(trial_dir.resolve()),
                     "dataset": cfg.dataset, "data_dir": cfg.data_dir, "limit": cfg.limit, "epochs": cfg.epochs,
+                    "val_fraction": cfg.val_fraction,
                     "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed, "threads": threads,
                     "fail": trial.number in fail_numbers,
                 }
@@ -336,6 +344,7 @@ def run_search(cfg: SearchConfig, printer: Callable[[str], None] = print) -> Sea
         saved = store.config
         cfg.space, cfg.dataset, cfg.objectives = saved["space_path"], saved["dataset"], saved["objectives"]
         cfg.epochs, cfg.sampler, cfg.seed, cfg.limit = saved["epochs"], saved["sampler"], saved["seed"], saved["limit"]
+        cfg.val_fraction = saved.get("val_fraction")  # absent: a run from before the split, scored on test
         space = SearchSpace.load(cfg.space)
     else:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -359,9 +368,10 @@ def run_search(cfg: SearchConfig, printer: Callable[[str], None] = print) -> Sea
             raise UserError(f"{space.name} is a {space.task} space but {cfg.dataset!r} is "
                             f"{'a detection' if detection_data else 'not a detection'} data set")
         if detection_data:  # fail before starting anything
-            load_detection_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, limit=1)
+            load_detection_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, limit=2,
+                                   holdout=cfg.val_fraction)
         else:
-            load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, limit=1)
+            load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, limit=1, holdout=cfg.val_fraction)
     if not cfg.resume:
         config = cfg.to_dict() | {"space_path": str(cfg.space), "space": space.to_dict(), "version": __version__,
                                   "created": time.strftime("%Y-%m-%d %H:%M:%S")}
