@@ -155,3 +155,27 @@ def test_bad_input_is_one_line(case, needle, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
+
+
+def test_int8_loss_over_tolerance_fine_tunes_with_int8_rounding(tmp_path, capsys):
+    """Forced (tolerance below any drop): QAT runs on training images' verdict, the checkpoint
+    holds the fine-tuned weights, and export ships exactly the scored int8 model."""
+    from rnnpool_nas.finalize.runner import QAT_EPOCHS, train_and_test
+
+    run = _run(tmp_path / "run")
+    cfg = FinalizeConfig(run=str(run), epochs=1, limit=128, int8_tolerance=-1.0)
+    out = run / "final" / "0000"
+    out.mkdir(parents=True)
+    (out / "arch.json").write_text((run / "trials" / "0000" / "arch.json").read_text())
+    config = {"number": 0, "dataset": "lines", "data_dir": None, "seed": 0, "recipe": recipe(cfg, "lines"), "threads": 2}
+    reports: list[dict] = []
+    metrics = train_and_test(config, out, reports.append, lambda m: None)
+    assert metrics["qat"]["epochs"] == QAT_EPOCHS and len(metrics["qat"]["train_loss"]) == QAT_EPOCHS
+    assert metrics["ptq_train_check"]["images"] == 128  # the verdict comes from training images
+    assert any(r.get("phase") == "qat" for r in reports)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["qat"] == {"epochs": QAT_EPOCHS, "lr": 0.005}
+    (out / "metrics.json").write_text(json.dumps({**metrics, "status": "complete", "recipe": config["recipe"]}))
+    assert main(["export", str(run), "--trial", "0", "--out", str(tmp_path / "c"), "--val-images", "4", "--no-build"]) == 0
+    doc = json.loads((tmp_path / "c" / "export.json").read_text())
+    assert doc["accuracy"]["int8_accuracy"] == metrics["int8_test_accuracy"]

@@ -9,8 +9,11 @@ search accuracy, or the given trials) and for each one:
    (default per data set, :data:`DEFAULT_EPOCHS`); the test set is not looked at while it trains
    (the curve is the training loss and learning rate per epoch);
 2. quantizes it to int8 exactly as ``export`` does (the same calibration images, so the exported
-   model is the scored one) and evaluates float and int8 once on the test set (classification:
-   top-1 accuracy on the data set's test split; detection: AP at IoU 0.5 on its val split);
+   model is the scored one); a classifier whose int8 loses more than 0.5 points on 2000
+   training images is fine-tuned for :data:`QAT_EPOCHS` epochs with int8 rounding in the loop
+   (:mod:`rnnpool_nas.train.qat`) and quantized again (its checkpoint then holds those weights);
+   then float and int8 are evaluated once on the test set (classification: top-1 accuracy on
+   the data set's test split; detection: AP at IoU 0.5 on its val split);
 3. writes ``RUN/final/NNNN/`` (:mod:`rnnpool_nas.finalize.results`).
 
 The finalists train as Ray Tune trials, ``workers`` at a time (``address``: an existing Ray
@@ -39,8 +42,13 @@ from .results import FINAL_DIR, SUMMARY, final_dir, read_final, train_rows
 #: name before ``:``). Fashion-MNIST: see the README's main job for the measured curve.
 DEFAULT_EPOCHS = {"fashion-mnist": 30, "idx": 30, "cifar10": 60, "imagefolder": 30, "lines": 10, "shapes": 10,
                   "faces-synth": 30, "wider-face": 100, "scut-head": 100}
-#: int8 may lose at most this much test accuracy (0.5 points) before it is flagged.
+#: int8 may lose at most this much accuracy (0.5 points) on training images after post-training
+#: quantization before finalize fine-tunes with int8 rounding in the loop (QAT_EPOCHS epochs), and
+#: on the test set before the summary flags it.
 INT8_TOLERANCE = 0.005
+QAT_EPOCHS = 2
+#: Training images (evenly spaced, unaugmented) the post-training int8 drop is measured on.
+PTQ_CHECK_IMAGES = 2000
 
 
 @dataclass
@@ -55,6 +63,7 @@ class FinalizeConfig:
     warmup: float | None = None  # epochs of linear warm-up; None: 0 (detectors: min(5, epochs / 10))
     address: str | None = None
     limit: int | None = None  # training images (tests and smoke runs only: None is the full set)
+    int8_tolerance: float = INT8_TOLERANCE  # fine-tune with int8 rounding when PTQ loses more (training images)
 
 
 @dataclass
@@ -81,7 +90,7 @@ def recipe(cfg: FinalizeConfig, dataset: str) -> dict[str, Any]:
     warmup = cfg.warmup if cfg.warmup is not None else (min(5.0, epochs / 10) if detection else 0.0)
     return {"epochs": int(epochs), "batch_size": int(cfg.batch_size or (16 if detection else 128)),
             "lr": float(cfg.lr or (0.01 if detection else 0.05)), "warmup_epochs": float(warmup),
-            "limit": cfg.limit}
+            "limit": cfg.limit, "int8_tolerance": float(cfg.int8_tolerance)}
 
 
 def _validate(cfg: FinalizeConfig) -> None:
@@ -207,7 +216,7 @@ def train_and_test(config: dict[str, Any], out: Path, report: Callable[[dict[str
     if detection:
         metrics.update(_test_detector(trainer, dataset, spec, config))
     else:
-        metrics.update(_test_classifier(trainer, dataset, spec, report))
+        metrics.update(_test_classifier(trainer, dataset, spec, report, config, out))
     metrics["test_seconds"] = time.perf_counter() - tick
     drop = metrics["float_test_accuracy"] - metrics["int8_test_accuracy"]
     metrics["int8_drop"] = drop
@@ -235,23 +244,46 @@ def _load(config: dict[str, Any], spec):
     return ds
 
 
-def _test_classifier(trainer, dataset, spec, report) -> dict[str, Any]:
+def _test_classifier(trainer, dataset, spec, report, config: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Quantize; when int8 loses more than the tolerance on training images (never the test
+    set), fine-tune with int8 rounding in the loop (:mod:`rnnpool_nas.train.qat`) and quantize
+    again; then score float and int8 once on the test set."""
     import numpy as np
+    import torch
 
     from ..data import adapt_images
+    from ..train.qat import finetune
     from ..train.quant import calibration_images, quantize
     from ..train.quant_fast import evaluate_int8_fast
 
     h, w, c = spec.input
     model = trainer.model.eval()
-    qnet = quantize(model, calibration_images(dataset, spec.input))
+    calibration = calibration_images(dataset, spec.input)
+    qnet = quantize(model, calibration)
+    rows = np.linspace(0, len(dataset.x_train) - 1, min(PTQ_CHECK_IMAGES, len(dataset.x_train))).astype(np.int64)
+    check_x, check_y = adapt_images(dataset.x_train[rows], h, w, c), np.asarray(dataset.y_train)[rows]
+    check = evaluate_int8_fast(qnet, model, check_x, check_y)
+    metrics: dict[str, Any] = {"ptq_train_check": {"images": len(rows), **check}}
+    tolerance = config["recipe"].get("int8_tolerance", INT8_TOLERANCE)
+    if check["float_accuracy"] - check["int8_accuracy"] > tolerance:
+        report({"phase": "qat", "images": len(rows), "drop": check["float_accuracy"] - check["int8_accuracy"]})
+        qat = finetune(model, trainer.data, calibration, epochs=QAT_EPOCHS, seed=config["seed"])
+        qnet = quantize(model, calibration)
+        after = evaluate_int8_fast(qnet, model, check_x, check_y)
+        metrics["qat"] = {**qat, "train_check": after}
+        state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+        state["model"] = model.state_dict()  # what export ships: the fine-tuned weights
+        state["qat"] = {"epochs": qat["epochs"], "lr": qat["lr"]}
+        tmp = out / ".checkpoint.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, out / "checkpoint.pt")
     images = adapt_images(dataset.x_val, h, w, c)
     labels = np.asarray(dataset.y_val)
     scores = evaluate_int8_fast(qnet, model, images, labels,
                                 progress=lambda done, total: report({"phase": "int8", "images": done, "of": total}))
-    return {"metric": "top-1 accuracy", "test_images": len(images), "float_test_accuracy": scores["float_accuracy"],
-            "int8_test_accuracy": scores["int8_accuracy"], "int8_agreement": scores["agreement"],
-            "calibration_images": 512}
+    return {**metrics, "metric": "top-1 accuracy", "test_images": len(images),
+            "float_test_accuracy": scores["float_accuracy"], "int8_test_accuracy": scores["int8_accuracy"],
+            "int8_agreement": scores["agreement"], "calibration_images": len(calibration)}
 
 
 def _test_detector(trainer, dataset, spec, config) -> dict[str, Any]:
@@ -407,6 +439,9 @@ def _progress_callback(epochs: int, printer, started: float):
                         f"({elapsed:.1f} min)")
             elif result.get("phase") == "test":
                 printer(f"trial {number}: trained; scoring float and int8 on the test set ({elapsed:.1f} min)")
+            elif result.get("phase") == "qat":
+                printer(f"trial {number}: post-training int8 loses {result['drop'] * 100:.2f} points on "
+                        f"{result['images']} training images: fine-tuning with int8 rounding ({QAT_EPOCHS} epochs)")
             elif result.get("phase") == "int8":
                 printer(f"trial {number}: int8 on the test set, {result['images']}/{result['of']} images")
 
