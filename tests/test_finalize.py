@@ -157,6 +157,7 @@ def test_bad_input_is_one_line(case, needle, tmp_path, capsys):
     assert len(err) == 1 and needle in err[0], err
 
 
+@pytest.mark.slow
 def test_int8_loss_over_tolerance_fine_tunes_with_int8_rounding(tmp_path, capsys):
     """Forced (tolerance below any drop): QAT runs on training images' verdict, the checkpoint
     holds the fine-tuned weights, and export ships exactly the scored int8 model."""

@@ -19,7 +19,7 @@ from .test_quant import _trained
         ("rnnpool-tiny", {}),
         ("rnnpool-tiny", {"gate_nonlinearity": "quantSigmoid", "update_nonlinearity": "quantTanh"}),
         ("rnnpool-tiny", {"batch_norm": False, "padding": "same", "patch_size": [3, 5], "stride": [2, 3]}),
-        ("mobilenetv2-0.35x-rnnpool-vww", {}),
+        pytest.param("mobilenetv2-0.35x-rnnpool-vww", {}, marks=pytest.mark.slow),
     ],
 )
 def test_fast_runner_is_bit_exact(name, overrides):
@@ -33,6 +33,7 @@ def test_fast_runner_is_bit_exact(name, overrides):
     assert evaluate_int8(qnet, model, images[128:192], labels[128:192]) == ref
 
 
+@pytest.mark.slow
 def test_fast_detector_heads_are_bit_exact():
     spec = get_preset("rnnpool-face-m4", input=(48, 64, 1))
     torch.manual_seed(0)
