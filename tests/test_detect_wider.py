@@ -91,10 +91,13 @@ def test_wider_protocol_by_hand(tmp_path):
 
 
 def test_at_most_n_faces_subset(tmp_path):
-    # only B and C have at most 1 face; B's lone score normalises to 1 (all scores equal)
-    curves = wider_face_eval(write_fixture(tmp_path, EVENTS), PREDICTIONS, max_faces=1)
+    # only B and C have at most 1 face; B's lone score normalises to 1 (all scores equal) in the
+    # Python ports, to 0/0 (nothing kept) in the official code
+    curves = wider_face_eval(write_fixture(tmp_path, EVENTS), PREDICTIONS, max_faces=1, protocol="python")
     assert curves["easy"].num_faces == 1 and curves["easy"].ap == pytest.approx(1.0)
     assert curves["hard"].num_faces == 2 and curves["hard"].ap == pytest.approx(0.5)
+    official = wider_face_eval(write_fixture(tmp_path, EVENTS), PREDICTIONS, max_faces=1)
+    assert official["easy"].num_faces == 1 and official["easy"].ap == 0.0
     three = wider_face_eval(write_fixture(tmp_path, EVENTS), PREDICTIONS, max_faces=3)
     assert three["hard"].ap == pytest.approx(1 / 2)  # every image qualifies
 
@@ -193,7 +196,7 @@ def test_matches_a_line_by_line_port_on_random_data(tmp_path):
         events.append((f"{e}--Event", images))
     root = write_fixture(tmp_path, events)
     images = load_wider_ground_truth(root)
-    curves = wider_face_eval(images, predictions)
+    curves = wider_face_eval(images, predictions, protocol="python")  # the ports' arithmetic
     for setting, curve in curves.items():
         ap, prec, rec = _reference(images, predictions, setting)
         assert curve.ap == pytest.approx(ap, abs=1e-12), setting

@@ -167,12 +167,22 @@ def test_wider_protocol_maps_detections_to_original_pixels(spec, tmp_path):
     ds = load_detection_dataset(f"wider-face:{tmp_path}", channels=1)  # native sizes
     scaled = [to_input(np.zeros((*ds.val.image_size(i), 1), np.uint8), ds.val.boxes[i], SIZE, 1)[1]
               for i in range(len(ds.val))]
-    result = evaluate_detection(_Oracle(spec, scaled), ds.val, spec, batch_size=2, wider_gt=gt_dir)
-    assert result["ap"] == pytest.approx(1.0)
-    wider = result["wider"]
-    assert wider["images"] == 2
-    for setting in ("easy", "medium", "hard", "easy_at_most_3", "hard_at_most_3"):
-        assert wider[setting] == pytest.approx(1.0)
+    oracle = _Oracle(spec, scaled)
+    faces = oracle.conf[..., 1] > 0
+    # distinct face scores: the official norm_score turns equal scores into 0/0 (nothing kept)
+    oracle.conf[faces] = torch.stack([torch.zeros(int(faces.sum())), 2 + 0.5 * torch.arange(int(faces.sum()))], 1)
+    for protocol in ("official", "python"):
+        result = evaluate_detection(oracle, ds.val, spec, batch_size=2, wider_gt=gt_dir, wider_protocol=protocol)
+        assert result["ap"] == pytest.approx(1.0)
+        wider = result["wider"]
+        assert wider["images"] == 2 and wider["protocol"] == protocol
+        for setting in ("easy", "medium", "hard", "easy_at_most_3", "hard_at_most_3"):
+            assert wider[setting] == pytest.approx(1.0), (protocol, setting)
+    # every face found with one score: the Python ports normalise it to 1, the official code to 0/0
+    same = _Oracle(spec, scaled)
+    assert evaluate_detection(same, ds.val, spec, batch_size=2, wider_gt=gt_dir)["wider"]["hard"] == 0.0
+    python = evaluate_detection(same, ds.val, spec, batch_size=2, wider_gt=gt_dir, wider_protocol="python")
+    assert python["wider"]["hard"] == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------------------- loss, calibration

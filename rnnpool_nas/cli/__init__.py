@@ -16,8 +16,8 @@ from .. import __version__
 from ..errors import UserError
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("search", "presets", "cost", "train", "export", "report", "browse", "pareto",
-                             "measure")
+COMMANDS: tuple[str, ...] = ("search", "presets", "cost", "train", "finalize", "export", "report", "browse",
+                             "pareto", "measure")
 
 
 class _Parser(argparse.ArgumentParser):

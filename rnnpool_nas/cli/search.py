@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="epochs per trained candidate (default 2)")
     p.add_argument("--workers", type=int, help="trials trained at once (default 2)")
     p.add_argument("--limit", type=int, metavar="N", help="train and validate each candidate on N images")
+    p.add_argument("--val-fraction", type=float, default=0.1, metavar="F",
+                   help="score candidates on this seeded, stratified fraction of the training images, held out "
+                   "(default 0.1); the test set is never seen by the search (`rnnpool-nas finalize` reports it)")
     p.add_argument("--objectives", help="comma-separated: accuracy,peak_ram,madds,latency (default accuracy,peak_ram)")
     p.add_argument("--sampler", choices=("nsga2", "tpe", "random"), help="default nsga2")
     p.add_argument("--seed", type=int, help="default 0")
@@ -114,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         trials=values["trials"], epochs=values["epochs"], workers=values["workers"],
         objectives=_objectives(values["objectives"]), sampler=values["sampler"], seed=values["seed"], limit=args.limit,
         early_stopping=not args.no_early_stopping, address=args.address, resume=False, cost_only=args.cost_only,
-        warm_start=not args.no_warm_start,
+        warm_start=not args.no_warm_start, val_fraction=args.val_fraction,
     )
     result = run_search(cfg)
     return _exit_code(result)

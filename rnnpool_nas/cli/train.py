@@ -48,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-limit", type=int, metavar="N", help="score on the first N validation images only")
     p.add_argument("--wider-eval", metavar="DIR", help="detectors on WIDER FACE val: also score with the official "
                    "protocol (easy/medium/hard) from the ground truth in DIR (wider_face_val.mat, wider_*_val.mat)")
+    p.add_argument("--wider-protocol", choices=("official", "python"), default="official",
+                   help="with --wider-eval: the official MATLAB eval_tools' arithmetic (int32 overlaps, single-precision "
+                   "score normalisation; what published numbers use; the default) or the common Python ports'")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/train-<arch>-<dataset>)")
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 evaluation")
@@ -206,8 +209,10 @@ def _int8_detection(trainer, dataset, args: argparse.Namespace) -> dict:
     if trainer.last_scores is not None and not args.wider_eval:
         fl = {k: v for k, v in trainer.last_scores.items() if k != "loss"}  # the last epoch's evaluation
     else:
-        fl = evaluate_detection(trainer.model, dataset.val, spec, limit=limit, wider_gt=args.wider_eval)
-    i8 = evaluate_detection(qnet, dataset.val, spec, limit=limit, batch_size=4, wider_gt=args.wider_eval)
+        fl = evaluate_detection(trainer.model, dataset.val, spec, limit=limit, wider_gt=args.wider_eval,
+                                wider_protocol=args.wider_protocol)
+    i8 = evaluate_detection(qnet, dataset.val, spec, limit=limit, batch_size=4, wider_gt=args.wider_eval,
+                            wider_protocol=args.wider_protocol)
     out = {"float_ap": fl["ap"], "int8_ap": i8["ap"], "float_ap_at_most_3": fl["ap_at_most_3"],
            "int8_ap_at_most_3": i8["ap_at_most_3"], "images": i8["images"], "faces": i8["faces"],
            "calibration_images": len(calib), "float": fl, "int8": i8}
@@ -217,7 +222,7 @@ def _int8_detection(trainer, dataset, args: argparse.Namespace) -> dict:
     if args.wider_eval:
         for name, scores in (("float", fl), ("int8", i8)):
             wider = scores["wider"]
-            print(f"WIDER FACE official ({name}, {wider['images']} images): " + ", ".join(
+            print(f"WIDER FACE {wider['protocol']} protocol ({name}, {wider['images']} images): " + ", ".join(
                 f"{s} {_fmt(wider[s])}" for s in ("easy", "medium", "hard")))
     return out
 

@@ -38,6 +38,13 @@ paints its pixels on access. ``preload=True`` decodes (or paints) everything at 
 ``limit`` keeps a seeded random subset of at most ``limit`` images per split, in annotation
 order (faces-synth: exactly the first ``limit`` images of each split).
 
+Validation split (``holdout``, what the search uses): the ``val`` split is each set's test
+set (WIDER FACE's val, faces-synth's val stream), so with ``holdout=f`` it is not returned:
+``val`` is instead a seeded fraction ``f`` of the training split (after ``limit``; its
+``rows`` give the training rows it came from), and ``train`` the rest. faces-synth generates
+its validation images from an independent stream of their own (``holdout`` split: seeds
+(seed, 2, i), the training face crops, ``round(1000 * f / 0.1)`` capped at 1000 images).
+
 Bad input: a missing folder or annotation file, or a malformed annotation line that loses the
 file's structure, is a :class:`~rnnpool_nas.errors.UserError` (one line naming the file and the
 line). A bad sample (an image file that is missing or not an image, a box wholly outside its
@@ -142,6 +149,16 @@ class DetectionSample:
     source: str
 
 
+class _Rows:
+    """Reads row ``rows[i]`` of another split's reader (picklable when that reader is)."""
+
+    def __init__(self, read: Callable[[int], np.ndarray], rows: np.ndarray) -> None:
+        self.read, self.rows = read, rows
+
+    def __call__(self, i: int) -> np.ndarray:
+        return self.read(int(self.rows[i]))
+
+
 class DetectionSplit(Sequence[DetectionSample]):
     """The images of one split with their boxes; images are read (or painted) on access.
 
@@ -180,6 +197,17 @@ class DetectionSplit(Sequence[DetectionSample]):
         self._sizes = sizes
         self._read = read
         self._failed: set[int] = set()
+        #: with ``subset``: the rows of the split this one was cut from
+        self.rows: np.ndarray | None = None
+
+    def subset(self, rows: Sequence[int], name: str | None = None) -> DetectionSplit:
+        """The images ``rows`` of this split (read lazily through this split's reader)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = DetectionSplit(name or self.name, [self.sources[i] for i in rows], [self.boxes[i] for i in rows],
+                             [self.ignore[i] for i in rows], [self._sizes[i] for i in rows],
+                             _Rows(self._read, rows), self.channels)
+        out.rows = rows if self.rows is None else self.rows[rows]
+        return out
 
     @classmethod
     def from_reader(
@@ -338,6 +366,18 @@ def warn_bad(name: str, split: str, bad: list[tuple[str, str]], stacklevel: int 
         warnings.warn(message, DataWarning, stacklevel=stacklevel)
 
 
+def holdout_split(train: DetectionSplit, fraction: float, seed: int) -> tuple[DetectionSplit, DetectionSplit]:
+    """(rest, held out): a seeded ``fraction`` of ``train``'s images (at least one, never all
+    of two or more) as a validation split; ``rows`` of each say which training rows they are."""
+    n = len(train)
+    k = min(max(n - 1, 0), max(1 if n > 1 else 0, round(n * fraction)))
+    held = np.sort(np.random.default_rng([seed, 6]).choice(n, size=k, replace=False)) if k else np.zeros(0, np.int64)
+    mask = np.ones(n, dtype=bool)
+    mask[held] = False
+    base = train.name.split(":")[0]
+    return train.subset(np.flatnonzero(mask)), train.subset(held, f"{base}:holdout")
+
+
 def seeded_order(n: int, limit: int | None, seed: int, stream: int) -> Sequence[int]:
     """The order in which a loader tries rows: all in order, or (with ``limit``) a seeded permutation."""
     return range(n) if limit is None else np.random.default_rng([seed, stream]).permutation(n).tolist()
@@ -355,10 +395,10 @@ def list_detection_datasets() -> dict[str, str]:
     return dict(_DESCRIPTIONS)
 
 
-def _load_faces_synth(path, *, seed, size, channels, limit, splits) -> DetectionDataset:
+def _load_faces_synth(path, *, seed, size, channels, limit, splits, holdout=None) -> DetectionDataset:
     from rnnpool_nas.data import faces_synth
 
-    return faces_synth.load(seed=seed, size=size, channels=channels, limit=limit, splits=splits)
+    return faces_synth.load(seed=seed, size=size, channels=channels, limit=limit, splits=splits, holdout=holdout)
 
 
 def _load_wider(path, *, seed, size, channels, limit, splits) -> DetectionDataset:
@@ -417,13 +457,15 @@ def load_detection_dataset(
     limit: int | None = None,
     splits: tuple[str, str] = ("train", "val"),
     preload: bool = False,
+    holdout: float | None = None,
 ) -> DetectionDataset:
     """Load the face-detection data set ``name`` (see the module docstring).
 
     ``size`` is (height, width) (an int means square); ``channels`` is 1 or 3 (None: the set's
     own, 1 for faces-synth, 3 otherwise); ``splits`` names the annotation sets used as train and
     val (``scut-head`` also has ``trainval`` and ``test``; WIDER's test set has no boxes);
-    ``preload`` reads every image at load. Deterministic: the same arguments give the same
+    ``preload`` reads every image at load; ``holdout`` (a fraction in (0, 1)) validates on
+    images held out of the training split and drops the test split (module docstring). Deterministic: the same arguments give the same
     images and boxes. Raises UserError (one line) for an unknown name (suggesting the closest),
     a bad argument, or a missing or malformed data set.
     """
@@ -455,8 +497,17 @@ def load_detection_dataset(
         raise UserError(f"{kind}: seed must be a non-negative integer, got {seed!r}")
     if isinstance(splits, str) or len(splits) != 2 or any(s not in SPLITS[kind] for s in splits):
         raise UserError(f"{kind}: splits must name two of {', '.join(SPLITS[kind])} (train, val), got {splits!r}")
+    if holdout is not None and (isinstance(holdout, bool) or not isinstance(holdout, (int, float))
+                                or not 0.0 < holdout < 1.0):
+        raise UserError(f"{kind}: the validation fraction must be between 0 and 1 (exclusive), got {holdout!r}")
     limit = None if limit is None else int(limit)
-    ds = loader(path, seed=int(seed), size=size, channels=int(channels), limit=limit, splits=tuple(splits))
+    if kind == "faces-synth":
+        ds = loader(path, seed=int(seed), size=size, channels=int(channels), limit=limit, splits=tuple(splits),
+                    holdout=holdout)
+    else:
+        ds = loader(path, seed=int(seed), size=size, channels=int(channels), limit=limit, splits=tuple(splits))
+        if holdout is not None:
+            ds.train, ds.val = holdout_split(ds.train, float(holdout), int(seed))
     if preload:
         ds.train, ds.val = ds.train.preload(), ds.val.preload()
     return ds

@@ -54,8 +54,9 @@ N_TRAIN, N_VAL = 10000, 1000
 #: Side of the LFW crops.
 CROP_SIDE = 25
 #: Crop indices (into the 100 faces, and into the 100 non-faces) of each split.
-POOLS = {"train": (0, 80), "val": (80, 100)}
-SPLIT_IDS = {"train": 0, "val": 1}
+POOLS = {"train": (0, 80), "val": (80, 100), "holdout": (0, 80)}
+#: "holdout" is the search's validation split: the training crops, an independent stream of seeds.
+SPLIT_IDS = {"train": 0, "val": 1, "holdout": 2}
 #: The bundled scikit-image files used as backgrounds (no human face in any of them).
 PHOTOS = (
     "coffee.png",
@@ -383,7 +384,8 @@ def synth_split(n: int, seed: int, split: str, opts: SynthOptions):
     return DetectionSplit.from_reader(f"faces-synth:{split}", sources, boxes, ignore, sizes, paint, size=None, channels=opts.channels)
 
 
-def load(*, seed: int, size: tuple[int, int] | None, channels: int, limit: int | None, splits: tuple[str, str]):
+def load(*, seed: int, size: tuple[int, int] | None, channels: int, limit: int | None, splits: tuple[str, str],
+         holdout: float | None = None):
     """The ``faces-synth`` :class:`~rnnpool_nas.data.detection.DetectionDataset` (see the module docstring)."""
     from rnnpool_nas.data.detection import DetectionDataset
 
@@ -394,7 +396,9 @@ def load(*, seed: int, size: tuple[int, int] | None, channels: int, limit: int |
         raise UserError(str(e)) from None
     crops()
     photos(channels)  # fail at load, not on first access, when scikit-image is missing
-    counts = {"train": N_TRAIN, "val": N_VAL}
+    counts = {"train": N_TRAIN, "val": N_VAL, "holdout": min(N_VAL, max(1, round(N_VAL * (holdout or 0.1) / 0.1)))}
+    if holdout is not None:  # the search's validation: its own stream, never the val (test) images
+        splits = (splits[0], "holdout")
     train_split, val_split = splits
     n_train, n_val = (counts[s] if limit is None else min(limit, counts[s]) for s in splits)
     return DetectionDataset(

@@ -26,6 +26,18 @@ for idx and CIFAR, while decoding for an image folder) and sets the synthetic im
 random subset drawn from ``seed``, kept in the split's order (synthetic sets generate only the
 first ``limit``). ``val_fraction`` is only used to split an image folder that has no ``train/``/``val/``.
 
+Validation split (``holdout``). Without it (the default) ``x_val`` is the data set's own
+evaluation split: Fashion-MNIST's and an idx folder's 10,000 test images, CIFAR-10's test batch,
+an image folder's ``val/`` (or its ``val_fraction`` split): the *test set*, what a finished model
+is reported on. With ``holdout=f`` (what the search uses) that test set is never loaded into the
+result: ``x_train``/``x_val`` are a seeded, stratified split of the training images, a fraction
+``f`` of each class (rounded, at least one image of a class with two or more) held out as
+validation, drawn from ``seed`` before ``limit`` is applied to each part. ``train_index`` and
+``val_index`` then give the rows of the original training split each image came from (after
+``limit``), so a caller can check that no test image reaches the search. The synthetic sets
+generate their validation images from a third independent stream instead (their test images
+are stream 1).
+
 Errors a user can cause (missing folder or file, corrupt file, unknown name, bad argument) are
 :class:`~rnnpool_nas.errors.UserError` with a one-line message naming what was expected where.
 
@@ -103,6 +115,11 @@ class Dataset:
     multi_label: bool = False
     skipped: int = 0
     hflip: bool = True
+    #: with ``holdout``: rows of the original training split that ``x_train`` / ``x_val`` hold
+    train_index: np.ndarray | None = None
+    val_index: np.ndarray | None = None
+    #: what ``x_val`` is: "test" (the data set's evaluation split) or "holdout" (held out of train)
+    val_source: str = "test"
 
     def __post_init__(self) -> None:
         for split, x, y in (("train", self.x_train, self.y_train), ("val", self.x_val, self.y_val)):
@@ -150,6 +167,26 @@ def _limit_rows(n: int, limit: int | None, seed: int, stream: int) -> np.ndarray
     return np.sort(np.random.default_rng([seed, stream]).choice(n, size=limit, replace=False))
 
 
+def stratified_holdout(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train rows, validation rows) of labels ``y``: per class (per label pattern for a
+    multi-label ``y``), ``round(n * fraction)`` rows drawn with ``seed`` are held out (at least
+    one when the class has two or more, never all of them)."""
+    rng = np.random.default_rng([seed, 5])
+    keys = y.reshape(len(y), -1)
+    _, groups = np.unique(keys, axis=0, return_inverse=True)
+    groups = groups.reshape(-1)
+    held = []
+    for g in range(int(groups.max(initial=-1)) + 1):
+        rows = np.flatnonzero(groups == g)
+        k = min(len(rows) - 1, max(1 if len(rows) > 1 else 0, round(len(rows) * fraction)))
+        if k > 0:
+            held.append(rng.choice(rows, size=k, replace=False))
+    val = np.sort(np.concatenate(held)) if held else np.zeros(0, dtype=np.int64)
+    mask = np.ones(len(y), dtype=bool)
+    mask[val] = False
+    return np.flatnonzero(mask), val.astype(np.int64)
+
+
 def _finish(
     name: str,
     x_train: np.ndarray,
@@ -162,19 +199,29 @@ def _finish(
     limit: int | None,
     seed: int,
     hflip: bool = True,
+    holdout: float | None = None,
 ) -> Dataset:
-    """Apply ``limit`` (before resizing, so it is cheap) and ``size`` to a file-based set."""
+    """Apply ``holdout`` (the test split ``x_val`` is dropped and validation is held out of the
+    training images), then ``limit`` (before resizing, so it is cheap) and ``size``."""
+    train_index = val_index = None
+    if holdout is not None:
+        train_index, val_index = stratified_holdout(y_train, holdout, seed)
+        x_val, y_val = x_train[val_index], y_train[val_index]
+        x_train, y_train = x_train[train_index], y_train[train_index]
     rows = _limit_rows(len(x_train), limit, seed, 3)
     if rows is not None:
         x_train, y_train = x_train[rows], y_train[rows]
+        train_index = None if train_index is None else train_index[rows]
     rows = _limit_rows(len(x_val), limit, seed, 4)
     if rows is not None:
         x_val, y_val = x_val[rows], y_val[rows]
+        val_index = None if val_index is None else val_index[rows]
     if size is not None:
         channels = x_train.shape[3]
         x_train = adapt_images(x_train, size, size, channels)
         x_val = adapt_images(x_val, size, size, channels)
-    return Dataset(name, x_train, y_train, x_val, y_val, classes, hflip=hflip)
+    return Dataset(name, x_train, y_train, x_val, y_val, classes, hflip=hflip, train_index=train_index,
+                   val_index=val_index, val_source="test" if holdout is None else "holdout")
 
 
 def _check_labels(name: str, folder: Path, y: np.ndarray, num_classes: int) -> None:
@@ -182,7 +229,8 @@ def _check_labels(name: str, folder: Path, y: np.ndarray, num_classes: int) -> N
         raise UserError(f"{name}: labels in {folder} go up to {int(y.max())}, expected 0..{num_classes - 1}")
 
 
-def _load_fashion_mnist(path: Path | None, size: int | None, seed: int, val_fraction: float, limit: int | None) -> Dataset:
+def _load_fashion_mnist(path: Path | None, size: int | None, seed: int, val_fraction: float, limit: int | None,
+                        holdout: float | None = None) -> Dataset:
     folder = FASHION_MNIST_DIR if path is None else path
     hint = "install Debian's dataset-fashion-mnist or pass --data-dir"
     s = idx.load_idx_folder(folder, what="fashion-mnist", hint=hint)
@@ -190,28 +238,39 @@ def _load_fashion_mnist(path: Path | None, size: int | None, seed: int, val_frac
         _check_labels("fashion-mnist", folder, y, len(FASHION_MNIST_CLASSES))
     return _finish(
         "fashion-mnist", s.x_train, s.y_train, s.x_val, s.y_val, list(FASHION_MNIST_CLASSES),
-        size=size, limit=limit, seed=seed,
+        size=size, limit=limit, seed=seed, holdout=holdout,
     )
 
 
-def _load_idx(path: Path | None, size: int | None, seed: int, val_fraction: float, limit: int | None) -> Dataset:
+def _load_idx(path: Path | None, size: int | None, seed: int, val_fraction: float, limit: int | None,
+              holdout: float | None = None) -> Dataset:
     assert path is not None
     s = idx.load_idx_folder(path, what="idx")
     k = int(max(s.y_train.max(initial=0), s.y_val.max(initial=0))) + 1
     classes = [str(i) for i in range(k)]
     return _finish(
-        f"idx:{path}", s.x_train, s.y_train, s.x_val, s.y_val, classes, size=size, limit=limit, seed=seed, hflip=False
+        f"idx:{path}", s.x_train, s.y_train, s.x_val, s.y_val, classes, size=size, limit=limit, seed=seed, hflip=False,
+        holdout=holdout,
     )
 
 
-def _load_cifar10(path: Path | None, size: int | None, seed: int, val_fraction: float, limit: int | None) -> Dataset:
+def _load_cifar10(path: Path | None, size: int | None, seed: int, val_fraction: float, limit: int | None,
+                  holdout: float | None = None) -> Dataset:
     assert path is not None
     s = cifar.load_cifar10(path)
-    return _finish(f"cifar10:{path}", s.x_train, s.y_train, s.x_val, s.y_val, s.classes, size=size, limit=limit, seed=seed)
+    return _finish(f"cifar10:{path}", s.x_train, s.y_train, s.x_val, s.y_val, s.classes, size=size, limit=limit,
+                   seed=seed, holdout=holdout)
 
 
-def _load_imagefolder(path: Path | None, size: int | None, seed: int, val_fraction: float, limit: int | None) -> Dataset:
+def _load_imagefolder(path: Path | None, size: int | None, seed: int, val_fraction: float, limit: int | None,
+                      holdout: float | None = None) -> Dataset:
     assert path is not None
+    if holdout is not None:  # split every training image (limit after the holdout, like the others)
+        s = imagefolder.load_image_folder(path, size=size, seed=seed, val_fraction=val_fraction, limit=None)
+        ds = _finish(f"imagefolder:{path}", s.x_train, s.y_train, s.x_val, s.y_val, s.classes, size=None,
+                     limit=limit, seed=seed, holdout=holdout)
+        ds.skipped = len(s.skipped)
+        return ds
     s = imagefolder.load_image_folder(path, size=size, seed=seed, val_fraction=val_fraction, limit=limit)
     if s.skipped:
         first, reason = s.skipped[0]
@@ -242,26 +301,32 @@ def _generate(
 
 
 def _load_synthetic(
-    kind: str, make: Callable[..., tuple[np.ndarray, np.ndarray]], side: int, seed: int, limit: int | None
+    kind: str, make: Callable[..., tuple[np.ndarray, np.ndarray]], side: int, seed: int, limit: int | None,
+    holdout: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Train is stream 0, the test images stream 1; with ``holdout`` validation is stream 2."""
     n_train, n_val = (SYNTHETIC_TRAIN, SYNTHETIC_VAL) if limit is None else (min(limit, SYNTHETIC_TRAIN), min(limit, SYNTHETIC_VAL))
     try:
-        return (*_generate(make, n_train, side, seed, 0), *_generate(make, n_val, side, seed, 1))
+        return (*_generate(make, n_train, side, seed, 0), *_generate(make, n_val, side, seed, 1 if holdout is None else 2))
     except ValueError as e:
         raise UserError(f"{kind}: {e}") from None
 
 
-def _load_lines(path: Path | None, size: int | None, seed: int, val_fraction: float, limit: int | None) -> Dataset:
-    arrays = _load_synthetic("lines", synthetic.make_lines, 32 if size is None else size, seed, limit)
-    return Dataset("lines", *arrays, [f"{a}deg" for a in synthetic.LINE_ANGLES_DEG], hflip=False)
+def _load_lines(path: Path | None, size: int | None, seed: int, val_fraction: float, limit: int | None,
+                holdout: float | None = None) -> Dataset:
+    arrays = _load_synthetic("lines", synthetic.make_lines, 32 if size is None else size, seed, limit, holdout)
+    return Dataset("lines", *arrays, [f"{a}deg" for a in synthetic.LINE_ANGLES_DEG], hflip=False,
+                   val_source="test" if holdout is None else "holdout")
 
 
-def _load_shapes(path: Path | None, size: int | None, seed: int, val_fraction: float, limit: int | None) -> Dataset:
-    arrays = _load_synthetic("shapes", synthetic.make_shapes, 64 if size is None else size, seed, limit)
-    return Dataset("shapes", *arrays, list(synthetic.SHAPE_CLASSES), multi_label=True)
+def _load_shapes(path: Path | None, size: int | None, seed: int, val_fraction: float, limit: int | None,
+                 holdout: float | None = None) -> Dataset:
+    arrays = _load_synthetic("shapes", synthetic.make_shapes, 64 if size is None else size, seed, limit, holdout)
+    return Dataset("shapes", *arrays, list(synthetic.SHAPE_CLASSES), multi_label=True,
+                   val_source="test" if holdout is None else "holdout")
 
 
-_Loader = Callable[[Path | None, int | None, int, float, int | None], Dataset]
+_Loader = Callable[[Path | None, int | None, int, float, int | None, float | None], Dataset]
 #: kind -> (loader, whether a folder is required, whether a folder is accepted)
 _LOADERS: dict[str, tuple[_Loader, bool, bool]] = {
     "fashion-mnist": (_load_fashion_mnist, False, True),
@@ -281,8 +346,12 @@ def load_dataset(
     size: int | None = None,
     val_fraction: float = 0.1,
     limit: int | None = None,
+    holdout: float | None = None,
 ) -> Dataset:
     """Load the data set ``name`` (see the module docstring for names and arguments).
+
+    ``holdout`` (a fraction in (0, 1)): validate on that fraction of the training images, held
+    out stratified and seeded, and leave the test split out entirely (what the search does).
 
     Deterministic: the same arguments give the same arrays. Raises UserError (one line) for an
     unknown name (suggesting the closest ones), a missing path, a bad argument, or a missing or
@@ -320,7 +389,10 @@ def load_dataset(
         raise UserError(f"{kind}: seed must be a non-negative integer, got {seed!r}")
     if not 0.0 < val_fraction < 1.0:
         raise UserError(f"{kind}: val_fraction must be between 0 and 1 (exclusive), got {val_fraction!r}")
-    return loader(path, size, int(seed), float(val_fraction), limit)
+    if holdout is not None and (isinstance(holdout, bool) or not isinstance(holdout, (int, float))
+                                or not 0.0 < holdout < 1.0):
+        raise UserError(f"{kind}: the validation fraction must be between 0 and 1 (exclusive), got {holdout!r}")
+    return loader(path, size, int(seed), float(val_fraction), limit, None if holdout is None else float(holdout))
 
 
 _GREY_CHUNK = 256

@@ -50,10 +50,15 @@ class Source:
     seed: int = 0
     budget: Any = None  # search.budget.Budget of the run, if any
     label: str = ""
+    #: a finalized trial trained with ``finalize --limit``: calibrate on those training rows
+    train_limit: int | None = None
 
 
 def from_run(run_dir: str | Path, trial: int) -> Source:
-    """The trial ``trial`` of the search run ``run_dir`` (read through the run directory)."""
+    """The trial ``trial`` of the search run ``run_dir`` (read through the run directory): its
+    finalized checkpoint (``RUN/final/NNNN/``, from ``rnnpool-nas finalize``) when there is one,
+    else the search's proxy checkpoint."""
+    from ..finalize.results import finalized_checkpoint, read_final
     from ..search.budget import Budget
     from ..search.store import RunStore
 
@@ -69,6 +74,12 @@ def from_run(run_dir: str | Path, trial: int) -> Source:
     spec = load_spec(trial_dir / "arch.json")
     cfg = store.config
     budget = Budget.from_dict(cfg["budget"]) if cfg.get("budget") else None
+    final = finalized_checkpoint(run_dir, int(trial))
+    if final is not None:  # `rnnpool-nas finalize` retrained it: ship that, scored on the whole test set
+        recipe = (read_final(run_dir, int(trial)) or {}).get("recipe") or {}
+        return Source(spec, final, cfg.get("dataset") or "fashion-mnist", cfg.get("data_dir"), None,
+                      int(cfg.get("seed") or 0), budget, f"{Path(run_dir).name} trial {trial} (finalized)",
+                      train_limit=recipe.get("limit"))
     return Source(spec, trial_dir / "checkpoint.pt", cfg.get("dataset") or "fashion-mnist", cfg.get("data_dir"),
                   cfg.get("limit"), int(cfg.get("seed") or 0), budget, f"{Path(run_dir).name} trial {trial}")
 
@@ -106,6 +117,7 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
            log=print) -> dict[str, Any]:
     """Write the C project for ``source`` into ``out``; returns what ``export.json`` holds."""
     from ..data import adapt_images, load_dataset
+    from ..finalize.results import train_rows
     from ..search.store import check_writable_folder
     from ..train.quant import calibration_images, evaluate_int8, quantize
 
@@ -131,6 +143,9 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
             f"{scores['images']} validation images)")
     else:
         dataset = load_dataset(source.dataset, data_dir=source.data_dir, seed=source.seed, limit=source.limit)
+        rows = train_rows(len(dataset.x_train), source.train_limit, source.seed)
+        if rows is not None:  # the training images the finalized model was calibrated on
+            dataset.x_train, dataset.y_train = dataset.x_train[rows], dataset.y_train[rows]
         qnet = quantize(model, calibration_images(dataset, spec.input))
         h, w, c = spec.input
         val = adapt_images(dataset.x_val, h, w, c)

@@ -149,8 +149,10 @@ def _finalists(view: RunView) -> str:
     if not table:
         return '<p class="meta">No finalist yet: finalists are the complete trials within budget that no other beats.</p>'
     has_latency = any(f["latency_ms"] is not None for f in table)
+    has_final = any(f.get("final_int8_accuracy") is not None for f in table)
     head = ("<tr><th>trial</th><th>accuracy</th><th>peak RAM</th><th>MAdds</th><th>params</th><th>model</th>"
             + ("<th>latency</th>" if has_latency else "")
+            + ("<th>test float</th><th>test int8</th>" if has_final else "")
             + '<th>epochs</th><th class="left">export it with</th></tr>')
     body = []
     for f in table:
@@ -161,7 +163,9 @@ def _finalists(view: RunView) -> str:
             f'<tr id="finalist-{f["trial"]}"><td>{f["trial"]}</td><td>{f["accuracy"]:.4f}</td>'
             f"<td>{_e(format_bytes(f['peak_ram_bytes'], 'KiB'))}</td><td>{f['madds'] / 1e6:.3f}M</td>"
             f"<td>{f['params']:,}</td><td>{_e(format_bytes(f['model_bytes'], 'KiB'))}</td>{latency}"
-            f"<td>{plots._fmt(f['epochs_trained'])}</td>"
+            + ("".join("<td>–</td>" if f.get(k) is None else f"<td>{f[k]:.4f}</td>"
+                       for k in ("final_float_accuracy", "final_int8_accuracy")) if has_final else "")
+            + f"<td>{plots._fmt(f['epochs_trained'])}</td>"
             f'<td class="left"><code class="export">{_e(f["export_command"])}</code>'
             f'<details><summary>hyperparameters</summary><div class="params">{_e(params)}</div></details></td></tr>')
     return f'<table id="finalists">{head}{"".join(body)}</table>'
@@ -199,7 +203,14 @@ def render_report(view: RunView) -> str:
         sections.append("<h2>Pareto front</h2><p class='meta'>Every finished trial; hover a point for its "
                         "hyperparameters and costs. Trials without an accuracy (over budget, failed) sit in the "
                         "strip under each plot; the dashed line is the budget.</p>" + "".join(blocks))
-    sections.append(f"<h2>Finalists</h2>{_finalists(view)}")
+    sections.append(f"<h2>Finalists</h2><p class='meta'>accuracy: the search's, on its validation split; test "
+                    "float / int8: after <code>rnnpool-nas finalize</code> (full training, the test set scored once)."
+                    f"</p>{_finalists(view)}")
+    final = plots.final_front_figure(view)
+    if final is not None:
+        sections.append("<h2>Final front</h2><p class='meta'>The finalized models' int8 and float test accuracy "
+                        "against peak RAM, next to the search's validation accuracy.</p>"
+                        + figures.block(final, "final-front", "pareto"))
     sections.append(_ram_profiles(view, figures))
     parallel = plots.parallel_figure(view) if len(view.trials) else None
     if parallel is not None:

@@ -248,3 +248,32 @@ def ram_profile_figure(costs: Costs, budget: Budget, title: str) -> go.Figure:
 
 __all__ = ["COST_AXES", "STATUS_STYLE", "budget_limit", "hover_text", "parallel_figure", "pareto_figure",
            "progress_figure", "ram_profile_figure"]
+
+
+def final_front_figure(view: RunView) -> go.Figure | None:
+    """Finalized models (``rnnpool-nas finalize``): int8 and float test accuracy and the search's
+    validation accuracy against peak RAM, the int8 front as a step line; None when none is finalized."""
+    from ..finalize.results import final_results
+
+    done = final_results(view.root)
+    rows = {int(r["trial"]): r for r in view.rows()}
+    points = [(n, rows[n], doc) for n, doc in sorted(done.items()) if n in rows]
+    if not points:
+        return None
+    fig = go.Figure()
+    ram = [float(r["peak_ram_bytes"]) / 1024 for _, r, _ in points]
+    labels = [f"trial {n}" for n, _, _ in points]
+    for name, values, symbol in (
+        ("search (validation)", [float(r["accuracy"]) for _, r, _ in points], "circle-open"),
+        ("test, float", [d.get("float_test_accuracy") for _, _, d in points], "diamond"),
+        ("test, int8", [d.get("int8_test_accuracy") for _, _, d in points], "square"),
+    ):
+        fig.add_trace(go.Scatter(x=ram, y=values, mode="markers", name=name, text=labels, marker={"symbol": symbol, "size": 10},
+                                 hovertemplate="%{text}<br>%{x:.1f} KiB<br>%{y:.4f}<extra>" + name + "</extra>"))
+    front = sorted(pareto_front([{"peak_ram_bytes": x, "accuracy": d.get("int8_test_accuracy") or 0.0}
+                                 for x, (_, _, d) in zip(ram, points)], ["accuracy", "peak_ram_bytes"]),
+                   key=lambda p: p["peak_ram_bytes"])
+    fig.add_trace(go.Scatter(x=[p["peak_ram_bytes"] for p in front], y=[p["accuracy"] for p in front], mode="lines",
+                             line={"shape": "hv"}, name="int8 test front"))
+    fig.update_layout(xaxis_title="peak RAM (KiB)", yaxis_title="accuracy", height=420, margin={"t": 30})
+    return fig

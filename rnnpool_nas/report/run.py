@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import UserError
+from ..finalize.results import final_columns, final_results, read_final
 from ..search.budget import Budget
 from ..search.pareto import OBJECTIVE_COLUMNS, accuracy_ram_hypervolume, pareto_front
 from ..search.space import SearchSpace
@@ -246,25 +247,33 @@ class RunView:
         return export_command(self.root, trial)
 
     def finalists_table(self) -> list[dict[str, Any]]:
-        """The finalists as plain dicts: :data:`FINALIST_FIELDS`, ``hyperparameters`` and
-        ``export_command``, best accuracy first."""
+        """The finalists as plain dicts: :data:`FINALIST_FIELDS`, ``hyperparameters``, the
+        finalized test accuracies (``final_float_accuracy``, ``final_int8_accuracy``,
+        ``final_epochs``: None until ``rnnpool-nas finalize`` ran) and ``export_command``, best
+        accuracy first."""
         out = []
         for f in self.finalists:
             item = {k: plain(f.get(k)) for k in FINALIST_FIELDS}
             item["hyperparameters"] = dict(f.get("hyperparameters") or {})
+            item.update(final_columns(read_final(self.root, int(f["trial"]))))  # None until finalized
             item["export_command"] = self.export_command(int(f["trial"]))
             out.append(item)
         return out
 
     def summary(self) -> dict[str, Any]:
         """One line of the runs index: name, created, space, budget, trials done / planned,
-        running, best accuracy under budget (and its trial), finalists."""
+        running, best accuracy under budget (and its trial), finalists, and the best finalized int8
+        test accuracy (and its trial; None before ``rnnpool-nas finalize``)."""
         best = self.best_under_budget()
+        finals = [(d.get("int8_test_accuracy"), n) for n, d in final_results(self.root).items()
+                  if d.get("int8_test_accuracy") is not None]
+        best_final = max(finals, default=(None, None))
         return {
             "name": self.name, "created": self.created, "space": self.space_name, "budget": self.budget.describe(),
             "trials": len(self.trials), "planned": self.planned_trials, "running": self.running,
             "best_accuracy": None if best is None else float(best["accuracy"]),
             "best_trial": None if best is None else int(best["trial"]), "finalists": len(self.finalists),
+            "best_final_int8_accuracy": best_final[0], "best_final_trial": best_final[1],
         }
 
 

@@ -80,19 +80,22 @@ def render_index(root: Path) -> str:
             s = RunView.load(run).summary()
         except UserError as exc:
             rows.append(f'<tr class="broken"><td class="left">{_e(run.name)}</td>'
-                        f'<td class="left" colspan="6">{_e(exc)}</td></tr>')
+                        f'<td class="left" colspan="7">{_e(exc)}</td></tr>')
             continue
         trials = f"{s['trials']}" + (f" / {s['planned']}" if s["planned"] else "")
         if s["running"]:
             trials += f" ({s['running']} running)"
         best = f"{s['best_accuracy']:.4f} (trial {s['best_trial']})" if s["best_accuracy"] is not None else "–"
+        final = (f"{s['best_final_int8_accuracy']:.4f} (trial {s['best_final_trial']})"
+                 if s.get("best_final_int8_accuracy") is not None else "–")
         rows.append(f'<tr class="run"><td class="left"><a href="{href}">{_e(s["name"])}</a></td>'
                     f'<td class="left">{_e(s["created"])}</td><td class="left">{_e(s["space"])}</td>'
                     f'<td class="left">{_e(s["budget"])}</td><td>{_e(trials)}</td><td>{_e(best)}</td>'
-                    f'<td>{s["finalists"]}</td></tr>')
+                    f'<td>{s["finalists"]}</td><td>{_e(final)}</td></tr>')
     if rows:
         body = ('<table id="runs"><tr><th class="left">run</th><th class="left">started</th><th class="left">space</th>'
-                '<th class="left">budget</th><th>trials</th><th>best accuracy under budget</th><th>finalists</th></tr>'
+                '<th class="left">budget</th><th>trials</th><th>best accuracy under budget</th><th>finalists</th>'
+                '<th>best int8 test (finalized)</th></tr>'
                 + "".join(rows) + "</table>")
     else:
         body = (f'<div class="notice">No runs under <code>{_e(display_path(root))}</code> yet: '

@@ -56,6 +56,9 @@ class SearchConfig:
     sampler: str = "nsga2"
     seed: int = 0
     limit: int | None = None  # training/validation images per trial (None: all)
+    #: the seeded, stratified fraction of the training images the trials are scored on (the
+    #: test set never reaches the search); None only for runs made before it existed
+    val_fraction: float | None = 0.1
     batch_size: int = 128
     lr: float = 0.05
     early_stopping: bool = True
@@ -101,6 +104,8 @@ def _validate(cfg: SearchConfig) -> None:
     unknown = [o for o in cfg.objectives if o not in OBJECTIVE_COLUMNS]
     if unknown or not cfg.objectives:
         raise UserError(f"unknown objective {unknown[0] if unknown else '(none)'!r}; use {', '.join(OBJECTIVE_COLUMNS)}")
+    if cfg.val_fraction is not None and not 0.0 < cfg.val_fraction < 1.0:
+        raise UserError(f"--val-fraction must be between 0 and 1 (exclusive), got {cfg.val_fraction}")
     if "accuracy" not in cfg.objectives:
         raise UserError("--objectives must include accuracy")
     if cfg.budget.ram_bytes is None and cfg.budget.madds is None and cfg.budget.latency_s is None:
@@ -129,18 +134,20 @@ def _sampler(name: str, seed: int, trials: int):
 
 @functools.lru_cache(maxsize=2)
 def _cached_dataset(name: str, data_dir: str | None, seed: int, limit: int | None,
-                    shape: tuple[int, int, int] | None = None):
+                    shape: tuple[int, int, int] | None = None, holdout: float | None = None):
     """Trials run in reused Ray actors (``reuse_actors=True``): a worker loads its data once.
     Detection data sets are made at the candidate's input ``shape`` (faces-synth is generated at
-    any size; real sets are resized and augmented by the detection trainer)."""
+    any size; real sets are resized and augmented by the detection trainer). ``holdout``: the
+    validation fraction held out of the training images (the test split is not loaded)."""
     from ..data import load_dataset
     from ..data.detection import is_detection_name, load_detection_dataset
 
     if is_detection_name(name):
         size = None if shape is None or not name.startswith("faces-synth") else shape[:2]
         channels = None if shape is None else shape[2]
-        return load_detection_dataset(name, data_dir=data_dir, seed=seed, size=size, channels=channels, limit=limit)
-    return load_dataset(name, data_dir=data_dir, seed=seed, limit=limit)
+        return load_detection_dataset(name, data_dir=data_dir, seed=seed, size=size, channels=channels, limit=limit,
+                                      holdout=holdout)
+    return load_dataset(name, data_dir=data_dir, seed=seed, limit=limit, holdout=holdout)
 
 
 def train_trial(config: dict[str, Any]) -> None:
@@ -161,7 +168,7 @@ def train_trial(config: dict[str, Any]) -> None:
         spec = ArchSpec.from_dict(config["spec"])
         detection = spec.detection is not None
         dataset = _cached_dataset(config["dataset"], config["data_dir"], config["seed"], config["limit"],
-                                  tuple(spec.input) if detection else None)
+                                  tuple(spec.input) if detection else None, config.get("val_fraction"))
         train_cfg = TrainConfig(epochs=config["epochs"], batch_size=config["batch_size"], lr=config["lr"],
                                 seed=config["seed"], threads=config["threads"])
         trainer_cls = Trainer
@@ -228,7 +235,7 @@ def _progress_line(row: dict, store: RunStore, cfg: SearchConfig, budget: Budget
 
 #: what a resume restores from config.json; a flag given with another value contradicts the run
 RESTORED = ("space", "budget", "dataset", "data_dir", "epochs", "limit", "objectives", "sampler", "seed",
-            "batch_size", "lr", "early_stopping", "cost_only")
+            "batch_size", "lr", "early_stopping", "cost_only", "val_fraction")
 
 
 def resume_config(out: str | os.PathLike, given: dict[str, Any], printer: Callable[[str], None] = print) -> SearchConfig:
@@ -249,7 +256,8 @@ def resume_config(out: str | os.PathLike, given: dict[str, Any], printer: Callab
                            sampler=saved.get("sampler", "nsga2"), seed=int(saved.get("seed", 0)),
                            limit=saved.get("limit"), batch_size=int(saved.get("batch_size", 128)),
                            lr=float(saved.get("lr", 0.05)), early_stopping=bool(saved.get("early_stopping", True)),
-                           address=saved.get("address"), cost_only=bool(saved.get("cost_only", False)), resume=True)
+                           address=saved.get("address"), cost_only=bool(saved.get("cost_only", False)), resume=True,
+                           val_fraction=saved.get("val_fraction"))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserError(f"{out}/config.json is not a search configuration this version can resume "
                         f"({type(exc).__name__}: {str(exc)[:80]})") from None
@@ -333,6 +341,7 @@ def _run_search(cfg: SearchConfig, printer: Callable[[str], None], stores: list[
             if name in saved:
                 setattr(cfg, name, saved[name])
         _validate(cfg)
+        cfg.val_fraction = saved.get("val_fraction")  # absent: a run from before the split, scored on test
         space = SearchSpace.load(cfg.space)
     else:
         _validate(cfg)
@@ -415,9 +424,9 @@ def _check_data(space, cfg: SearchConfig) -> None:
         raise UserError(f"{space.name} is a {space.task} space but {cfg.dataset!r} is "
                         f"{'a detection' if detection_data else 'not a detection'} data set")
     if detection_data:  # fail before starting anything
-        load_detection_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, limit=1)
+        load_detection_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, limit=2, holdout=cfg.val_fraction)
         return
-    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, limit=1)
+    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, limit=1, holdout=cfg.val_fraction)
     if data.num_classes > space.num_classes:
         raise UserError(f"{cfg.dataset} has {data.num_classes} classes but the models of {space.name} have "
                         f"{space.num_classes} outputs: every trial would fail; use a space with num_classes: "
@@ -446,7 +455,7 @@ def _ask_tell(space, budget: Budget, store: RunStore, cfg: SearchConfig, printer
         refresh()
 
     trial_config = {"dataset": cfg.dataset, "data_dir": cfg.data_dir, "limit": cfg.limit, "epochs": cfg.epochs,
-                    "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed}
+                    "val_fraction": cfg.val_fraction, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed}
     return OptunaAskTell(space, budget, store, trials=cfg.trials, objectives=cfg.objectives, epochs=cfg.epochs,
                          on_record=on_record, trial_config=trial_config)
 

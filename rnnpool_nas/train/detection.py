@@ -226,8 +226,10 @@ def score_detections(
     }
 
 
-def _wider_scores(pred: Predictions, input_size: tuple[int, int], gt_dir: str | Path, max_faces: int) -> dict[str, Any]:
-    """The official WIDER FACE APs of ``pred`` (detections mapped to original image pixels)."""
+def _wider_scores(pred: Predictions, input_size: tuple[int, int], gt_dir: str | Path, max_faces: int,
+                  protocol: str = "official") -> dict[str, Any]:
+    """The official WIDER FACE APs of ``pred`` (detections mapped to original image pixels), in the
+    official MATLAB arithmetic or the Python ports' (``protocol``, :func:`~rnnpool_nas.detect.wider_face_eval`)."""
     h, w = input_size
     predictions = {}
     for (boxes, scores), source in zip(pred.detections, pred.sources):
@@ -239,9 +241,9 @@ def _wider_scores(pred: Predictions, input_size: tuple[int, int], gt_dir: str | 
     if not images:
         raise UserError(f"none of the {len(predictions)} evaluated images is in {Path(gt_dir) / 'wider_face_val.mat'}: "
                         "the official protocol needs the WIDER FACE val split")
-    out: dict[str, Any] = {"images": len(images)}
+    out: dict[str, Any] = {"images": len(images), "protocol": protocol}
     for suffix, limit in (("", None), (f"_at_most_{max_faces}", max_faces)):
-        for setting, curve in wider_face_eval(images, predictions, max_faces=limit).items():
+        for setting, curve in wider_face_eval(images, predictions, max_faces=limit, protocol=protocol).items():
             out[setting + suffix] = _number(curve.ap)
     return out
 
@@ -249,7 +251,7 @@ def _wider_scores(pred: Predictions, input_size: tuple[int, int], gt_dir: str | 
 def evaluate_detection(
     model: torch.nn.Module | QuantizedNet, split: DetectionSplit, spec: ArchSpec, *,
     limit: int | None = None, batch_size: int = 16, max_faces: int = 3, wider_gt: str | Path | None = None,
-    with_loss: bool = False,
+    with_loss: bool = False, wider_protocol: str = "official",
 ) -> dict[str, Any]:
     """Score a detector (float or int8) on ``split`` (its first ``limit`` images).
 
@@ -267,7 +269,7 @@ def evaluate_detection(
     if with_loss:
         out["loss"] = pred.loss
     if wider_gt is not None:
-        out["wider"] = _wider_scores(pred, tuple(spec.input[:2]), wider_gt, max_faces)
+        out["wider"] = _wider_scores(pred, tuple(spec.input[:2]), wider_gt, max_faces, wider_protocol)
     return out
 
 

@@ -504,8 +504,11 @@ class QuantizedNet:
         return outs
 
     def detections(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """A detector's dequantized ``(loc (N, A, 4), conf (N, A, 2))``, as the float model's."""
-        outs = self.run_heads(images)
+        """A detector's dequantized ``(loc (N, A, 4), conf (N, A, 2))``, as the float model's
+        (scored with the bit-exact batched runner, :mod:`rnnpool_nas.train.quant_fast`)."""
+        from .quant_fast import fast
+
+        outs = fast(self).run_heads(images)
         loc = np.concatenate([h.loc.output.dequantize(o[0]) for h, o in zip(self.heads, outs)], axis=1)
         conf = np.concatenate([h.conf.output.dequantize(o[1]) for h, o in zip(self.heads, outs)], axis=1)
         return loc, conf
@@ -699,9 +702,15 @@ def calibration_images(dataset, input_shape: tuple[int, int, int], count: int = 
 
 
 def evaluate_int8(qnet: QuantizedNet, model: SpecNet, images: np.ndarray, labels: np.ndarray,
-                  batch_size: int = 16) -> dict[str, float]:
-    """Float and int8 top-1 accuracy and their agreement on uint8 NHWC ``images`` (small batches
-    keep the integer reference's int64 temporaries in cache: ~4 ms a 28x28 image)."""
+                  batch_size: int = 16, *, reference: bool = False, progress=None) -> dict[str, float]:
+    """Float and int8 top-1 accuracy and their agreement on uint8 NHWC ``images``. The int8
+    network runs in :mod:`rnnpool_nas.train.quant_fast` (bit-exact, batched torch integer ops;
+    ``progress(done, total)`` every few seconds); ``reference=True`` runs this module's numpy
+    reference instead (small batches keep its int64 temporaries in cache: ~4 ms a 28x28 image)."""
+    if not reference:
+        from .quant_fast import evaluate_int8_fast
+
+        return evaluate_int8_fast(qnet, model, images, labels, progress=progress)
     model.eval()
     agree = float_ok = int_ok = 0
     for i in range(0, len(images), batch_size):
