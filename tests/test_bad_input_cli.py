@@ -473,7 +473,10 @@ def test_a_model_run_that_never_returns(tmp_path, monkeypatch):
     head = model_c.index("model_run(")
     body = model_c.index("{", head) + 1
     (out / "model.c").write_text(model_c[:body] + "\n    for (;;) { __asm__ volatile(\"\"); }\n" + model_c[body:])
+    import rnnpool_nas.measure as measure_module
+
     monkeypatch.setattr(emu, "FREE_RUN_S", 0.5)
+    monkeypatch.setattr(measure_module, "instruction_budget", lambda doc: 10**6)
     with pytest.raises(UserError, match="model_run does not return") as info:
         measure(out, log=lambda *_: None, write=False)
     assert "\n" not in str(info.value)

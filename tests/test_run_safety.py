@@ -175,6 +175,9 @@ def test_resume_reconciles_finished_trials_from_their_metrics(tmp_path):
     study.tell(told, [0.5, 1000.0])
     broken = _running(store, study, {"a": 3})
     _metrics(store, broken, status="failed", reason="RuntimeError: boom", epochs_trained=0, accuracy=None)
+    stopped = _running(store, study, {"a": 5})  # the scheduler stopped it and Optuna heard so
+    _metrics(store, stopped, status="running", epochs_trained=1, accuracy=0.4)
+    study.tell(stopped, state=optuna.trial.TrialState.PRUNED)
     cut = _running(store, study, {"a": 4})
     _metrics(store, cut, status="running", epochs_trained=1, accuracy=0.3)
     lines: list[str] = []
@@ -182,6 +185,7 @@ def test_resume_reconciles_finished_trials_from_their_metrics(tmp_path):
     assert store.rows[done]["status"] == "complete" and store.rows[done]["accuracy"] == 0.75
     assert store.rows[told]["status"] == "complete" and store.rows[broken]["status"] == "failed"
     assert "boom" in store.rows[broken]["reason"] and cut not in store.rows
+    assert store.rows[stopped]["status"] == "stopped" and store.rows[stopped]["epochs_trained"] == 1
     states = {t.number: t.state for t in study.get_trials()}
     assert states[done] == optuna.trial.TrialState.COMPLETE and study.trials[done].values == [0.75, 1000.0]
     assert states[broken] == optuna.trial.TrialState.FAIL and states[cut] == optuna.trial.TrialState.FAIL
@@ -189,7 +193,7 @@ def test_resume_reconciles_finished_trials_from_their_metrics(tmp_path):
     assert [t.system_attrs.get("fixed_params") for t in waiting] == [{"a": 4}]  # only the interrupted one runs again
     reread = RunStore.open(store.root)
     assert reread.rows[done]["status"] == "complete"
-    assert sum("recorded from its metrics.json" in line for line in lines) == 3
+    assert sum("recorded from its metrics.json" in line for line in lines) == 4
 
 
 def test_completed_with_params(tmp_path):

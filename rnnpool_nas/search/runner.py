@@ -484,7 +484,7 @@ def _requeue_interrupted(study, store: RunStore, printer, epochs: int) -> None:
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     for number in sorted(n for n, r in store.rows.items() if r.get("status") == "running"):
         trial = trials.get(number)
-        row = store.reconcile(number, epochs)
+        row = store.reconcile(number, epochs, pruned=trial is not None and trial.state == TrialState.PRUNED)
         if row is not None:
             if trial is not None and trial.state == TrialState.RUNNING:
                 if row["status"] == "complete":

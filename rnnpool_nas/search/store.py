@@ -160,11 +160,12 @@ class RunStore:
             return None
         return metrics if isinstance(metrics, dict) else None
 
-    def reconcile(self, number: int, epochs: int) -> dict[str, Any] | None:
+    def reconcile(self, number: int, epochs: int, pruned: bool = False) -> dict[str, Any] | None:
         """A row left ``running`` (the driver was killed after the trial ended but before the table
         was written), finished from the trial's ``metrics.json``: ``complete`` if it trained all
-        ``epochs``, ``failed`` with its reason if it failed; the updated row, recorded, or None
-        when metrics.json does not show a finished trial (then it is really interrupted)."""
+        ``epochs``, ``failed`` with its reason if it failed, ``stopped`` if Optuna already heard it
+        was stopped early (``pruned``); the updated row, recorded, or None when metrics.json does
+        not show a finished trial (then it is really interrupted)."""
         row = self.rows.get(number)
         metrics = self.trial_metrics(number)
         if row is None or metrics is None:
@@ -175,6 +176,8 @@ class RunStore:
             status, reason = "complete", ""
         elif metrics.get("status") == "failed":
             status, reason = "failed", str(metrics.get("reason") or "failed")
+        elif pruned and trained > 0:
+            status, reason = "stopped", f"stopped early by the scheduler after {trained} epoch(s)"
         else:
             return None
         trial_dir = self.root / "trials" / f"{number:04d}"
@@ -182,7 +185,7 @@ class RunStore:
                    accuracy=float(accuracy) if isinstance(accuracy, (int, float)) else math.nan,
                    wall_time_s=float(metrics.get("wall_time_s") or 0.0), node=str(metrics.get("node") or ""),
                    ray_node_id=str(metrics.get("ray_node_id") or ""),
-                   checkpoint_path=str(trial_dir / "checkpoint.pt") if status == "complete" else "")
+                   checkpoint_path=str(trial_dir / "checkpoint.pt") if status != "failed" else "")
         self.record(row)
         return row
 
