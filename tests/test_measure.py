@@ -88,7 +88,9 @@ def test_measure_a_tiny_model(exported, measured):
     # the flat profile: the runtime's kernels (and their helpers) by function
     functions = {f["function"]: f["cycles"] for f in measured["functions"]}
     assert sum(functions.values()) == measured["program"]["cycles"]
-    assert {"rn_mbconv", "rn_pointwise_conv2d", "rn_depthwise_row", "rn_rnnpool", "rn_conv2d"} <= set(functions)
+    # the stem and the RNNPool stream row by row (lower.plan): their row kernels, not the whole-map ones
+    assert {"rn_pointwise_conv2d", "rn_depthwise_row", "rn_rnnpool_row", "rn_conv2d_row",
+            "rn_stream_run"} <= set(functions)
 
 
 def test_measure_command(exported, measured, capsys):
@@ -158,12 +160,12 @@ def test_measure_errors_are_one_line(case, exported, tmp_path, monkeypatch, caps
         else:  # an undefined instruction at the start of the first RNNPool call's kernel
             _need("arm-none-eabi-gcc")
             elf = measure_pkg.build_m4(target, log=lambda *_: None)
-            _patch_function(elf, "rn_rnnpool", b"\x00\xde")  # UDF #0
+            _patch_function(elf, "rn_rnnpool_row", b"\x00\xde")  # UDF #0 (the RNNPool streams: lower.plan)
     assert main(["measure", str(target)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and needle in err and "Traceback" not in err, err
     if case == "fault":
-        assert "pc=0x" in err and "rn_rnnpool" in err and "model_mark=2" in err
+        assert "pc=0x" in err and "rn_rnnpool_row" in err and "model_mark=" in err
 
 
 def _patch_function(elf: Path, symbol: str, code: bytes) -> None:
