@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..units import DEFAULT_CLOCK_MHZ
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -16,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "cycles/MAC, milliseconds at --clock-mhz and the latency predictor's cycles. Writes DIR/measure.json.",
     )
     p.add_argument("dir", metavar="DIR", help="an export folder (the --out of `rnnpool-nas export`)")
-    p.add_argument("--clock-mhz", type=float, default=168.0, metavar="MHZ", help="clock for milliseconds (default 168)")
+    p.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ, metavar="MHZ", help="clock for milliseconds (default 168)")
     p.add_argument("--json", action="store_true", help="print one JSON object (what measure.json holds)")
     p.set_defaults(handler=run)
 
