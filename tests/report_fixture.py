@@ -32,7 +32,7 @@ BUDGET = Budget(ram_bytes=parse_bytes("8KB"), name="fm-8k")
 def run_config(space: SearchSpace, trials: int, budget: Budget = BUDGET) -> dict[str, Any]:
     """A resolved config like the search's (``SearchConfig.to_dict()`` plus what it adds)."""
     return {
-        "space": space.to_dict(), "space_path": space.source, "budget": budget.to_dict(), "out": "",
+        "space": space.to_dict(), "space_path": space.source, "param_order": space.param_names(), "budget": budget.to_dict(), "out": "",
         "dataset": space.dataset, "data_dir": None, "trials": trials, "epochs": 2, "workers": 2,
         "objectives": ["accuracy", "peak_ram"], "sampler": "nsga2", "seed": 0, "limit": 1000, "batch_size": 128,
         "lr": 0.05, "early_stopping": True, "address": None, "resume": False, "version": "test",
@@ -41,9 +41,11 @@ def run_config(space: SearchSpace, trials: int, budget: Budget = BUDGET) -> dict
 
 
 def make_run(root: Path, trials: int = 40, seed: int = 1, complete: bool = True, budget: Budget = BUDGET,
-             pareto: bool = True) -> Path:
+             pareto: bool = True, outcome: str | None = None) -> Path:
     """A run directory at ``root`` with ``trials`` finished candidates. ``complete=False``
-    records every feasible candidate as stopped or failed (a run without a completed trial)."""
+    records every feasible candidate as stopped or failed (a run without a completed trial);
+    ``outcome`` records every feasible candidate with that status instead (``"scored"``: a
+    ``--cost-only`` run; ``"complete"``: a run where every trial within budget completed)."""
     space = SearchSpace.load(SPACE)
     store = RunStore.create(root, run_config(space, trials, budget))
     rng = random.Random(seed)
@@ -71,6 +73,11 @@ def make_run(root: Path, trials: int = 40, seed: int = 1, complete: bool = True,
         draw = rng.random()
         status = "complete" if complete and draw < 0.7 else ("stopped" if draw < 0.85 or not complete and draw < 0.9
                                                              else "failed")
+        status = outcome or status
+        if status == "scored":
+            row.update(status=status, spec_path=str(trial_dir / "arch.json"), reason="cost-only search: not trained")
+            store.record(row)
+            continue
         row.update(status=status, spec_path=str(trial_dir / "arch.json"), wall_time_s=rng.uniform(5, 20),
                    node="test-node")
         if status == "complete":

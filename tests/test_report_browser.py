@@ -17,6 +17,7 @@ import pytest
 from rnnpool_nas.errors import UserError
 from rnnpool_nas.report import make_server
 from rnnpool_nas.report.browser import check_page, find_chromium
+from rnnpool_nas.search.budget import Budget
 
 from .report_fixture import FIGURE_RE, make_run
 
@@ -38,6 +39,8 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser") / "runs"
     make_run(root / "fm-8k", trials=40)
     make_run(root / "none-done", trials=8, complete=False)
+    make_run(root / "cost-only", trials=16, outcome="scored")  # a search --cost-only: nothing trained
+    make_run(root / "all-done", trials=8, budget=Budget(ram_bytes=4 * 2**20, name="roomy"), outcome="complete")
     srv = make_server(root, "127.0.0.1", 0)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield srv, root
@@ -64,6 +67,23 @@ def test_the_report_renders_without_errors(chromium, served, tmp_path):
     assert check.title == "fm-8k: rnnpool-nas report"
     width, height = png_size(shot)
     assert width == 1400 and height >= 2400
+
+
+@pytest.mark.parametrize("name", ["fm-8k", "cost-only", "all-done", "none-done"])
+def test_every_plot_can_be_read(chromium, served, name):
+    """Every cartesian plot shows tick labels and a title on both axes, whatever the run holds: a
+    mixed run, a --cost-only run (no accuracy at all), a run where nothing is over budget or
+    failed (no strip under the Pareto plots), a run with nothing complete."""
+    server, root = served
+    check = check_page(server.url + f"{name}/report.html")
+    assert check.errors == [], check.errors
+    pareto = [i for i in check.ids if i.startswith("pareto-")]
+    assert pareto and set(pareto) <= set(check.axes) and "progress" in check.axes
+    for plot_id, axes in check.axes.items():
+        for what in ("xticks", "yticks", "xtitles", "ytitles"):
+            assert axes[what], (name, plot_id, what, axes)
+    for plot_id in pareto:
+        assert any(t.endswith("log scale") for t in check.axes[plot_id]["xtitles"]), check.axes[plot_id]
 
 
 def test_the_index_and_an_empty_report_render_without_errors(chromium, served, tmp_path):

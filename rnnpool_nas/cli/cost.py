@@ -6,6 +6,8 @@ import argparse
 import json
 import math
 
+from ..units import DEFAULT_CLOCK_MHZ, kib
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -69,17 +71,13 @@ def resolve_spec(args: argparse.Namespace):
     return spec
 
 
-def _kib(n: int) -> str:
-    return f"{n / 1024:,.1f}"
-
-
-def format_table(spec, costs, clock_mhz: float = 168.0) -> str:
+def format_table(spec, costs, clock_mhz: float = DEFAULT_CLOCK_MHZ) -> str:
     """The per-stage table and totals, as printed by `rnnpool-nas cost`."""
     rows = [("stage", "kind", "output", "RAM KiB", "MAdds", "params", "M4 ms", "")]
     for s in costs.stages:
         mark = "<- peak" if s.name == costs.bottleneck else s.note
         ms = "-" if s.latency_ms is None else f"{s.latency_ms:,.2f}"
-        rows.append((s.name, s.kind, "x".join(map(str, s.out_shape)), _kib(s.ram_bytes), f"{s.madds:,}", f"{s.params:,}",
+        rows.append((s.name, s.kind, "x".join(map(str, s.out_shape)), kib(s.ram_bytes), f"{s.madds:,}", f"{s.params:,}",
                      ms, mark))
     widths = [max(len(r[i]) for r in rows) for i in range(7)]
     lines = []
@@ -92,13 +90,13 @@ def format_table(spec, costs, clock_mhz: float = 168.0) -> str:
         "",
         f"{spec.name or 'architecture'}: input {'x'.join(map(str, spec.input))}, {costs.dtype}, "
         f"{costs.convention} convention, input image {image}",
-        f"peak RAM  {_kib(costs.peak_ram_bytes)} KiB ({costs.peak_ram_bytes:,} bytes) at {costs.bottleneck}",
-        *([f"streamed  {_kib(costs.peak_ram_stream_input_bytes)} KiB ({costs.peak_ram_stream_input_bytes:,} bytes) "
+        f"peak RAM  {kib(costs.peak_ram_bytes)} KiB ({costs.peak_ram_bytes:,} bytes) at {costs.bottleneck}",
+        *([f"streamed  {kib(costs.peak_ram_stream_input_bytes)} KiB ({costs.peak_ram_stream_input_bytes:,} bytes) "
            f"with the input delivered row by row (model_run_stream: the arena + {costs.input_stream_bytes:,} bytes "
            "of input rows)"] if costs.peak_ram_stream_input_bytes is not None else []),
         f"MAdds     {costs.madds / 1e6:,.2f} M",
         f"params    {costs.params:,}",
-        f"model     {_kib(costs.model_bytes)} KiB ({costs.dtype} weights, batch norm folded)",
+        f"model     {kib(costs.model_bytes)} KiB ({costs.dtype} weights, batch norm folded)",
     ]
     if costs.latency_cycles is not None:
         lines.append(f"latency   {costs.latency_ms:,.2f} ms = {costs.latency_cycles:,} cycles at {clock_mhz:g} MHz "
@@ -117,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     if clock is None:
         from ..search.budget import find_constraints, load_constraints
 
-        clock = load_constraints(find_constraints(args.constraints)).clock_mhz if args.constraints else 168.0
+        clock = load_constraints(find_constraints(args.constraints)).clock_mhz if args.constraints else DEFAULT_CLOCK_MHZ
     if not (clock > 0 and math.isfinite(clock)):
         from ..errors import UserError
 

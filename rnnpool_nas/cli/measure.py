@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..units import DEFAULT_CLOCK_MHZ
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -16,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "cycles/MAC, milliseconds at --clock-mhz and the latency predictor's cycles. Writes DIR/measure.json.",
     )
     p.add_argument("dir", metavar="DIR", help="an export folder (the --out of `rnnpool-nas export`)")
-    p.add_argument("--clock-mhz", type=float, default=168.0, metavar="MHZ", help="clock for milliseconds (default 168)")
+    p.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ, metavar="MHZ", help="clock for milliseconds (default 168)")
     p.add_argument("--flash-wait-states", type=int, default=0, metavar="N",
                    help="estimate a real board: code and weights in a flash with N wait states behind an "
                    "ART-accelerator-like cache (STM32F4 at 168 MHz: 5, STM32L4 at 80 MHz: 4; default 0, "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..units import format_bytes
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -28,8 +30,8 @@ def format_table(rows: list[dict]) -> str:
     header += ["test float", "test int8"] if has_final else []
     table = [header + ["export"]]
     for r in rows:
-        cells = [str(r["trial"]), f"{r['accuracy']:.4f}", f"{r['peak_ram_bytes'] / 1024:,.1f} KiB",
-                 f"{r['madds'] / 1e6:.2f}M", f"{r['params']:,}", f"{r['model_bytes'] / 1024:,.1f} KiB"]
+        cells = [str(r["trial"]), f"{r['accuracy']:.4f}", format_bytes(r['peak_ram_bytes'], "KiB"),
+                 f"{r['madds'] / 1e6:.2f}M", f"{r['params']:,}", format_bytes(r['model_bytes'], "KiB")]
         if has_latency:
             cells.append("-" if r["latency_ms"] is None else f"{r['latency_ms']:.2f} ms")
         if has_final:  # `rnnpool-nas finalize`: the full training, tested once (float, int8)

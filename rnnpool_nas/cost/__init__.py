@@ -15,7 +15,8 @@ from typing import Any
 
 from ..arch.spec import ArchSpec, expand, source_shapes
 from ..errors import UserError
-from .latency import UncalibratedKernel, cycles_to_ms, predict_spec
+from ..units import DEFAULT_CLOCK_MHZ, cycles_to_ms
+from .latency import UncalibratedKernel, predict_spec
 from .madds import Count, head_count, layer_count
 from ..lower.plan import head_specs, plan
 from .ram import CONVENTIONS, RamRow, runtime_rows
@@ -60,7 +61,7 @@ class Costs:
 
 def evaluate(
     spec: ArchSpec, dtype: str = "int8", convention: str = "standard", count_input: bool = False,
-    profile: bool = True, clock_mhz: float = 168.0,
+    profile: bool = True, clock_mhz: float = DEFAULT_CLOCK_MHZ,
 ) -> Costs:
     """Score ``spec``; raises ``UserError`` for an unknown dtype/convention, ``SpecError`` for
     an invalid spec. ``profile=False`` leaves ``stages`` empty (the search's fast path).

@@ -75,10 +75,10 @@ from typing import Any
 
 from ..arch.spec import Layer
 from ..lower.plan import HeadSpec, Step, head_specs, lower
+from ..units import DEFAULT_CLOCK_MHZ, cycles_to_ms  # noqa: F401 (re-exported)
 
 MODEL_FILE = Path(__file__).with_name("latency_m4.json")
 RUNTIME_DIR = Path(__file__).resolve().parents[1] / "export" / "runtime"
-DEFAULT_CLOCK_MHZ = 168.0
 
 FEATURES: dict[str, tuple[str, ...]] = {
     "pointwise": ("mac4", "mac2", "macp", "blk4", "blk2", "wsum", "pairs", "calls"),
@@ -448,10 +448,6 @@ def predict_spec(spec, layers: list[Layer] | None = None,
     per_layer, total = predict_layers(layers, model, heads)
     names = {layer.name for layer in layers}
     return {k if k in names else f"head {k[4:]}": v for k, v in per_layer.items()}, total
-
-
-def cycles_to_ms(cycles: float, clock_mhz: float) -> float:
-    return cycles / (clock_mhz * 1e3)
 
 
 __all__ = ["COMPOSITE", "FEATURES", "LatencyModel", "UncalibratedKernel", "CallLatency", "call_args", "call_features",

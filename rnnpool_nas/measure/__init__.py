@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+from ..units import DEFAULT_CLOCK_MHZ, cycles_to_ms
 
-DEFAULT_CLOCK_MHZ = 168.0
 
 
 def _need_export(export_dir: Path) -> dict[str, Any]:
@@ -118,7 +118,7 @@ def measure(export_dir: str | Path, clock_mhz: float = DEFAULT_CLOCK_MHZ, log=pr
         predicted = [None] * len(steps)
 
     def ms(cycles: float) -> float:
-        return cycles / (clock_mhz * 1e3)
+        return cycles_to_ms(cycles, clock_mhz)
 
     rows = []
     for call, step, pred in zip(calls, steps, predicted):

@@ -31,8 +31,9 @@ from ..errors import UserError
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
-#: What the page is asked once it has loaded (a JSON string back).
-PROBE = """JSON.stringify({
+#: What the page is asked once it has loaded and its plots are drawn (a report sets
+#: ``window.rnnpoolPlotted``, the promise of every ``Plotly.newPlot``): a JSON string back.
+PROBE = r"""Promise.resolve(window.rnnpoolPlotted).catch(() => null).then(() => JSON.stringify({
   title: document.title,
   plots: document.querySelectorAll('.js-plotly-plot').length,
   svgs: document.querySelectorAll('.js-plotly-plot .main-svg').length,
@@ -43,7 +44,15 @@ PROBE = """JSON.stringify({
   ids: Array.from(document.querySelectorAll('.js-plotly-plot')).map(d => d.id),
   links: Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href')),
   height: document.documentElement.scrollHeight,
-})"""
+  axes: Object.fromEntries(Array.from(document.querySelectorAll('.js-plotly-plot'))
+    .filter(d => d.querySelector('.cartesianlayer .subplot')).map(d => {
+      const texts = sel => Array.from(d.querySelectorAll(sel)).map(t => t.textContent.trim()).filter(t => t);
+      const titles = re => Array.from(d.querySelectorAll('.infolayer g'))
+        .filter(g => re.test(g.getAttribute('class') || '')).map(g => g.textContent.trim()).filter(t => t);
+      return [d.id, {xticks: texts('[class^="x"][class$="tick"] text'), yticks: texts('[class^="y"][class$="tick"] text'),
+                     xtitles: titles(/^g-x\d*title$/), ytitles: titles(/^g-y\d*title$/)}];
+    })),
+}))"""
 
 
 def find_chromium() -> str:
@@ -67,7 +76,8 @@ class PageCheck:
     error-level log entries, one line each), ``console`` (every console message as
     ``level: text``) and the DOM probe (``plots``, ``svgs``, ``points``, ``bars``,
     ``parcoords``, ``empty`` plot divs plotly.js did not fill, ``ids``, ``links``, ``title``,
-    ``height``)."""
+    ``height``, and ``axes``: per cartesian plot id, its non-empty ``xticks``/``yticks`` labels and
+    ``xtitles``/``ytitles``)."""
 
     url: str
     errors: list[str] = field(default_factory=list)
@@ -233,7 +243,8 @@ def check_page(url: str, screenshot: str | os.PathLike | None = None, width: int
             return check
         pipe.wait_event("Page.loadEventFired", session, timeout)
         pipe.drain(settle)
-        value = pipe.call("Runtime.evaluate", {"expression": PROBE, "returnByValue": True}, session=session)
+        value = pipe.call("Runtime.evaluate", {"expression": PROBE, "returnByValue": True, "awaitPromise": True},
+                          session=session, timeout=timeout)
         check.probe = json.loads(value["result"]["value"])
         if screenshot is not None:
             full = max(height, int(check.probe.get("height") or height))

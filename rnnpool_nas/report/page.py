@@ -27,9 +27,8 @@ from typing import Any, Callable
 import plotly.graph_objects as go
 
 from ..arch.spec import SpecError, load_spec
-from ..cost import evaluate
 from ..errors import UserError
-from ..search.budget import format_bytes
+from ..units import format_bytes
 from ..search.store import STUDY, write_atomic
 from . import plots
 from .run import STATUS_LABELS, RunView, display_path
@@ -69,10 +68,11 @@ footer { margin-top: 32px; color: var(--muted); font-size: 13px; }
 """
 
 RENDER_JS = """
-document.querySelectorAll('script[type="application/json"][data-plot]').forEach(function (node) {
-  var fig = JSON.parse(node.textContent);
-  Plotly.newPlot(document.getElementById(node.dataset.plot), fig.data, fig.layout, %s);
-});
+window.rnnpoolPlotted = Promise.all(Array.from(document.querySelectorAll('script[type="application/json"][data-plot]'))
+  .map(function (node) {
+    var fig = JSON.parse(node.textContent);
+    return Plotly.newPlot(document.getElementById(node.dataset.plot), fig.data, fig.layout, %s);
+  }));
 """ % json.dumps(PLOT_CONFIG)
 
 
@@ -180,7 +180,7 @@ def _ram_profiles(view: RunView, figures: _Figures) -> str:
             blocks.append(f'<div class="panel meta">trial {trial}: arch.json is missing, no RAM profile</div>')
             continue
         try:
-            costs = evaluate(load_spec(str(path)), view.budget.dtype, view.budget.convention)
+            costs = view.budget.costs(load_spec(str(path)), profile=True)
         except (SpecError, UserError) as exc:
             blocks.append(f'<div class="panel meta">trial {trial}: {_e(exc)}</div>')
             continue

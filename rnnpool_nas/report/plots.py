@@ -18,17 +18,14 @@ from plotly.subplots import make_subplots
 from ..cost import Costs
 from ..search.budget import Budget
 from ..search.pareto import pareto_front
+from ..run.status import FINAL, STYLES
+from ..run.status import UNTRAINED as _UNTRAINED
 from .run import STATUS_LABELS, RunView, plain
 
 TEMPLATE = "plotly_white"
 
-#: Per status: colour and marker symbol.
-STATUS_STYLE: dict[str, tuple[str, str]] = {
-    "complete": ("#1f77b4", "circle"),
-    "stopped": ("#ff9f1c", "diamond"),
-    "infeasible": ("#9e9e9e", "x"),
-    "failed": ("#d62728", "x-thin-open"),
-}
+#: Per finished status: colour and marker symbol (``run.status.STYLES``).
+STATUS_STYLE: dict[str, tuple[str, str]] = {s.value: (STYLES[s].color, STYLES[s].symbol) for s in FINAL}
 
 #: The cost axes a Pareto plot can have: column -> (axis title, unit, scale from the column's
 #: unit). The axes are logarithmic: costs span orders of magnitude.
@@ -40,7 +37,7 @@ COST_AXES: dict[str, tuple[str, str, float]] = {
 
 FRONT_COLOR = "#2ca02c"
 BUDGET_COLOR = "#d62728"
-UNTRAINED = ("infeasible", "failed")  # no accuracy: drawn in the strip under the scatter
+UNTRAINED = tuple(s.value for s in _UNTRAINED)  # no accuracy: drawn in the strip under the scatter
 
 
 def budget_limit(budget: Budget, column: str) -> float | None:
@@ -94,12 +91,22 @@ def pareto_figure(view: RunView, column: str) -> go.Figure:
     Top panel: trained trials (complete, stopped early) at their accuracy; the Pareto front of
     the complete, feasible ones on (accuracy, ``column``) as a step line; the finalists ringed
     and labelled ``tN``; the budget as a dashed vertical line. Bottom strip: trials without an
-    accuracy (infeasible, failed) at their cost. Trials without a value in ``column`` are left
-    out (an invalid trial has no costs)."""
+    accuracy (scored by a --cost-only search, infeasible, failed) at their cost. A panel with
+    nothing to draw is left out (plotly.js draws no axes for an empty subplot, and an empty strip
+    would take the shared x axis's tick labels and title with it): a run with no trained trial
+    (``--cost-only``) is the strip alone, a run with every trial trained the top panel alone.
+    Trials without a value in ``column`` are left out (an invalid trial has no costs)."""
     title, unit, scale = COST_AXES[column]
     params = view.param_columns
     rows = [r for r in view.rows() if plain(r.get(column)) is not None]
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.84, 0.16], vertical_spacing=0.04)
+    strip = [s for s in UNTRAINED if any(r.get("status") == s for r in rows)]
+    trained = any(r.get("status") not in UNTRAINED and plain(r.get("accuracy")) is not None for r in rows)
+    if strip and trained:
+        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.84, 0.16], vertical_spacing=0.04)
+        top, bottom = 1, 2
+    else:
+        fig = make_subplots(rows=1, cols=1)
+        top = bottom = 1
     for status, (color, symbol) in STATUS_STYLE.items():
         group = [r for r in rows if r.get("status") == status]
         if status not in UNTRAINED:
@@ -116,7 +123,7 @@ def pareto_figure(view: RunView, column: str) -> go.Figure:
                         line=dict(width=1, color="white") if status not in UNTRAINED else dict(width=1.5, color=color)),
             hovertext=[hover_text(r, params) for r in group], hoverinfo="text",
             meta={"status": status},
-        ), row=2 if status in UNTRAINED else 1, col=1)
+        ), row=bottom if status in UNTRAINED else top, col=1)
     front = sorted(pareto_front(view.completed(), ["accuracy", column]), key=lambda r: (float(r[column]), float(r["accuracy"])))
     if front:
         fig.add_trace(go.Scatter(
@@ -143,10 +150,13 @@ def pareto_figure(view: RunView, column: str) -> go.Figure:
         fig.add_annotation(x=math.log10(limit), xref="x", y=1, yref="paper", text=f"budget {limit:,.4g} {unit}",
                            showarrow=False, xanchor="left", yanchor="bottom", font=dict(color=BUDGET_COLOR, size=12))
     fig.update_xaxes(type="log")
-    fig.update_xaxes(title_text=f"{title}, log scale", row=2, col=1)
-    fig.update_yaxes(title_text="accuracy", row=1, col=1)
-    fig.update_yaxes(type="category", categoryorder="array",
-                     categoryarray=[STATUS_LABELS[s] for s in UNTRAINED], row=2, col=1)
+    fig.update_xaxes(title_text=f"{title}, log scale", showticklabels=True, row=bottom, col=1)
+    if trained or not strip:
+        fig.update_yaxes(title_text="accuracy", row=top, col=1)
+    if strip:
+        fig.update_yaxes(type="category", categoryorder="array", categoryarray=[STATUS_LABELS[s] for s in strip],
+                         title_text="no accuracy" if trained else "status (no accuracy)",
+                         title_font=dict(size=11) if trained else None, row=bottom, col=1)
     fig.update_layout(template=TEMPLATE, height=480, title=dict(text=f"accuracy against {title}", x=0.01),
                       margin=dict(l=70, r=20, t=60, b=50), hoverlabel=dict(align="left"))
     return fig
@@ -212,7 +222,8 @@ def progress_figure(view: RunView) -> go.Figure:
                              line=dict(shape="hv", color=STATUS_STYLE["complete"][0]), marker=dict(size=4),
                              name="best accuracy", meta={"role": "best_accuracy"}), row=len(titles), col=1)
     if has_hv:
-        fig.update_yaxes(rangemode="tozero", row=1, col=1)
+        fig.update_yaxes(rangemode="tozero", title_text="hypervolume", row=1, col=1)
+    fig.update_yaxes(title_text="accuracy", row=len(titles), col=1)
     if progress["best_accuracy"].isna().all():  # nothing completed yet: an empty 0..1 axis
         fig.update_yaxes(range=[0, 1], row=len(titles), col=1)
     fig.update_xaxes(title_text="trial", row=len(titles), col=1)
@@ -240,7 +251,7 @@ def ram_profile_figure(costs: Costs, budget: Budget, title: str) -> go.Figure:
     peak = costs.peak_ram_bytes / 1024
     top = max([peak] + ([limit] if limit else []))
     fig.update_yaxes(title_text="RAM (KiB)", range=[0, top * 1.18 if top > 0 else 1])
-    fig.update_xaxes(tickangle=-35)
+    fig.update_xaxes(tickangle=-35, title_text="stage (block, kind)", automargin=True)
     fig.update_layout(template=TEMPLATE, height=340, showlegend=False, margin=dict(l=60, r=20, t=50, b=80),
                       title=dict(text=f"{title}: peak {peak:,.1f} KiB at {costs.bottleneck}", x=0.01, font=dict(size=14)))
     return fig

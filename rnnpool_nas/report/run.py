@@ -26,20 +26,14 @@ from ..errors import UserError
 from ..finalize.results import final_columns, final_results, read_final
 from ..search.budget import Budget
 from ..search.pareto import OBJECTIVE_COLUMNS, accuracy_ram_hypervolume, pareto_front
-from ..search.space import SearchSpace
-from ..search.store import CONFIG, FINAL_STATES, PARETO, RunStore
+from ..run.status import FINAL, STYLES
+from ..search.store import CONFIG, PARETO, RunStore
 
-#: Every status a finished trial can have, in the order pages list them.
-STATUSES: tuple[str, ...] = ("complete", "stopped", "infeasible", "failed", "invalid")
+#: Every status a finished trial can have, in the order pages list them (``run.status.FINAL``).
+STATUSES: tuple[str, ...] = tuple(s.value for s in FINAL)
 
 #: What a page calls each status.
-STATUS_LABELS: dict[str, str] = {
-    "complete": "complete",
-    "stopped": "stopped early",
-    "infeasible": "infeasible",
-    "failed": "failed",
-    "invalid": "invalid",
-}
+STATUS_LABELS: dict[str, str] = {s.value: style.label for s, style in STYLES.items()}
 
 #: The columns a finalist row carries (as ``pareto.json`` writes them).
 FINALIST_FIELDS: tuple[str, ...] = ("trial", "accuracy", "peak_ram_bytes", "madds", "params", "model_bytes",
@@ -119,7 +113,7 @@ class RunView:
         if "status" not in frame.columns:
             frame["status"] = ""
         running = int((frame["status"] == "running").sum())
-        finished = frame[frame["status"].isin(FINAL_STATES)].sort_values("trial").reset_index(drop=True)
+        finished = frame[frame["status"].isin(STATUSES)].sort_values("trial").reset_index(drop=True)
         view = cls(store.root, store.config, budget, objectives, finished, [], running)
         view.finalists = view._read_finalists()
         return view
@@ -153,11 +147,10 @@ class RunView:
     @functools.cached_property
     def param_columns(self) -> list[str]:
         """The ``param_*`` columns, in the space's suggestion order when ``config.json`` holds
-        the space (table order otherwise)."""
+        it (``param_order``, written by the search), table order otherwise."""
         columns = [c for c in self.trials.columns if c.startswith("param_")]
-        try:
-            order = SearchSpace.from_dict(self.config["space"]).param_names()
-        except (UserError, KeyError, TypeError, ValueError):
+        order = self.config.get("param_order")
+        if not isinstance(order, list):
             return columns
         rank = {f"param_{name}": i for i, name in enumerate(order)}
         return sorted(columns, key=lambda c: (rank.get(c, len(rank)), columns.index(c)))

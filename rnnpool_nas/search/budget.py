@@ -33,13 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..cost import CONVENTIONS, DTYPE_BYTES
+from ..cost import CONVENTIONS, DTYPE_BYTES, Costs, evaluate
 from ..errors import UserError
 from ..resources import builtin_dir
+from ..units import DEFAULT_CLOCK_MHZ, KIB, MIB, format_bytes, format_latency, format_madds
 from ._yaml import read_yaml
-
-KIB = 1024
-MIB = 2**20
 
 #: Where named profiles live: the checkout's ``constraints/``, or its copy inside an installed package.
 CONSTRAINTS_DIR = builtin_dir("constraints")
@@ -122,22 +120,6 @@ def parse_latency(text: str | float, what: str = "latency") -> float:
     return value
 
 
-def format_bytes(n: float, unit: str | None = None) -> str:
-    """``"300.0 KiB"``; ``unit`` ``"KiB"`` or ``"MiB"`` (default: MiB from 1 MiB up)."""
-    unit = unit or ("MiB" if n >= MIB else "KiB")
-    return f"{n / MIB:.2f} MiB" if unit == "MiB" else f"{n / KIB:.1f} KiB"
-
-
-def format_madds(n: float) -> str:
-    """``"128.0M"``."""
-    return f"{n / 1e6:.1f}M"
-
-
-def format_latency(seconds: float) -> str:
-    """``"1.25 s"`` or ``"800.0 ms"``."""
-    return f"{seconds:.2f} s" if seconds >= 1 else f"{seconds * 1e3:.1f} ms"
-
-
 class CostLike(Protocol):
     """What :meth:`Budget.violations` reads (``rnnpool_nas.cost.Costs`` has it)."""
 
@@ -159,8 +141,14 @@ class Budget:
     latency_s: float | None = None
     dtype: str = "int8"
     convention: str = "standard"
-    clock_mhz: float = 168.0
+    clock_mhz: float = DEFAULT_CLOCK_MHZ
     name: str = ""
+
+    def costs(self, spec, profile: bool = False) -> Costs:
+        """``spec``'s costs as this budget counts them (its dtype, RAM convention and clock): the
+        one way the search, the space, export and the report score a candidate against a budget.
+        ``profile=True`` adds the per-stage rows. A ``SpecError`` for a spec that cannot build."""
+        return evaluate(spec, self.dtype, self.convention, profile=profile, clock_mhz=self.clock_mhz)
 
     def constraint_names(self) -> list[str]:
         """The active constraints, in the order of :meth:`excess`: a subset of ``ram``,
@@ -207,7 +195,7 @@ class Budget:
         return [0.0 if value is None else value / limit - 1.0 for value, limit in self._values(costs).values()]
 
     def fits(self, costs: CostLike) -> bool:
-        """No violations."""
+        """The feasibility predicate: no violations (an unknown latency is no violation)."""
         return not self.violations(costs)
 
     def describe(self) -> str:
@@ -251,7 +239,7 @@ class Budget:
         kwargs["latency_s"] = None if latency is None else float(latency)
         kwargs["dtype"] = _check_dtype(data.get("dtype", "int8"), "budget: field 'dtype'")
         kwargs["convention"] = _check_convention(data.get("convention", "standard"), "budget: field 'convention'")
-        clock = data.get("clock_mhz", 168.0)
+        clock = data.get("clock_mhz", DEFAULT_CLOCK_MHZ)
         if not _positive_number(clock):
             raise UserError(f"budget: field 'clock_mhz' must be a positive number, got {clock!r}")
         kwargs["clock_mhz"] = float(clock)
@@ -296,22 +284,25 @@ def load_constraints(path: str | Path) -> Budget:
         return f"{path}: field {key!r}"
 
     budget = Budget(name=str(data.get("name") or path.stem))
-    if data.get("ram") is not None:
-        budget.ram_bytes = parse_bytes(data["ram"], where("ram"))
-    if data.get("flash") is not None:
-        budget.flash_bytes = parse_bytes(data["flash"], where("flash"))
-    if data.get("madds") is not None:
-        budget.madds = parse_madds(data["madds"], where("madds"))
-    if data.get("latency") is not None:
-        budget.latency_s = parse_latency(data["latency"], where("latency"))
-    if "dtype" in data:
-        budget.dtype = _check_dtype(data["dtype"], where("dtype"))
-    if "convention" in data:
-        budget.convention = _check_convention(data["convention"], where("convention"))
     if "clock_mhz" in data:
         if not _positive_number(data["clock_mhz"]):
             raise UserError(f"{where('clock_mhz')}: must be a positive number (MHz), got {data['clock_mhz']!r}")
         budget.clock_mhz = float(data["clock_mhz"])
+    return _override(budget, {key: data.get(key) for key in ("ram", "flash", "madds", "latency", "dtype", "convention")},
+                     where)
+
+
+def _override(budget: Budget, values: dict[str, Any], label) -> Budget:
+    """Set each field of ``budget`` whose value in ``values`` (keys ``ram``, ``flash``, ``madds``,
+    ``latency``, ``dtype``, ``convention``, as users write them) is not ``None``; ``label(key)``
+    names the value in a one-line error. The one place budget fields are parsed and set."""
+    parsers = {"ram": ("ram_bytes", parse_bytes), "flash": ("flash_bytes", parse_bytes), "madds": ("madds", parse_madds),
+               "latency": ("latency_s", parse_latency), "dtype": ("dtype", _check_dtype),
+               "convention": ("convention", _check_convention)}
+    for key, value in values.items():
+        if value is not None:
+            field, parse = parsers[key]
+            setattr(budget, field, parse(value, label(key)))
     return budget
 
 
@@ -349,22 +340,13 @@ def resolve_budget(
     :func:`find_constraints`; ``None`` for none), then every flag that is not ``None``
     overrides its field (values as the parsers accept them)."""
     budget = load_constraints(find_constraints(constraints)) if constraints else Budget()
-    if ram is not None:
-        budget.ram_bytes = parse_bytes(ram, "RAM budget")
-    if flash is not None:
-        budget.flash_bytes = parse_bytes(flash, "flash budget")
-    if madds is not None:
-        budget.madds = parse_madds(madds, "MAdds budget")
-    if latency is not None:
-        budget.latency_s = parse_latency(latency, "latency budget")
-    if dtype is not None:
-        budget.dtype = _check_dtype(dtype, "dtype")
-    if convention is not None:
-        budget.convention = _check_convention(convention, "convention")
-    return budget
+    labels = {"ram": "RAM budget", "flash": "flash budget", "madds": "MAdds budget", "latency": "latency budget",
+              "dtype": "dtype", "convention": "convention"}
+    return _override(budget, dict(ram=ram, flash=flash, madds=madds, latency=latency, dtype=dtype,
+                                  convention=convention), labels.__getitem__)
 
 
 __all__ = [
-    "Budget", "CONSTRAINTS_DIR", "find_constraints", "format_bytes", "list_profiles", "load_constraints",
+    "Budget", "CONSTRAINTS_DIR", "KIB", "MIB", "find_constraints", "format_bytes", "list_profiles", "load_constraints",
     "parse_bytes", "parse_latency", "parse_madds", "resolve_budget",
 ]

@@ -69,10 +69,11 @@ from typing import Any, Callable, Iterable
 
 from ..arch.presets import _ch
 from ..arch.spec import ArchSpec, Bottleneck, Conv, Detection, Linear, Pool, RNNPool, Source, SpecError, Stage
-from ..cost import CONVENTIONS, DTYPE_BYTES, Costs, evaluate
+from ..cost import CONVENTIONS, DTYPE_BYTES, Costs
 from ..errors import UserError
 from ..resources import builtin_dir
 from ._yaml import read_yaml
+from .budget import Budget
 from ..ops.geometry import PADDING_MODES
 
 #: Where named spaces live: the checkout's ``search_spaces/``, or its copy inside an installed package.
@@ -594,7 +595,7 @@ class SearchSpace:
                     out.append(params)
         return out
 
-    def cheapest(self, budget: Any = None, samples: int = 300, seed: int = 0) -> tuple[dict[str, Choice], Costs]:
+    def cheapest(self, budget: Budget | None = None, samples: int = 300, seed: int = 0) -> tuple[dict[str, Choice], Costs]:
         """The candidate with the smallest peak RAM among :meth:`corners` and ``samples``
         seeded random parameter dicts (ties: fewer MAdds), scored with
         ``evaluate(spec, budget.dtype, budget.convention, profile=False)`` (int8/standard
@@ -602,20 +603,19 @@ class SearchSpace:
         budget is preferred: the result violates the budget only if every candidate tried
         does (then it is the smallest peak RAM overall, what "the smallest RAM reachable in
         this space" reports). A :class:`UserError` when none of them builds."""
-        dtype = getattr(budget, "dtype", None) or self.dtype or "int8"
-        convention = getattr(budget, "convention", None) or self.convention or "standard"
+        if budget is None:
+            budget = Budget(dtype=self.dtype or "int8", convention=self.convention or "standard")
         rng = random.Random(seed)
         candidates = self.corners() + [self.random_params(rng) for _ in range(samples)]
         best: tuple[tuple[bool, int, int], dict[str, Choice], Costs] | None = None
         first_error: SpecError | None = None
         for params in candidates:
             try:
-                costs = evaluate(self.build(params), dtype, convention, profile=False,
-                                 clock_mhz=getattr(budget, "clock_mhz", 168.0))
+                costs = budget.costs(self.build(params))
             except SpecError as exc:
                 first_error = first_error or exc
                 continue
-            misses = bool(budget.violations(costs)) if hasattr(budget, "violations") else False
+            misses = not budget.fits(costs)
             key = (misses, costs.peak_ram_bytes, costs.madds)
             if best is None or key < best[0]:
                 best = (key, params, costs)
@@ -632,17 +632,15 @@ class SearchSpace:
         from random points, a third of which are over budget."""
         if k < 1:
             return []
-        dtype = getattr(budget, "dtype", None) or self.dtype or "int8"
-        convention = getattr(budget, "convention", None) or self.convention or "standard"
         rng = random.Random(seed)
         feasible: dict[str, tuple[int, int, dict[str, Choice]]] = {}
         for params in self.corners() + [self.random_params(rng) for _ in range(samples)]:
             try:
                 spec = self.build(params)
-                costs = evaluate(spec, dtype, convention, profile=False, clock_mhz=getattr(budget, "clock_mhz", 168.0))
+                costs = budget.costs(spec)
             except SpecError:
                 continue
-            if budget.violations(costs):
+            if not budget.fits(costs):
                 continue
             key = json.dumps({**spec.to_dict(), "name": ""}, sort_keys=True)
             feasible.setdefault(key, (costs.peak_ram_bytes, costs.madds, params))

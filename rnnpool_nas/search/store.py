@@ -29,12 +29,14 @@ from typing import Any
 import pandas as pd
 
 from ..errors import UserError
+from ..run.status import FINAL
 from .lock import LOCK, RunLock, lock_run
 from .pareto import OBJECTIVE_COLUMNS, pareto_front
 
 CONFIG, STUDY, TRIALS, PARETO = "config.json", "study.db", "trials.parquet", "pareto.json"
-#: scored: --cost-only; duplicate: the same network as an earlier trial (``duplicate_of``), not retrained
-FINAL_STATES = {"complete", "stopped", "infeasible", "invalid", "failed", "scored", "duplicate"}
+#: The finished statuses (``run.status``: scored is --cost-only's; duplicate the same network as an
+#: earlier trial, ``duplicate_of``, not retrained)
+FINAL_STATES = frozenset(FINAL)
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
