@@ -60,5 +60,11 @@ def run(args: argparse.Namespace) -> int:
         sampler=args.sampler, seed=args.seed, limit=args.limit, early_stopping=not args.no_early_stopping,
         address=args.address, resume=args.resume, cost_only=args.cost_only,
     )
-    run_search(cfg)
+    from ..report import ReportRefresher
+
+    refresh = ReportRefresher(out)  # every 30 s or so while the search runs, never raising
+    result = run_search(cfg, on_record=lambda row: refresh())
+    path = refresh(force=True)
+    if path is not None:
+        print(f"report: {path} (`rnnpool-nas browse {result.run_dir.parent}` serves every run)")
     return 0
