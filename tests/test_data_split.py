@@ -49,9 +49,12 @@ def test_fashion_mnist_search_split_never_holds_a_test_image():
 
 @needs_fashion
 def test_search_trials_load_the_holdout(tmp_path):
-    from rnnpool_nas.search.runner import _cached_dataset
+    from rnnpool_nas.arch.presets import get_preset
+    from rnnpool_nas.search.runner import _dataset_for
 
-    ds = _cached_dataset("fashion-mnist", None, 0, 1000, None, 0.1)
+    spec = get_preset("rnnpool-tiny")
+    ds = _dataset_for(spec, {"dataset": "fashion-mnist", "data_dir": None, "seed": 0, "limit": 1000,
+                             "val_fraction": 0.1})
     assert ds.val_source == "holdout" and ds.val_index is not None and ds.val_index.max() < 60000
 
 

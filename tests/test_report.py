@@ -256,14 +256,13 @@ def test_refresher_is_throttled_and_never_raises(run, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("report not written (UserError:") and "\n" not in lines[0]
 
 
-def test_the_search_writes_and_refreshes_the_report(tmp_path):
-    """The searcher's record path refreshes the report (no Ray needed), and the end of a search
-    (here: resuming a finished run) writes it."""
+def test_the_search_record_callback_refreshes_the_report(tmp_path):
+    """The search emits every row through ``on_record`` (no Ray needed here); wired to a
+    ``ReportRefresher`` as the CLI wires it, the page follows the run. The search itself writes
+    no report: ``rnnpool-nas search`` does, at the end."""
     import optuna
 
-    from rnnpool_nas.report import ReportRefresher
-    from rnnpool_nas.search.runner import SearchConfig, run_search
-    from rnnpool_nas.search.searcher import OptunaAskTell
+    from rnnpool_nas.search.runner import SearchConfig, _ask_tell, run_search
     from rnnpool_nas.search.space import SearchSpace
     from rnnpool_nas.search.tune_searcher import TuneSearcher
 
@@ -271,26 +270,48 @@ def test_the_search_writes_and_refreshes_the_report(tmp_path):
     out = tmp_path / "live"
     store = RunStore.create(out, run_config(space, 4))
     study = optuna.create_study(directions=["maximize", "minimize"], storage=store.storage_url, study_name="search")
-    report = ReportRefresher(out, printer=lambda line: None)
-    ask_tell = OptunaAskTell(space, BUDGET, store, trials=4, objectives=["accuracy", "peak_ram"], epochs=1,
-                             on_record=lambda row: report())
-    searcher = TuneSearcher(ask_tell.attach(study), 1)
-    config = searcher.suggest("t0")  # infeasible candidates before it are recorded, and so refresh the page
-    assert config is not None and report.writes >= (1 if len(store.final_rows()) else 0)
-    (Path(config["dir"]) / "metrics.json").write_text(json.dumps({"status": "complete", "epochs_trained": 1,
-                                                                   "accuracy": 0.8, "wall_time_s": 1.0}))
-    report.next_at = 0  # let the next record refresh
-    searcher.on_trial_complete("t0", {"accuracy": 0.8, "epoch": 1})
-    assert report.writes >= 1
+    cfg = SearchConfig(space="fashion-mnist", budget=BUDGET, out=str(out), trials=4, epochs=1)
+    refresh = ReportRefresher(out, interval_s=0)
+    heard: list[dict] = []
+    ask_tell = _ask_tell(space, BUDGET, store, cfg, lambda line: None,
+                         on_record=lambda row: (heard.append(row), refresh())).attach(study)
+    proposal = ask_tell.propose()  # infeasible candidates before it are recorded, and so refresh the page
+    assert proposal is not None and refresh.writes == len(heard)
+    (proposal.trial_dir / "metrics.json").write_text(json.dumps({"status": "complete", "epochs_trained": 1,
+                                                                  "accuracy": 0.8, "wall_time_s": 1.0}))
+    row = ask_tell.finish(proposal.number, json.loads((proposal.trial_dir / "metrics.json").read_text()))
+    assert row["status"] == "complete" and heard[-1] is row and refresh.writes == len(heard) >= 1
     page = (out / "report.html").read_text()
-    assert f"ram-profile-t{config['number']}" in figures(page)
+    assert f"ram-profile-t{proposal.number}" in figures(page)
 
     done = make_run(tmp_path / "done", trials=10)
     (done / "report.html").unlink(missing_ok=True)
     lines: list[str] = []
     run_search(SearchConfig(space="fashion-mnist", budget=BUDGET, out=str(done), trials=10, resume=True),
                printer=lines.append)
-    assert (done / "report.html").exists() and any(line.startswith("report: ") for line in lines)
+    assert not (done / "report.html").exists()  # the library search knows nothing of reports
+    assert main(["search", "--out", str(done), "--resume", "--trials", "10", "--ram-budget", "8KB"]) == 0
+    assert (done / "report.html").exists()
+
+
+def test_a_cost_only_run_plots_its_scored_candidates(tmp_path):
+    """A ``search --cost-only`` run has only scored (and infeasible, invalid) rows: every one with
+    costs is a point of each Pareto plot, in the strip of candidates without an accuracy."""
+    run = make_run(tmp_path / "cost-only", trials=24, outcome="scored")
+    table = pd.read_parquet(run / "trials.parquet")
+    scored = set(table.loc[table["status"] == "scored", "trial"])
+    assert scored and "complete" not in set(table["status"])
+    figs = figures((write_report(run)).read_text())
+    for column in ("peak_ram_bytes", "madds"):
+        fig = figs[f"pareto-{column}"]
+        drawn = {int(t): (trace["meta"]["status"], trace["y"][0]) for trace in fig["data"]
+                 if (trace.get("meta") or {}).get("status") for t in values(trace["customdata"])}
+        assert {t for t, (status, _) in drawn.items() if status == "scored"} == scored
+        assert {label for status, label in drawn.values() if status == "scored"} == {"scored (not trained)"}
+        # nothing trained: one panel, its category axis and the cost axis titled
+        layout = fig["layout"]
+        assert "xaxis2" not in layout and layout["yaxis"]["type"] == "category"
+        assert layout["xaxis"]["title"]["text"].endswith("log scale") and layout["yaxis"]["title"]["text"]
 
 
 def test_latency_plot_and_a_budget_without_ram(tmp_path):

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import UserError
     from ..search.budget import resolve_budget
-    from ..search.runner import SearchConfig, resume_config, run_search
+    from ..search.runner import SearchConfig, resume_config
 
     if args.resume and not args.out:
         raise UserError("--resume needs --out (the run directory to continue)")
@@ -98,19 +98,14 @@ def run(args: argparse.Namespace) -> int:
                  "sampler": args.sampler, "seed": args.seed, "address": args.address,
                  "early_stopping": False if args.no_early_stopping else None,
                  "cost_only": True if args.cost_only else None}
-        return _exit_code(run_search(resume_config(args.out, given)))
+        return _search(resume_config(args.out, given))
     values = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in DEFAULTS.items()}
-    budget = resolve_budget(args.constraints, ram=args.ram_budget, flash=args.flash_budget, madds=args.madds_budget,
-                            latency=args.latency_budget, dtype=args.dtype, convention=args.convention)
-    name = values["space"].rsplit("/", 1)[-1].removesuffix(".yaml")
-
-
     convention = args.convention
     if convention is None and not _profile_sets_convention(args.constraints):
         convention = DEFAULT_CONVENTION
     budget = resolve_budget(args.constraints, ram=args.ram_budget, flash=args.flash_budget, madds=args.madds_budget,
                             latency=args.latency_budget, dtype=args.dtype, convention=convention)
-    name = args.space.rsplit("/", 1)[-1].removesuffix(".yaml")
+    name = values["space"].rsplit("/", 1)[-1].removesuffix(".yaml")
     out = args.out or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     cfg = SearchConfig(
         space=values["space"], budget=budget, out=out, dataset=args.dataset, data_dir=args.data_dir,
@@ -119,7 +114,20 @@ def run(args: argparse.Namespace) -> int:
         early_stopping=not args.no_early_stopping, address=args.address, resume=False, cost_only=args.cost_only,
         warm_start=not args.no_warm_start, val_fraction=args.val_fraction,
     )
-    result = run_search(cfg)
+    return _search(cfg)
+
+
+def _search(cfg) -> int:
+    """Run the search with the report refresher on its record callback (the search itself never
+    imports the report), then write the final report."""
+    from ..report import ReportRefresher
+    from ..search.runner import run_search
+
+    refresh = ReportRefresher(cfg.out)  # every 30 s or so while the search runs, never raising
+    result = run_search(cfg, on_record=lambda row: refresh())
+    path = refresh(force=True)
+    if path is not None:
+        print(f"report: {path} (`rnnpool-nas browse {result.run_dir.parent}` serves every run)")
     return _exit_code(result)
 
 

@@ -65,13 +65,11 @@ def _positive(name: str, value: int | float | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import load_dataset
     from ..arch.build import check_fits_memory
     from ..errors import UserError
     from ..search.lock import lock_run
     from ..search.store import has_files, write_atomic
-    from ..train.detection import DetectionTrainer
-    from ..train.trainer import TrainConfig, Trainer
+    from ..train.recipe import TrainConfig, check_data, load_data, score_int8, train
 
     for name in ("epochs", "steps", "batch_size", "lr", "threads", "limit", "val_limit"):
         _positive(name.replace("_", "-"), getattr(args, name))
@@ -81,15 +79,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--warmup must be non-negative, got {args.warmup}")
     spec = resolve_spec(args)
     check_fits_memory(spec)  # before any data is loaded or file written
-    detection = _is_detection(spec, args)
+    detection = spec.detection is not None
+    check_data(spec, args.dataset, label=spec.name or args.arch)
+    if not detection and args.wider_eval:
+        raise UserError("--wider-eval scores face detectors; this is a classifier")
+    dataset = load_data(spec, args.dataset, data_dir=args.data_dir, seed=args.seed, limit=args.limit)
     if detection:
-        dataset = _load_detection(args, spec)
         sizes = (f"{len(dataset.train)} train / {len(dataset.val)} val images, "
                  f"{int(dataset.train.face_counts().sum())} / {int(dataset.val.face_counts().sum())} faces")
     else:
         from ..arch.presets import set_field
 
-        dataset = load_dataset(args.dataset, data_dir=args.data_dir, seed=args.seed, limit=args.limit)
         spec = set_field(spec, "num_classes", dataset.num_classes)
         sizes = f"{len(dataset.x_train)} train / {len(dataset.x_val)} val images, {dataset.num_classes} classes"
     out = Path(args.out or f"runs/train-{spec.name or 'arch'}-{dataset.name.replace(':', '_').replace('/', '_')}")
@@ -98,24 +98,26 @@ def run(args: argparse.Namespace) -> int:
     if not args.resume and has_files(out):
         raise UserError(f"{out} exists and is not empty; pass --resume to continue it or choose another --out")
     _make_out(out)
-    lock = lock_run(out, "train")  # held until this process ends: one writer per folder  # noqa: F841
+    lock = lock_run(out, "train")  # noqa: F841 (held until this process ends: one writer per folder)
     if args.resume:  # check first, write after: a bad checkpoint leaves arch.json and metrics.json as they were
         _check_resume(out / "checkpoint.pt", spec)
     write_atomic(out / "arch.json", spec.to_json())
-    warmup = args.warmup if args.warmup is not None else (min(5.0, args.epochs / 10) if detection else 0.0)
-    config = TrainConfig(epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size or (16 if detection else 128),
-                         lr=args.lr or (0.01 if detection else 0.05), warmup_epochs=warmup, seed=args.seed,
-                         threads=args.threads, val_limit=args.val_limit)
-    trainer = (DetectionTrainer if detection else Trainer)(spec, dataset, config, checkpoint=out / "checkpoint.pt",
-                                                           resume=args.resume)
+    config = TrainConfig.for_spec(spec, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                  warmup_epochs=args.warmup, max_steps=args.steps, seed=args.seed,
+                                  threads=args.threads, val_limit=args.val_limit)
     print(f"training {spec.name or args.arch} at {'x'.join(map(str, spec.input))} on {dataset.name} ({sizes})")
     metric = "AP" if detection else "accuracy"
     bar = _progress(metric)
-    result = trainer.fit(callback=lambda m: bar.epoch(m, args.epochs), progress=bar.step)
+    trainer, result = train(spec, dataset, config, checkpoint=out / "checkpoint.pt", resume=args.resume,
+                            callback=lambda m: bar.epoch(m, args.epochs), progress=bar.step)
     bar.close()
     metrics = {"result": result.to_dict(), "spec": "arch.json", "dataset": dataset.name, "config": vars(config)}
     if result.status == "complete" and not args.no_int8:
-        metrics["int8"] = _int8_detection(trainer, dataset, args) if detection else _int8(trainer, dataset, args.val_limit)
+        scores = score_int8(trainer.model, spec, dataset, seed=args.seed, val_limit=args.val_limit,
+                            wider_gt=args.wider_eval, wider_protocol=args.wider_protocol,
+                            float_scores=getattr(trainer, "last_scores", None)).scores
+        _print_int8(scores, detection, args.wider_eval)
+        metrics["int8"] = scores
     elif detection and trainer.last_scores is not None:
         metrics["val"] = trainer.last_scores
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
@@ -151,80 +153,19 @@ def _make_out(out: Path) -> None:
         raise UserError(f"cannot write to --out {out}: {exc.strerror or type(exc).__name__}") from None
 
 
-def _is_detection(spec, args: argparse.Namespace) -> bool:
-    """Whether this is a face-detection run; a detector with classification data (or the reverse)
-    is a UserError."""
-    from ..data.detection import is_detection_name
-    from ..errors import UserError
-
-    name = spec.name or args.arch
-    if spec.detection is not None and not is_detection_name(args.dataset):
-        raise UserError(f"{name} is a face detector: train it on a face-detection data set "
-                        f"(faces-synth, wider-face:PATH, scut-head:PATH), not {args.dataset!r}")
-    if spec.detection is None and is_detection_name(args.dataset):
-        raise UserError(f"{args.dataset} is a face-detection data set but {name} is a classifier: use a detector "
-                        "(rnnpool-face-m4, rnnpool-face-quant, ... or an --arch with detection heads)")
-    if spec.detection is None and args.wider_eval:
-        raise UserError("--wider-eval scores face detectors; this is a classifier")
-    return spec.detection is not None
-
-
-def _load_detection(args: argparse.Namespace, spec):
-    """The detection data set at the spec's channels: faces-synth painted at the input size, the
-    file-based sets at their own sizes (S3FD's augmentation crops before it resizes)."""
-    from ..data.detection import is_detection_name, load_detection_dataset
-
-    assert is_detection_name(args.dataset)
-    h, w, c = spec.input
-    synthetic = args.dataset.strip().lower() == "faces-synth"
-    return load_detection_dataset(args.dataset, data_dir=args.data_dir, seed=args.seed,
-                                  size=(h, w) if synthetic else None, channels=c, limit=args.limit)
-
-
-def _int8(trainer, dataset, val_limit: int | None = None) -> dict:
-    import numpy as np
-
-    from ..data import adapt_images
-    from ..train.quant import calibration_images, evaluate_int8, quantize
-
-    h, w, c = trainer.spec.input
-    calib = calibration_images(dataset, trainer.spec.input)
-    qnet = quantize(trainer.model, calib)
-    val = adapt_images(dataset.x_val[:val_limit], h, w, c)
-    scores = evaluate_int8(qnet, trainer.model, val, np.asarray(dataset.y_val[:val_limit]))
-    i8 = {**scores, "images": len(val), "calibration_images": len(calib)}
-    print(f"int8: accuracy {i8['int8_accuracy']:.4f} (float {i8['float_accuracy']:.4f}), "
-          f"top-1 agreement {i8['agreement']:.4f} on {i8['images']} validation images")
-    return i8
-
-
-def _int8_detection(trainer, dataset, args: argparse.Namespace) -> dict:
-    """Float and int8 AP of a trained detector (calibrated on 128 resized training images)."""
-    from ..train.detection import detection_calibration_images, evaluate_detection
-    from ..train.quant import quantize
-
-    spec, limit = trainer.spec, trainer.config.val_limit
-    calib = detection_calibration_images(dataset.train, spec.input, seed=args.seed)
-    qnet = quantize(trainer.model, calib)
-    if trainer.last_scores is not None and not args.wider_eval:
-        fl = {k: v for k, v in trainer.last_scores.items() if k != "loss"}  # the last epoch's evaluation
-    else:
-        fl = evaluate_detection(trainer.model, dataset.val, spec, limit=limit, wider_gt=args.wider_eval,
-                                wider_protocol=args.wider_protocol)
-    i8 = evaluate_detection(qnet, dataset.val, spec, limit=limit, batch_size=4, wider_gt=args.wider_eval,
-                            wider_protocol=args.wider_protocol)
-    out = {"float_ap": fl["ap"], "int8_ap": i8["ap"], "float_ap_at_most_3": fl["ap_at_most_3"],
-           "int8_ap_at_most_3": i8["ap_at_most_3"], "images": i8["images"], "faces": i8["faces"],
-           "calibration_images": len(calib), "float": fl, "int8": i8}
-    print(f"int8: AP {_fmt(i8['ap'])} (float {_fmt(fl['ap'])}); images with <= 3 faces: AP "
-          f"{_fmt(i8['ap_at_most_3'])} (float {_fmt(fl['ap_at_most_3'])}); IoU 0.5, on {i8['images']} "
+def _print_int8(i8: dict, detection: bool, wider_eval: str | None) -> None:
+    if not detection:
+        print(f"int8: accuracy {i8['int8_accuracy']:.4f} (float {i8['float_accuracy']:.4f}), "
+              f"top-1 agreement {i8['agreement']:.4f} on {i8['images']} validation images")
+        return
+    print(f"int8: AP {_fmt(i8['int8_ap'])} (float {_fmt(i8['float_ap'])}); images with <= 3 faces: AP "
+          f"{_fmt(i8['int8_ap_at_most_3'])} (float {_fmt(i8['float_ap_at_most_3'])}); IoU 0.5, on {i8['images']} "
           f"validation images ({i8['faces']} faces)")
-    if args.wider_eval:
-        for name, scores in (("float", fl), ("int8", i8)):
-            wider = scores["wider"]
-            print(f"WIDER FACE {wider['protocol']} protocol ({name}, {wider['images']} images): " + ", ".join(
-                f"{s} {_fmt(wider[s])}" for s in ("easy", "medium", "hard")))
-    return out
+    if wider_eval:
+        for name in ("float", "int8"):
+            wider = i8[name]["wider"]
+            print(f"WIDER FACE {wider.get('protocol', 'official')} protocol ({name}, {wider['images']} images): "
+                  + ", ".join(f"{s} {_fmt(wider[s])}" for s in ("easy", "medium", "hard")))
 
 
 def _fmt(x: float | None) -> str:

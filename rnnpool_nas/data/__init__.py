@@ -1,20 +1,26 @@
 """Data sets: load any supported source by name into one in-memory :class:`Dataset`.
 
-See :mod:`rnnpool_nas.data.registry` for the names, the arguments and the image-adaptation
-rules; one module per source (``idx``, ``cifar``, ``imagefolder``, ``synthetic``). Face
-detection (images with boxes) has its own entry point, :func:`load_detection_dataset`
-(:mod:`rnnpool_nas.data.detection`; ``faces_synth``, ``wider_face``, ``scut_head``, and
-``augment`` for S3FD's augmentation). numpy and Pillow only: nothing here imports torch.
+One registry answers for every name (:mod:`rnnpool_nas.data.registry`: :func:`load_any`, or
+:func:`load_dataset` for classification and :func:`load_detection_dataset` for face detection,
+whose names and loaders live in :mod:`rnnpool_nas.data.detection`); one module per source
+(``idx``, ``cifar``, ``imagefolder``, ``synthetic``; ``faces_synth``, ``wider_face``,
+``scut_head``); the shared detection types in ``types``, image adaptation in ``images``,
+S3FD's augmentation in ``augment``. numpy and Pillow only: nothing here imports torch.
 """
 
-from rnnpool_nas.data.registry import DataWarning, Dataset, adapt_images, list_datasets, load_dataset
-from rnnpool_nas.data.detection import (  # after the registry, which detection imports
-    DetectionDataset,
-    DetectionSample,
-    DetectionSplit,
+from rnnpool_nas.data.registry import (
+    DataWarning,
+    Dataset,
+    adapt_images,
+    is_detection_name,
+    list_all_datasets,
+    list_datasets,
     list_detection_datasets,
+    load_any,
+    load_dataset,
     load_detection_dataset,
 )
+from rnnpool_nas.data.types import DetectionDataset, DetectionSample, DetectionSplit
 
 __all__ = [
     "DataWarning",
@@ -23,8 +29,11 @@ __all__ = [
     "DetectionSample",
     "DetectionSplit",
     "adapt_images",
+    "is_detection_name",
+    "list_all_datasets",
     "list_datasets",
     "list_detection_datasets",
+    "load_any",
     "load_dataset",
     "load_detection_dataset",
 ]

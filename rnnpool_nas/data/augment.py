@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from rnnpool_nas.data.detection import DetectionSample
+from rnnpool_nas.data.types import DetectionSample
 
 #: (x0, y0, width, height) of a crop window, whole pixels.
 Window = tuple[int, int, int, int]

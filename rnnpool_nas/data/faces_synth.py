@@ -195,7 +195,7 @@ def crops() -> tuple[np.ndarray, np.ndarray]:
 @functools.lru_cache(maxsize=2)
 def photos(channels: int) -> tuple[Image.Image, ...]:
     """The background photographs that ship inside scikit-image's wheel, as RGB or exact-luma L images."""
-    from rnnpool_nas.data.registry import adapt_images
+    from rnnpool_nas.data.images import adapt_images
 
     found = []
     for name in PHOTOS:
@@ -373,7 +373,7 @@ class _Painter:
 
 def synth_split(n: int, seed: int, split: str, opts: SynthOptions):
     """A lazy :class:`~rnnpool_nas.data.detection.DetectionSplit` of the first ``n`` images of ``split``."""
-    from rnnpool_nas.data.detection import DetectionSplit
+    from rnnpool_nas.data.types import DetectionSplit
 
     layouts = [make_layout(seed, split, i, opts) for i in range(n)]
     boxes = [layout.boxes for layout in layouts]
@@ -387,7 +387,7 @@ def synth_split(n: int, seed: int, split: str, opts: SynthOptions):
 def load(*, seed: int, size: tuple[int, int] | None, channels: int, limit: int | None, splits: tuple[str, str],
          holdout: float | None = None):
     """The ``faces-synth`` :class:`~rnnpool_nas.data.detection.DetectionDataset` (see the module docstring)."""
-    from rnnpool_nas.data.detection import DetectionDataset
+    from rnnpool_nas.data.types import DetectionDataset
 
     height, width = (240, 320) if size is None else size
     try:

@@ -64,9 +64,10 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image
 
 from rnnpool_nas.data import cifar, idx, imagefolder, synthetic
+from rnnpool_nas.data.detection import is_detection_name, list_detection_datasets, load_detection_dataset
+from rnnpool_nas.data.images import DataWarning, adapt_images
 from rnnpool_nas.errors import UserError
 
 #: Where Debian's ``dataset-fashion-mnist`` package puts its files.
@@ -87,10 +88,6 @@ FASHION_MNIST_CLASSES = [
 SYNTHETIC_TRAIN, SYNTHETIC_VAL = 20000, 2000
 #: Synthetic images are generated in blocks of this many, each from its own seed.
 SYNTHETIC_BLOCK = 1000
-
-
-class DataWarning(UserWarning):
-    """Something about the data the user should know but that does not stop loading."""
 
 
 @dataclass
@@ -360,8 +357,6 @@ def load_dataset(
     kind, sep, rest = name.partition(":")
     kind = kind.strip().lower()
     if kind not in _LOADERS:
-        from rnnpool_nas.data.detection import is_detection_name  # detection imports this module
-
         if is_detection_name(kind):
             raise UserError(
                 f"{kind} is a face-detection data set (images with face boxes, not class labels): "
@@ -395,46 +390,20 @@ def load_dataset(
     return loader(path, size, int(seed), float(val_fraction), limit, None if holdout is None else float(holdout))
 
 
-_GREY_CHUNK = 256
+def load_any(name: str, *, data_dir: str | Path | None = None, seed: int = 0, limit: int | None = None,
+             size: tuple[int, int] | None = None, channels: int | None = None):
+    """The one entry for any name this package knows: a face-detection set (``faces-synth``,
+    ``wider-face:PATH``, ``scut-head:PATH``) through :func:`load_detection_dataset` (``size`` and
+    ``channels`` as it takes them), anything else through :func:`load_dataset`."""
+    if is_detection_name(name):
+        return load_detection_dataset(name, data_dir=data_dir, seed=seed, size=size, channels=channels, limit=limit)
+    return load_dataset(name, data_dir=data_dir, seed=seed, limit=limit)
 
 
-def _to_grey(x: np.ndarray) -> np.ndarray:
-    """ITU-R BT.601 luma of (N, H, W, 3) uint8, rounded half up, as (N, H, W, 1) uint8."""
-    out = np.empty((*x.shape[:3], 1), dtype=np.uint8)
-    for start in range(0, len(x), _GREY_CHUNK):  # chunks keep the uint32 temporaries in cache
-        c = x[start : start + _GREY_CHUNK].astype(np.uint32)
-        out[start : start + _GREY_CHUNK, ..., 0] = (299 * c[..., 0] + 587 * c[..., 1] + 114 * c[..., 2] + 500) // 1000
-    return out
+def list_all_datasets() -> dict[str, str]:
+    """Every accepted name (classification, then detection) and a one-line description."""
+    return list_datasets() | list_detection_datasets()
 
 
-def _resize(x: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Pillow-bilinear resize of each (H, W, C) uint8 image of ``x`` to (height, width, C)."""
-    n, _, _, c = x.shape
-    out = np.empty((n, height, width, c), dtype=np.uint8)
-    bilinear = Image.Resampling.BILINEAR
-    for i in range(n):
-        image = Image.fromarray(x[i, :, :, 0] if c == 1 else x[i])
-        resized = np.asarray(image.resize((width, height), bilinear))
-        out[i] = resized.reshape(height, width, c)
-    return out
-
-
-def adapt_images(x: np.ndarray, height: int, width: int, channels: int) -> np.ndarray:
-    """``x`` (uint8 (N, H, W, C), C = 1 or 3) as uint8 (N, height, width, channels).
-
-    The rules (bilinear resize, grey <-> RGB) are in the module docstring. Returns ``x`` itself
-    when it already has the asked shape. Raises ValueError for a bad array or target.
-    """
-    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[3] not in (1, 3):
-        raise ValueError(f"adapt_images needs uint8 (N, H, W, 1 or 3), got {x.dtype} {x.shape}")
-    if channels not in (1, 3) or height < 1 or width < 1:
-        raise ValueError(f"adapt_images needs height, width >= 1 and channels 1 or 3, got {height}, {width}, {channels}")
-    if x.shape[1:] == (height, width, channels):
-        return x
-    if x.shape[3] == 3 and channels == 1:
-        x = _to_grey(x)
-    if x.shape[1:3] != (height, width):
-        x = _resize(x, height, width)
-    if x.shape[3] == 1 and channels == 3:
-        x = np.repeat(x, 3, axis=3)
-    return x
+__all__ = ["DataWarning", "Dataset", "adapt_images", "is_detection_name", "list_all_datasets", "list_datasets",
+           "load_any", "load_dataset", "load_detection_dataset"]

@@ -33,7 +33,7 @@ from xml.parsers import expat
 
 import numpy as np
 
-from rnnpool_nas.data.detection import (
+from rnnpool_nas.data.types import (
     DetectionDataset,
     DetectionSplit,
     FileReader,

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnpool_nas.data.detection import (
+from rnnpool_nas.data.types import (
     DetectionDataset,
     DetectionSplit,
     FileReader,

@@ -116,16 +116,14 @@ def _load_model(source: Source):
 def export(source: Source, out: str | Path, *, force: bool = False, val_images: int = 256, build: bool = True,
            log=print) -> dict[str, Any]:
     """Write the C project for ``source`` into ``out``; returns what ``export.json`` holds."""
-    from ..data import adapt_images, load_dataset
     from ..finalize.results import train_rows
     from ..search.store import check_writable_folder
-    from ..train.quant import calibration_images, evaluate_int8, quantize
+    from ..train.recipe import load_data, score_int8
 
     out = Path(out)
     spec = source.spec
     if source.budget is not None:
-        violations = source.budget.violations(evaluate(spec, source.budget.dtype, source.budget.convention,
-                                                        clock_mhz=source.budget.clock_mhz))
+        violations = source.budget.violations(source.budget.costs(spec))
         if violations and not force:
             raise UserError(f"{source.label} breaks the run's budget ({'; '.join(violations)}); pass --force to export anyway")
         over = _arena_over_budget(spec, source.budget)
@@ -137,24 +135,23 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
     if out.exists() and any(out.iterdir()) and not (out / "export.json").exists():
         raise UserError(f"{out} exists and is not an earlier export; choose an empty or new --out")
     model = _load_model(source)
+    dataset = load_data(spec, source.dataset, data_dir=source.data_dir, seed=source.seed, limit=source.limit)
+    if spec.detection is None:
+        rows = train_rows(len(dataset.x_train), source.train_limit, source.seed)
+        if rows is not None:  # the training images a finalized model was calibrated on (finalize --limit)
+            dataset.x_train, dataset.y_train = dataset.x_train[rows], dataset.y_train[rows]
+    scored = score_int8(model, spec, dataset, seed=source.seed)  # as `rnnpool-nas train` and finalize score it
+    qnet, scores = scored.qnet, scored.scores
+    val = _sample_images(spec, dataset, max(1, val_images))
+    classes = list(dataset.classes)
     if spec.detection is not None:
-        qnet, val, scores, classes, dataset_name = _quantize_detector(model, source, max(1, val_images))
         log(f"{source.label}: float AP {scores['float_ap']:.4f}, int8 AP {scores['int8_ap']:.4f} (IoU 0.5, "
             f"{scores['images']} validation images)")
     else:
-        dataset = load_dataset(source.dataset, data_dir=source.data_dir, seed=source.seed, limit=source.limit)
-        rows = train_rows(len(dataset.x_train), source.train_limit, source.seed)
-        if rows is not None:  # the training images the finalized model was calibrated on
-            dataset.x_train, dataset.y_train = dataset.x_train[rows], dataset.y_train[rows]
-        qnet = quantize(model, calibration_images(dataset, spec.input))
-        h, w, c = spec.input
-        val = adapt_images(dataset.x_val, h, w, c)
-        scores = evaluate_int8(qnet, model, val, np.asarray(dataset.y_val))
-        scores["images"] = len(val)
-        classes, dataset_name = list(dataset.classes), dataset.name
         log(f"{source.label}: float accuracy {scores['float_accuracy']:.4f}, int8 {scores['int8_accuracy']:.4f}, "
-            f"top-1 agreement {scores['agreement']:.4f} ({len(val)} validation images)")
-    doc = write_project(qnet, spec, out, val[: max(1, val_images)], classes)
+            f"top-1 agreement {scores['agreement']:.4f} ({scores['images']} validation images)")
+    dataset_name = dataset.name
+    doc = write_project(qnet, spec, out, val, classes)
     doc.update(source=source.label, dataset=dataset_name, accuracy=scores)
     if build:
         doc["build"] = build_and_measure(out, log)
@@ -221,18 +218,16 @@ def write_project(qnet, spec: ArchSpec, out: Path, images: np.ndarray, class_nam
     return doc
 
 
-def _quantize_detector(model, source: Source, count: int):
-    """A detector's int8 network (calibrated like ``rnnpool-nas train`` does), its first ``count``
-    validation images at the input size, and the float and int8 AP at IoU 0.5."""
-    from ..data.detection import load_detection_dataset
-    from ..train.detection import detection_calibration_images, evaluate_detection, to_input
-    from ..train.quant import quantize
-
-    spec = source.spec
+def _sample_images(spec: ArchSpec, dataset, count: int) -> np.ndarray:
+    """The first ``count`` validation images at the input size, uint8 NHWC (a detector's resized
+    as its validation images are scored)."""
     h, w, c = spec.input
-    dataset = load_detection_dataset(source.dataset, data_dir=source.data_dir, seed=source.seed,
-                                     limit=source.limit, channels=c)
-    qnet = quantize(model, detection_calibration_images(dataset.train, spec.input))
+    if spec.detection is None:
+        from ..data import adapt_images
+
+        return adapt_images(dataset.x_val[:count], h, w, c)
+    from ..train.detection import to_input
+
     val = []
     for i in range(len(dataset.val)):
         sample = dataset.val.get(i)
@@ -240,12 +235,7 @@ def _quantize_detector(model, source: Source, count: int):
             val.append(to_input(sample.image, sample.boxes, (h, w), c)[0])
         if len(val) >= count:
             break
-    float_scores = evaluate_detection(model, dataset.val, spec)
-    int8_scores = evaluate_detection(qnet, dataset.val, spec)
-    scores = {"float_ap": float_scores["ap"], "int8_ap": int8_scores["ap"],
-              "float_ap_at_most_3": float_scores["ap_at_most_3"], "int8_ap_at_most_3": int8_scores["ap_at_most_3"],
-              "images": float_scores["images"]}
-    return qnet, np.stack(val), scores, list(dataset.classes), dataset.name
+    return np.stack(val)
 
 
 def _make(out: Path, *targets: str, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..train.quant import LUT_BINS, lut
+from ..quant.reference import LUT_BINS, lut
 from . import RUNTIME_DIR
 
 LUT_FILE = RUNTIME_DIR / "fastgrnn_lut.c"

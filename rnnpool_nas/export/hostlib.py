@@ -1,7 +1,7 @@
 """Build the C runtime as a host shared library and run its kernels on numpy arrays (ctypes).
 
 The kernel tests use it to check every C kernel byte for byte against the int8 reference of
-:mod:`rnnpool_nas.train.quant`; the exporter can use it to run a quantized network through the same
+:mod:`rnnpool_nas.quant.reference`; the exporter can use it to run a quantized network through the same
 C code it ships. :meth:`HostRuntime.run` maps a reference op to its kernel the way the generated
 code does: 1x1 dense convolutions to ``rn_pointwise_conv2d``, depthwise ones to
 ``rn_depthwise_conv2d``, the rest to ``rn_conv2d`` with ``pad = kernel // 2``. :meth:`HostRuntime.mbconv`
@@ -20,7 +20,7 @@ import numpy as np
 
 from ..lower.plan import mbconv_scratch_bytes, rnnpool_scratch_words
 from ..ops.geometry import axis_geometry
-from ..train.quant import QAdd, QBlock, QConv, QLinear, QPool, QRNN, QRNNPool
+from ..quant.reference import QAdd, QBlock, QConv, QLinear, QPool, QRNN, QRNNPool
 from . import RUNTIME_DIR, runtime_files
 
 #: How the tests build the host library: the runtime must stay warning-free in strict C99.

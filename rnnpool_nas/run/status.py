@@ -55,7 +55,7 @@ FINAL: tuple[Status, ...] = (Status.COMPLETE, Status.STOPPED, Status.DUPLICATE, 
 #: Finished without an accuracy, but with costs: a Pareto plot draws them in the strip under it.
 UNTRAINED: tuple[Status, ...] = (Status.SCORED, Status.INFEASIBLE, Status.FAILED)
 #: Statuses whose result a duplicate can take over (a ``running`` original is waited for).
-REUSABLE: frozenset[Status] = frozenset({Status.COMPLETE, Status.STOPPED, Status.FAILED, Status.RUNNING})
+REUSABLE: frozenset[Status] = frozenset({Status.COMPLETE, Status.STOPPED, Status.FAILED, Status.RUNNING, Status.SCORED})
 
 
 def is_final(status: object) -> bool:

@@ -19,7 +19,6 @@ Optuna's ask/tell is driven from a Ray Tune ``Searcher``, so each side does what
 
 from __future__ import annotations
 
-import functools
 import json
 from collections import Counter
 import math
@@ -34,6 +33,8 @@ from typing import Any, Callable
 from .. import __version__
 from ..arch.spec import ArchSpec
 from ..errors import UserError
+from ..run.status import FINAL
+from ..units import format_bytes
 from .budget import Budget
 from .pareto import OBJECTIVE_COLUMNS, accuracy_ram_hypervolume, direction
 from .searcher import OptunaAskTell, failure_injection
@@ -59,8 +60,8 @@ class SearchConfig:
     #: the seeded, stratified fraction of the training images the trials are scored on (the
     #: test set never reaches the search); None only for runs made before it existed
     val_fraction: float | None = 0.1
-    batch_size: int = 128
-    lr: float = 0.05
+    batch_size: int | None = None  # None: the recipe's (TrainConfig.for_spec: 128 classifiers, 16 detectors)
+    lr: float | None = None  # None: the recipe's (0.05 classifiers, 0.01 detectors)
     early_stopping: bool = True
     address: str | None = None
     cost_only: bool = False  # score candidates with the cost model only: nothing is trained
@@ -91,7 +92,7 @@ class SearchResult:
 
 def _validate(cfg: SearchConfig) -> None:
     for name in ("trials", "epochs", "workers", "batch_size"):
-        if getattr(cfg, name) < 1:
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise UserError(f"--seed must be a non-negative integer, got {cfg.seed}")
@@ -132,29 +133,30 @@ def _sampler(name: str, seed: int, trials: int):
 # ------------------------------------------------------------------------------ the trainable
 
 
-@functools.lru_cache(maxsize=2)
-def _cached_dataset(name: str, data_dir: str | None, seed: int, limit: int | None,
-                    shape: tuple[int, int, int] | None = None, holdout: float | None = None):
-    """Trials run in reused Ray actors (``reuse_actors=True``): a worker loads its data once.
-    Detection data sets are made at the candidate's input ``shape`` (faces-synth is generated at
-    any size; real sets are resized and augmented by the detection trainer). ``holdout``: the
-    validation fraction held out of the training images (the test split is not loaded)."""
-    from ..data import load_dataset
-    from ..data.detection import is_detection_name, load_detection_dataset
+_DATASETS: dict[tuple, Any] = {}
 
-    if is_detection_name(name):
-        size = None if shape is None or not name.startswith("faces-synth") else shape[:2]
-        channels = None if shape is None else shape[2]
-        return load_detection_dataset(name, data_dir=data_dir, seed=seed, size=size, channels=channels, limit=limit,
-                                      holdout=holdout)
-    return load_dataset(name, data_dir=data_dir, seed=seed, limit=limit, holdout=holdout)
+
+def _dataset_for(spec: ArchSpec, config: dict[str, Any]):
+    """Trials run in reused Ray actors (``reuse_actors=True``): a worker loads its data once (the
+    last two kept). A detection set depends on the candidate's input shape (faces-synth is painted
+    at it), a classification set does not."""
+    from ..train.recipe import load_data
+
+    key = (config["dataset"], config["data_dir"], config["seed"], config["limit"],
+           tuple(spec.input) if spec.detection is not None else None, config.get("val_fraction"))
+    if key not in _DATASETS:
+        while len(_DATASETS) >= 2:
+            _DATASETS.pop(next(iter(_DATASETS)))
+        _DATASETS[key] = load_data(spec, config["dataset"], data_dir=config["data_dir"], seed=config["seed"],
+                                   limit=config["limit"], holdout=config.get("val_fraction"))
+    return _DATASETS[key]
 
 
 def train_trial(config: dict[str, Any]) -> None:
-    """One Ray Tune trial: train a spec, report accuracy every epoch, leave metrics.json."""
-    from ray import tune
-
-    from ..train.trainer import TrainConfig, Trainer
+    """One Ray Tune trial: train a spec with its recipe (``TrainConfig.for_spec``: a detector's
+    for a face detector), report accuracy every epoch, leave metrics.json (with ``train_config``,
+    the recipe it trained with)."""
+    from ..train.recipe import TrainConfig, train
 
     trial_dir = Path(config["dir"])
     start = time.perf_counter()
@@ -162,21 +164,19 @@ def train_trial(config: dict[str, Any]) -> None:
     try:
         import ray
 
-        metrics["ray_node_id"] = ray.get_runtime_context().get_node_id()
+        if ray.is_initialized():
+            metrics["ray_node_id"] = ray.get_runtime_context().get_node_id()
         if config.get("fail"):
             raise RuntimeError("failure injected by RNNPOOL_NAS_FAIL_TRIALS")
         spec = ArchSpec.from_dict(config["spec"])
-        detection = spec.detection is not None
-        dataset = _cached_dataset(config["dataset"], config["data_dir"], config["seed"], config["limit"],
-                                  tuple(spec.input) if detection else None, config.get("val_fraction"))
-        train_cfg = TrainConfig(epochs=config["epochs"], batch_size=config["batch_size"], lr=config["lr"],
-                                seed=config["seed"], threads=config["threads"])
-        trainer_cls = Trainer
-        if detection:  # accuracy is the validation AP at IoU 0.5
-            from ..train.detection import DetectionTrainer as trainer_cls  # noqa: N813
-        trainer = trainer_cls(spec, dataset, train_cfg, checkpoint=trial_dir / "checkpoint.pt", resume=True)
+        dataset = _dataset_for(spec, config)
+        train_cfg = TrainConfig.for_spec(spec, epochs=config["epochs"], batch_size=config.get("batch_size"),
+                                         lr=config.get("lr"), seed=config["seed"], threads=config.get("threads"))
+        metrics["train_config"] = asdict(train_cfg)
 
         def report(m) -> None:
+            from ray import tune
+
             # metrics.json first: a scheduler may stop the trial inside tune.report (ASHA stops
             # every trial that reaches max_t there), and then this function never returns
             history.append(asdict(m))
@@ -187,7 +187,8 @@ def train_trial(config: dict[str, Any]) -> None:
             tune.report({"accuracy": m.val_accuracy, "val_loss": m.val_loss, "epoch": m.epoch})
 
         history: list[dict[str, Any]] = []
-        result = trainer.fit(callback=report)
+        _, result = train(spec, dataset, train_cfg, checkpoint=trial_dir / "checkpoint.pt", resume=True,
+                          callback=report)
         metrics.update(status=result.status, reason=result.reason, epochs_trained=result.epochs_trained,
                        accuracy=result.val_accuracy, history=[asdict(h) for h in result.history])
     except Exception as exc:  # recorded as failed; the search goes on
@@ -205,10 +206,6 @@ def _write_metrics(trial_dir: Path, metrics: dict[str, Any], start: float) -> No
     os.replace(tmp, trial_dir / "metrics.json")
 
 
-def _kib(n: float) -> str:
-    return f"{n / 1024:,.1f} KiB"
-
-
 def _progress_line(row: dict, store: RunStore, cfg: SearchConfig, budget: Budget, elapsed: float) -> str:
     rows = store.final_rows()
     done = len(rows)
@@ -218,7 +215,7 @@ def _progress_line(row: dict, store: RunStore, cfg: SearchConfig, budget: Budget
     status = row["status"]
     what = f"trial {row['trial']} {status}"
     if status == "complete":
-        what += f": accuracy {row['accuracy']:.4f}, RAM {_kib(row['peak_ram_bytes'])}, {row['madds'] / 1e6:.1f}M MAdds"
+        what += f": accuracy {row['accuracy']:.4f}, RAM {format_bytes(row['peak_ram_bytes'])}, {row['madds'] / 1e6:.1f}M MAdds"
     elif status == "infeasible":
         what += f": {row['violations']}"
     elif status in ("failed", "invalid", "stopped"):
@@ -254,8 +251,7 @@ def resume_config(out: str | os.PathLike, given: dict[str, Any], printer: Callab
                            workers=int(saved.get("workers", 2)), objectives=list(saved.get("objectives") or
                                                                                  ["accuracy", "peak_ram"]),
                            sampler=saved.get("sampler", "nsga2"), seed=int(saved.get("seed", 0)),
-                           limit=saved.get("limit"), batch_size=int(saved.get("batch_size", 128)),
-                           lr=float(saved.get("lr", 0.05)), early_stopping=bool(saved.get("early_stopping", True)),
+                           limit=saved.get("limit"), batch_size=saved.get("batch_size"), lr=saved.get("lr"), early_stopping=bool(saved.get("early_stopping", True)),
                            address=saved.get("address"), cost_only=bool(saved.get("cost_only", False)), resume=True,
                            val_fraction=saved.get("val_fraction"))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -309,18 +305,22 @@ def _absolute_data(dataset: str | None) -> str | None:
     return dataset
 
 
-def run_search(cfg: SearchConfig, printer: Callable[[str], None] = print) -> SearchResult:
-    """Run (or resume) a search; see the module docstring. The run directory is locked while it
-    runs (``lock.py``): a second writer gets one line."""
+def run_search(cfg: SearchConfig, printer: Callable[[str], None] = print,
+               on_record: Callable[[dict[str, Any]], None] | None = None) -> SearchResult:
+    """Run (or resume) a search; see the module docstring. ``printer`` gets the progress lines;
+    ``on_record(row)`` hears every row of ``trials.parquet`` as it is written (the CLI refreshes
+    the report page from it: the search itself knows nothing of reports). The run directory is
+    locked while it runs (``lock.py``): a second writer gets one line."""
     stores: list[RunStore] = []
     try:
-        return _run_search(cfg, printer, stores)
+        return _run_search(cfg, printer, stores, on_record)
     finally:
         for store in stores:
             store.close()
 
 
-def _run_search(cfg: SearchConfig, printer: Callable[[str], None], stores: list[RunStore]) -> SearchResult:
+def _run_search(cfg: SearchConfig, printer: Callable[[str], None], stores: list[RunStore],
+                on_record: Callable[[dict[str, Any]], None] | None) -> SearchResult:
     import optuna
 
     from .space import SearchSpace
@@ -354,10 +354,10 @@ def _run_search(cfg: SearchConfig, printer: Callable[[str], None], stores: list[
             cfg.data_dir = str(Path(cfg.data_dir).expanduser().resolve())
     budget = cfg.budget
     _, cheapest = space.cheapest(budget)
-    if budget.violations(cheapest):
+    if not budget.fits(cheapest):
         raise UserError(
             f"no candidate of {space.name} fits the budget: the smallest reachable is peak RAM "
-            f"{_kib(cheapest.peak_ram_bytes)}, {cheapest.madds / 1e6:.1f}M MAdds ({budget.dtype}, "
+            f"{format_bytes(cheapest.peak_ram_bytes)}, {cheapest.madds / 1e6:.1f}M MAdds ({budget.dtype}, "
             f"{budget.convention} convention) ({'; '.join(budget.violations(cheapest))})"
         )
     if not cfg.cost_only:
@@ -365,7 +365,8 @@ def _run_search(cfg: SearchConfig, printer: Callable[[str], None], stores: list[
         if cfg.address:
             check_address(cfg.address)
     if not cfg.resume:
-        config = cfg.to_dict() | {"space_path": str(cfg.space), "space": space.to_dict(), "version": __version__,
+        config = cfg.to_dict() | {"space_path": str(cfg.space), "space": space.to_dict(),
+                                  "param_order": space.param_names(), "version": __version__,
                                   "created": time.strftime("%Y-%m-%d %H:%M:%S")}
         store = RunStore.create(out, config, lock="search")
         stores.append(store)
@@ -397,19 +398,17 @@ def _run_search(cfg: SearchConfig, printer: Callable[[str], None], stores: list[
     if remaining <= 0:
         printer(f"{out}: all {cfg.trials} trials are done")
     elif cfg.cost_only or store.config.get("cost_only"):
-        _score_only(space, budget, store, cfg, study, printer)
+        _score_only(space, budget, store, cfg, study, printer, on_record)
     else:
-        _run_tune(space, budget, store, cfg, study, printer, phases)
+        _run_tune(space, budget, store, cfg, study, printer, phases, on_record)
     finalists = store.write_pareto(cfg.objectives)
     rows = store.final_rows()
-    counts = {s: sum(1 for r in rows if r.get("status") == s)
-              for s in ("complete", "stopped", "infeasible", "invalid", "failed", "scored", "duplicate")}
+    counts = {s.value: sum(1 for r in rows if r.get("status") == s) for s in FINAL}
     reasons = Counter(str(r.get("reason") or "unknown") for r in rows if r.get("status") == "failed")
     result = SearchResult(out, finalists, counts, time.perf_counter() - start,
                           sum(float(r.get("wall_time_s") or 0) for r in rows), phases,
                           reasons.most_common(1)[0][0][:200] if reasons else "")
     _summary(result, store, cfg, budget, printer)
-    _final_report(store, printer)
     return result
 
 
@@ -433,38 +432,28 @@ def _check_data(space, cfg: SearchConfig) -> None:
                         f"{data.num_classes} (or more)")
 
 
-def _final_report(store: RunStore, printer) -> None:
-    """Write the run's report page; a failure is one printed line, never the search's end."""
-    from ..report import ReportRefresher
-
-    path = ReportRefresher(store.root, printer=printer)(force=True)
-    if path is not None:
-        printer(f"report: {path} (`rnnpool-nas browse {store.root.parent}` serves every run)")
-
-
-def _ask_tell(space, budget: Budget, store: RunStore, cfg: SearchConfig, printer) -> OptunaAskTell:
+def _ask_tell(space, budget: Budget, store: RunStore, cfg: SearchConfig, printer,
+              on_record: Callable[[dict[str, Any]], None] | None = None) -> OptunaAskTell:
     """The search's ask/tell over this run; every row it writes is printed as a progress line and
-    refreshes the report (at most every 30 s, never raising)."""
-    from ..report import ReportRefresher
-
+    handed to ``on_record``."""
     started = time.perf_counter()
-    refresh = ReportRefresher(store.root, printer=printer)
 
-    def on_record(row: dict[str, Any]) -> None:
+    def record(row: dict[str, Any]) -> None:
         printer(_progress_line(row, store, cfg, budget, time.perf_counter() - started))
-        refresh()
+        if on_record is not None:
+            on_record(row)
 
     trial_config = {"dataset": cfg.dataset, "data_dir": cfg.data_dir, "limit": cfg.limit, "epochs": cfg.epochs,
                     "val_fraction": cfg.val_fraction, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed}
     return OptunaAskTell(space, budget, store, trials=cfg.trials, objectives=cfg.objectives, epochs=cfg.epochs,
-                         on_record=on_record, trial_config=trial_config)
+                         on_record=record, trial_config=trial_config)
 
 
-def _score_only(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, printer) -> None:
+def _score_only(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, printer, on_record=None) -> None:
     """``--cost-only``: the sampler proposes, the cost model scores, nothing trains. Rows are
     ``scored`` (within budget) or ``infeasible``; the sampler sees the costs (accuracy 0) and the
     budget excess, so it still learns the cheap, feasible region."""
-    ask_tell = _ask_tell(space, budget, store, cfg, printer).attach(study)
+    ask_tell = _ask_tell(space, budget, store, cfg, printer, on_record).attach(study)
     printer(f"scoring {cfg.trials} candidates of {space.name} with the cost model only (nothing is trained)")
     while (proposal := ask_tell.propose()) is not None:
         ask_tell.settle_untrained(proposal, "scored", "cost-only search: not trained")
@@ -533,7 +522,7 @@ def check_address(address: str, timeout_s: float = ADDRESS_TIMEOUT_S) -> None:
 
 
 def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, printer,
-              phases: dict[str, float]) -> None:
+              phases: dict[str, float], on_record=None) -> None:
     import logging
 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -568,7 +557,7 @@ def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, 
             workers = max(1, cpus // per_trial)
         from .tune_searcher import TuneSearcher
 
-        ask_tell = _ask_tell(space, budget, store, cfg, printer).attach(study)
+        ask_tell = _ask_tell(space, budget, store, cfg, printer, on_record).attach(study)
         searcher = TuneSearcher(ask_tell, per_trial, failure_injection())
         scheduler = (ASHAScheduler(metric="accuracy", mode="max", max_t=cfg.epochs, grace_period=max(1, cfg.epochs // 3),
                                    reduction_factor=3, time_attr="epoch")
@@ -617,7 +606,7 @@ def _summary(result: SearchResult, store: RunStore, cfg: SearchConfig, budget: B
         cheap = sorted((r for r in store.final_rows() if r.get("status") == "scored"), key=lambda r: r["peak_ram_bytes"])
         printer("cheapest candidates within budget (cost only, untrained):")
         for r in cheap[:5]:
-            printer(f"  trial {r['trial']:>4}: peak RAM {_kib(r['peak_ram_bytes'])}, {r['madds'] / 1e6:.1f}M MAdds, "
+            printer(f"  trial {r['trial']:>4}: peak RAM {format_bytes(r['peak_ram_bytes'])}, {r['madds'] / 1e6:.1f}M MAdds, "
                     f"{r['params']:,} params, spec {r['spec_path']}")
     elif budget.ram_bytes:
         hv = accuracy_ram_hypervolume(store.final_rows(), budget.ram_bytes)
@@ -626,7 +615,7 @@ def _summary(result: SearchResult, store: RunStore, cfg: SearchConfig, budget: B
         printer("finalists (the Pareto front):")
         printer(f"  {'trial':>5}  {'accuracy':>8}  {'peak RAM':>12}  {'MAdds':>8}  {'params':>9}")
         for f in result.finalists:
-            printer(f"  {f['trial']:>5}  {f['accuracy']:>8.4f}  {_kib(f['peak_ram_bytes']):>12}  "
+            printer(f"  {f['trial']:>5}  {f['accuracy']:>8.4f}  {format_bytes(f['peak_ram_bytes']):>12}  "
                     f"{f['madds'] / 1e6:>7.2f}M  {f['params']:>9,}")
     else:
         printer("no trial completed within the budget, so there are no finalists yet")

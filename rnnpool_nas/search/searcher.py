@@ -35,14 +35,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..arch.spec import ArchSpec, SpecError
-from ..cost import evaluate
 from ..errors import UserError
+from ..run.status import REUSABLE
 from .budget import Budget
 from .pareto import OBJECTIVE_COLUMNS
 from .store import RunStore, new_row
 
-#: Statuses whose result a duplicate can take over (a ``running`` original is waited for).
-_REUSABLE = {"complete", "stopped", "failed", "running", "scored"}
 
 
 def spec_key(spec: ArchSpec) -> str:
@@ -149,8 +147,7 @@ class OptunaAskTell:
             row = new_row(trial.number, params)
             try:
                 spec = self.space.build(params)
-                costs = evaluate(spec, self.budget.dtype, self.budget.convention, profile=False,
-                                 clock_mhz=self.budget.clock_mhz)
+                costs = self.budget.costs(spec)
             except (SpecError, UserError) as exc:
                 study.tell(trial, state=TrialState.FAIL)
                 row.update(status="invalid", reason=str(exc), feasible=False)
@@ -162,7 +159,7 @@ class OptunaAskTell:
             for name, value in cost_columns(costs).items():  # optuna-dashboard shows them
                 if value == value:  # not NaN
                     trial.set_user_attr(name, value)
-            row.update(cost_columns(costs), feasible=all(e <= 0 for e in excess),
+            row.update(cost_columns(costs), feasible=self.budget.fits(costs),
                        violations="; ".join(self.budget.violations(costs)), spec_key=spec_key(spec))
             if not row["feasible"]:
                 study.tell(trial, untrained_values(row, self.objectives))
@@ -186,7 +183,7 @@ class OptunaAskTell:
 
     def _original_of(self, key: str, number: int) -> dict[str, Any] | None:
         for r in sorted(self.store.rows.values(), key=lambda r: int(r["trial"])):
-            if int(r["trial"]) != number and r.get("spec_key") == key and r.get("status") in _REUSABLE:
+            if int(r["trial"]) != number and r.get("spec_key") == key and r.get("status") in REUSABLE:
                 return r
         return None
 

@@ -57,7 +57,7 @@ import torch
 from ..arch.spec import ArchSpec
 from ..data import adapt_images
 from ..data.augment import S3FDAugment, resize_sample
-from ..data.detection import DetectionDataset, DetectionSplit, image_header
+from ..data.types import DetectionDataset, DetectionSplit, image_header
 from ..detect import (
     MultiBoxLoss,
     anchors_for,
@@ -74,7 +74,7 @@ from ..detect import (
 from ..detect.match import MATCH_IOU
 from ..errors import UserError
 from .loop import EpochMetrics, TrainConfig, TrainLoop, TrainResult, normalise
-from .quant import QuantizedNet
+from ..quant.reference import QuantizedNet
 
 __all__ = [
     "DetectionTrainer", "EpochMetrics", "Predictions", "TrainConfig", "TrainResult", "detection_calibration_images",
@@ -103,7 +103,7 @@ def detection_calibration_images(split: DetectionSplit, input_shape: Sequence[in
                                  seed: int = 0) -> np.ndarray:
     """The int8 calibration set of a detector: ``count`` images of ``split`` (the training split)
     drawn with ``seed`` (kept in their order), resized to ``input_shape`` as validation images
-    are, uint8 NHWC (the detection counterpart of :func:`~rnnpool_nas.train.quant.calibration_images`).
+    are, uint8 NHWC (the detection counterpart of :func:`~rnnpool_nas.train.recipe.calibration_images`).
     Images that fail to decode are left out."""
     h, w, c = input_shape
     rng = np.random.default_rng(seed)

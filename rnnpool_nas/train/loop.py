@@ -49,6 +49,25 @@ class TrainConfig:
     augment: bool = True
     val_limit: int | None = None  # evaluate on the first N validation images only
 
+    @classmethod
+    def for_spec(cls, spec: ArchSpec, *, epochs: int = 10, batch_size: int | None = None, lr: float | None = None,
+                 warmup_epochs: float | None = None, **fields: Any) -> "TrainConfig":
+        """The recipe for ``spec``: a classifier's (batch 128, lr 0.05, no warm-up) or, for a spec
+        with detection heads, a detector's (batch 16, the paper's lr 0.01, a linear warm-up of 5
+        epochs capped at a tenth of the run). ``None`` takes the recipe's value; the rest of
+        ``fields`` (``seed``, ``threads``, ``max_steps``, ``val_limit``, ...) are passed through.
+        ``rnnpool-nas train``, the search's trials and export all start here."""
+        recipe = DETECTOR_RECIPE if spec.detection is not None else CLASSIFIER_RECIPE
+        warmup = recipe["warmup_epochs"](epochs) if warmup_epochs is None else warmup_epochs
+        return cls(epochs=epochs, batch_size=batch_size or recipe["batch_size"], lr=lr or recipe["lr"],
+                   warmup_epochs=warmup, **fields)
+
+
+#: The classifier's recipe (SGD, momentum 0.9, weight decay 4e-5, cosine schedule: the paper's).
+CLASSIFIER_RECIPE: dict[str, Any] = {"batch_size": 128, "lr": 0.05, "warmup_epochs": lambda epochs: 0.0}
+#: A face detector's: the paper's lr 0.01 for detection, batch 16, warm-up min(5, epochs / 10).
+DETECTOR_RECIPE: dict[str, Any] = {"batch_size": 16, "lr": 0.01, "warmup_epochs": lambda epochs: min(5.0, epochs / 10)}
+
 
 @dataclass
 class EpochMetrics:
