@@ -100,17 +100,12 @@ def run(args: argparse.Namespace) -> int:
                  "cost_only": True if args.cost_only else None}
         return _exit_code(run_search(resume_config(args.out, given)))
     values = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in DEFAULTS.items()}
-    budget = resolve_budget(args.constraints, ram=args.ram_budget, flash=args.flash_budget, madds=args.madds_budget,
-                            latency=args.latency_budget, dtype=args.dtype, convention=args.convention)
-    name = values["space"].rsplit("/", 1)[-1].removesuffix(".yaml")
-
-
     convention = args.convention
     if convention is None and not _profile_sets_convention(args.constraints):
         convention = DEFAULT_CONVENTION
     budget = resolve_budget(args.constraints, ram=args.ram_budget, flash=args.flash_budget, madds=args.madds_budget,
                             latency=args.latency_budget, dtype=args.dtype, convention=convention)
-    name = args.space.rsplit("/", 1)[-1].removesuffix(".yaml")
+    name = values["space"].rsplit("/", 1)[-1].removesuffix(".yaml")
     out = args.out or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     cfg = SearchConfig(
         space=values["space"], budget=budget, out=out, dataset=args.dataset, data_dir=args.data_dir,
