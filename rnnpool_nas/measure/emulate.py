@@ -281,7 +281,10 @@ def emulate(elf: str | Path, timeout_s: float = 0.0, blocks: bool = False,
             uc.emu_start(pc | 1, 0xFFFFFFFF, timeout=int(FREE_RUN_S * 1e6))
             if state["fault"] is None and state["exit"] is None:
                 budgeted = True
-                uc.emu_start(uc.reg_read(U.UC_ARM_REG_PC) | 1, 0xFFFFFFFF, count=int(max_instructions))
+                # unicorn's count does not stop a branch-to-itself loop: a wall bound at a floor of
+                # one instruction per microsecond backs it (the emulator runs 10-50 per microsecond)
+                uc.emu_start(uc.reg_read(U.UC_ARM_REG_PC) | 1, 0xFFFFFFFF, count=int(max_instructions),
+                             timeout=int((max_instructions / 1e6 + 10) * 1e6))
         else:
             uc.emu_start(pc | 1, 0xFFFFFFFF, timeout=int(timeout_s * 1e6))
     except UcError as exc:
@@ -289,8 +292,8 @@ def emulate(elf: str | Path, timeout_s: float = 0.0, blocks: bool = False,
     wall = time.perf_counter() - start
     if state["fault"] is None and state["exit"] is None:
         if budgeted:
-            state["fault"] = (f"no exit after {FREE_RUN_S:g} s and then {max_instructions:,} more instructions, "
-                              "this model's budget: model_run does not return")
+            state["fault"] = (f"no exit after {FREE_RUN_S:g} s and then {max_instructions:,} more instructions "
+                              f"(or {max_instructions / 1e6 + 10:,.0f} s), this model's budget: model_run does not return")
         else:
             state["fault"] = f"no exit within {timeout_s:g} s" if timeout_s else "the program stopped without exiting"
     if state["fault"] is not None:
