@@ -154,37 +154,7 @@ class SpecNet(nn.Module):
         return loc, conf
 
 
-#: float32 bytes a parameter costs while training (weights, gradients, SGD momentum, slack)
-TRAIN_BYTES_PER_PARAM = 16
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (``MemAvailable``), None if unknown."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def check_fits_memory(spec: ArchSpec) -> None:
-    """One line (UserError) if training ``spec`` cannot fit this machine's available memory,
-    counted from the cost model's parameters before a single tensor is allocated (a spec with
-    10^9 channels would otherwise die of out-of-memory, or take the machine with it)."""
-    from ..cost.madds import layer_count
-    from ..errors import UserError
-
-    params = sum(layer_count(layer)[1] for layer in expand(spec))
-    need, have = params * TRAIN_BYTES_PER_PARAM, available_memory()
-    if have is not None and need > have:
-        raise UserError(f"{spec.name or 'the architecture'} has {params:,} parameters: training it needs about "
-                        f"{need / 2**30:,.1f} GiB, more than the {have / 2**30:,.1f} GiB of memory available")
-
-
 def build(spec: ArchSpec) -> SpecNet:
-    """Turn a spec into a module (validates it first, and checks its parameters fit in memory)."""
-    check_fits_memory(spec)
+    """Turn a spec into a module (validates it first). Callers that take a user's spec check
+    ``cost.memory.check_fits_memory`` before (the trainer and export do)."""
     return SpecNet(spec)

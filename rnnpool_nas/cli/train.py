@@ -65,7 +65,7 @@ def _positive(name: str, value: int | float | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..arch.build import check_fits_memory
+    from ..cost.memory import check_fits_memory
     from ..errors import UserError
     from ..search.lock import lock_run
     from ..search.store import has_files, write_atomic

@@ -58,7 +58,7 @@ def from_run(run_dir: str | Path, trial: int) -> Source:
     """The trial ``trial`` of the search run ``run_dir`` (read through the run directory): its
     finalized checkpoint (``RUN/final/NNNN/``, from ``rnnpool-nas finalize``) when there is one,
     else the search's proxy checkpoint."""
-    from ..finalize.results import finalized_checkpoint, read_final
+    from ..run.final import finalized_checkpoint, read_final
     from ..search.budget import Budget
     from ..search.store import RunStore
 
@@ -100,11 +100,13 @@ def from_files(checkpoint: str | Path, arch: str | Path, dataset: str | None = N
 
 def _load_model(source: Source):
     from ..arch.build import build
+    from ..cost.memory import check_fits_memory
     from ..train.checkpoint import load_checkpoint
 
     path = source.checkpoint
     state = load_checkpoint(path)  # weights only: a checkpoint holding other objects is refused unread
     weights = state["model"] if "model" in state else state
+    check_fits_memory(source.spec)
     model = build(source.spec)
     try:
         model.load_state_dict(weights)
@@ -116,7 +118,7 @@ def _load_model(source: Source):
 def export(source: Source, out: str | Path, *, force: bool = False, val_images: int = 256, build: bool = True,
            log=print) -> dict[str, Any]:
     """Write the C project for ``source`` into ``out``; returns what ``export.json`` holds."""
-    from ..finalize.results import train_rows
+    from ..run.final import train_rows
     from ..search.store import check_writable_folder
     from ..train.recipe import load_data, score_int8
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
-from .results import FINAL_DIR, SUMMARY, final_dir, read_final, train_rows
+from ..run.final import FINAL_DIR, SUMMARY, final_dir, read_final, train_rows
 
 #: Epochs of the full training when ``--epochs`` is not given, by data set kind (the part of the
 #: name before ``:``). Fashion-MNIST: see the README's main job for the measured curve.

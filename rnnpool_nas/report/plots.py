@@ -264,7 +264,7 @@ __all__ = ["COST_AXES", "STATUS_STYLE", "budget_limit", "hover_text", "parallel_
 def final_front_figure(view: RunView) -> go.Figure | None:
     """Finalized models (``rnnpool-nas finalize``): int8 and float test accuracy and the search's
     validation accuracy against peak RAM, the int8 front as a step line; None when none is finalized."""
-    from ..finalize.results import final_results
+    from ..run.final import final_results
 
     done = final_results(view.root)
     rows = {int(r["trial"]): r for r in view.rows()}

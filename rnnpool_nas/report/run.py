@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import UserError
-from ..finalize.results import final_columns, final_results, read_final
+from ..run.final import final_columns, final_results, read_final
 from ..search.budget import Budget
 from ..search.pareto import OBJECTIVE_COLUMNS, accuracy_ram_hypervolume, pareto_front
 from ..run.status import FINAL, STYLES

@@ -98,7 +98,7 @@ def _validate(cfg: SearchConfig) -> None:
         raise UserError(f"--seed must be a non-negative integer, got {cfg.seed}")
     if cfg.limit is not None and cfg.limit < 1:
         raise UserError(f"--limit must be at least 1 (images per trial), got {cfg.limit}")
-    if not (isinstance(cfg.lr, (int, float)) and math.isfinite(cfg.lr) and cfg.lr > 0):
+    if cfg.lr is not None and not (isinstance(cfg.lr, (int, float)) and math.isfinite(cfg.lr) and cfg.lr > 0):
         raise UserError(f"the learning rate must be a positive number, got {cfg.lr}")
     if cfg.sampler not in SAMPLERS:
         raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {cfg.sampler!r}")
@@ -262,7 +262,7 @@ def resume_config(out: str | os.PathLike, given: dict[str, Any], printer: Callab
             continue
         ours = getattr(cfg, name)
         if name == "budget":
-            same = value.to_dict() == budget.to_dict()
+            same = _same_budget(value, budget)
             value, ours = [value.describe()], [budget.describe()]  # shown unquoted
         elif name == "space":
             same = str(value) == str(ours) or SearchSpace.load(value).to_dict() == saved.get("space")
@@ -286,6 +286,20 @@ def resume_config(out: str | os.PathLike, given: dict[str, Any], printer: Callab
         if given.get(name) is not None:
             setattr(cfg, name, given[name])
     return cfg
+
+
+def _same_budget(given: Budget, saved: Budget) -> bool:
+    """Whether budget flags given on resume agree with the run's budget: the limits must be equal;
+    the dtype and convention only when the flags set them (a Budget's defaults mean "not given"),
+    and the profile's name never matters."""
+    fresh = Budget()
+    g, s = given.to_dict(), saved.to_dict()
+    for key in g:
+        if key == "name" or (key in ("dtype", "convention", "clock_mhz") and g[key] == fresh.to_dict()[key]):
+            continue
+        if g[key] != s.get(key):
+            return False
+    return True
 
 
 def _show(value: Any) -> str:

@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from ..arch.build import build
+from ..cost.memory import check_fits_memory
 from ..arch.spec import ArchSpec
 
 
@@ -139,6 +140,7 @@ class TrainLoop:
         self.config = config or TrainConfig()
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.resume = resume
+        check_fits_memory(spec)  # one line, before a tensor is allocated
         self.model = build(spec)
 
     # ------------------------------------------------------------------- what a task supplies

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import quant as q
+from ..quant import reference as q
 
 _I64 = torch.int64
 #: Threads that run RNNPool slices at once (torch's own thread count, at most 4).
