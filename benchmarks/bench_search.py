@@ -17,10 +17,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from rnnpool_nas.search.budget import Budget, parse_bytes
-from rnnpool_nas.search.pareto import accuracy_ram_hypervolume
+from rnnpool_nas.run.budget import Budget, parse_bytes
+from rnnpool_nas.run.pareto import accuracy_ram_hypervolume
 from rnnpool_nas.search.runner import SearchConfig, run_search
-from rnnpool_nas.search.store import RunStore
+from rnnpool_nas.run.store import RunStore
 
 
 def main() -> None:

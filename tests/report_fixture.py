@@ -18,9 +18,9 @@ from typing import Any
 
 from rnnpool_nas.arch.spec import SpecError
 from rnnpool_nas.cost import evaluate
-from rnnpool_nas.search.budget import Budget, parse_bytes
+from rnnpool_nas.run.budget import Budget, parse_bytes
 from rnnpool_nas.search.space import SearchSpace
-from rnnpool_nas.search.store import RunStore, new_row
+from rnnpool_nas.run.store import RunStore, new_row
 
 #: A figure embedded in a report page: plot id, kind, the figure's JSON.
 FIGURE_RE = re.compile(r'<script type="application/json" data-plot="([^"]+)" data-kind="([^"]+)">(.*?)</script>', re.S)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 import rnnpool_nas
-from rnnpool_nas.search.lock import LOCK
+from rnnpool_nas.run.lock import LOCK
 
 ROOT = Path(rnnpool_nas.__file__).resolve().parents[1]
 SPACE_FD = "face-detection"  # its cost-only runs are quick
@@ -276,7 +276,7 @@ def test_resume_with_contradicting_flags(cost_run, args, needle):
 
 def test_a_second_writer_is_refused(cost_run):
     """A run whose lock another process holds (a live search): one line, nothing written."""
-    from rnnpool_nas.search.lock import lock_run
+    from rnnpool_nas.run.lock import lock_run
 
     before = tree_hash(cost_run)
     with lock_run(cost_run, "search"):
@@ -297,7 +297,7 @@ def test_malicious_checkpoint_on_search_resume(cost_run, tmp_path):
     """An interrupted trial's checkpoint.pt that would run code: refused with one line, never unpickled."""
     import optuna
 
-    from rnnpool_nas.search.store import RunStore, new_row
+    from rnnpool_nas.run.store import RunStore, new_row
 
     run = copy_run(cost_run, tmp_path / "run")
     study = optuna.load_study(study_name="search", storage=f"sqlite:///{run / 'study.db'}")
@@ -330,8 +330,8 @@ def test_malicious_checkpoint_on_export(trained, tmp_path, wrap):
 
 @pytest.mark.slow
 def test_malicious_checkpoint_on_export_from_a_run(tmp_path):
-    from rnnpool_nas.search.budget import Budget
-    from rnnpool_nas.search.store import RunStore, new_row
+    from rnnpool_nas.run.budget import Budget
+    from rnnpool_nas.run.store import RunStore, new_row
 
     run = tmp_path / "run"
     store = RunStore.create(run, {"space": {"name": "t"}, "budget": Budget(ram_bytes=1 << 20).to_dict(),

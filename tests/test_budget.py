@@ -6,7 +6,7 @@ import pytest
 
 from rnnpool_nas.cost import Costs
 from rnnpool_nas.errors import UserError
-from rnnpool_nas.search.budget import (
+from rnnpool_nas.run.budget import (
     CONSTRAINTS_DIR,
     Budget,
     list_profiles,

@@ -21,8 +21,8 @@ from rnnpool_nas.arch.spec import ArchSpec
 from rnnpool_nas.cli import main
 from rnnpool_nas.cost import evaluate
 from rnnpool_nas.measure.untrained import untrained_model
-from rnnpool_nas.search.budget import Budget
-from rnnpool_nas.search.store import RunStore
+from rnnpool_nas.run.budget import Budget
+from rnnpool_nas.run.store import RunStore
 
 # every kernel family: dense, grouped, depthwise and pointwise convolutions (stride 2), RNNPool
 # with reference padding, MBConv with residual adds, depthwise-separable, max and average pooling,

@@ -14,8 +14,8 @@ from rnnpool_nas.cli import main
 from rnnpool_nas.data.registry import SYNTHETIC_VAL
 from rnnpool_nas.finalize import FinalizeConfig, final_results, run_finalize
 from rnnpool_nas.finalize.runner import recipe
-from rnnpool_nas.search.budget import Budget
-from rnnpool_nas.search.store import RunStore
+from rnnpool_nas.run.budget import Budget
+from rnnpool_nas.run.store import RunStore
 
 SPEC = {"name": "tiny-lines", "input": [16, 16, 1], "num_classes": 9, "stages": [
     {"type": "conv", "c": 8, "kernel": 3, "stride": 1},

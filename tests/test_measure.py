@@ -23,7 +23,7 @@ from rnnpool_nas.arch.spec import ArchSpec, expand
 from rnnpool_nas.cli import main
 from rnnpool_nas.cost import evaluate
 from rnnpool_nas.cost import latency
-from rnnpool_nas.search.budget import Budget
+from rnnpool_nas.run.budget import Budget
 
 from .test_export import _need
 
@@ -403,7 +403,7 @@ def test_latency_budget_marks_slow_candidates_infeasible():
 
 
 def test_latency_is_an_objective_column():
-    from rnnpool_nas.search.pareto import OBJECTIVE_COLUMNS
+    from rnnpool_nas.run.pareto import OBJECTIVE_COLUMNS
 
     assert OBJECTIVE_COLUMNS["latency"] == "latency_ms"
 

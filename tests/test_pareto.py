@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rnnpool_nas.search.pareto import accuracy_ram_hypervolume, hypervolume_2d, pareto_front
+from rnnpool_nas.run.pareto import accuracy_ram_hypervolume, hypervolume_2d, pareto_front
 
 ROWS = [
     {"trial": 0, "accuracy": 0.90, "peak_ram_bytes": 100, "madds": 50},

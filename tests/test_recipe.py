@@ -10,10 +10,10 @@ import pytest
 
 from rnnpool_nas.arch.presets import get_preset
 from rnnpool_nas.errors import UserError
-from rnnpool_nas.search.budget import Budget
+from rnnpool_nas.run.budget import Budget
 from rnnpool_nas.search.runner import SearchConfig, _ask_tell, train_trial
 from rnnpool_nas.search.space import SearchSpace
-from rnnpool_nas.search.store import RunStore
+from rnnpool_nas.run.store import RunStore
 from rnnpool_nas.train.loop import TrainResult
 from rnnpool_nas.train.recipe import TrainConfig, check_data
 

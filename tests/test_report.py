@@ -19,9 +19,9 @@ from rnnpool_nas.cost import evaluate
 from rnnpool_nas.errors import UserError
 from rnnpool_nas.report import ReportRefresher, finalists_table, write_report
 from rnnpool_nas.report.page import plotly_js
-from rnnpool_nas.search.budget import Budget
-from rnnpool_nas.search.pareto import accuracy_ram_hypervolume, pareto_front
-from rnnpool_nas.search.store import RunStore
+from rnnpool_nas.run.budget import Budget
+from rnnpool_nas.run.pareto import accuracy_ram_hypervolume, pareto_front
+from rnnpool_nas.run.store import RunStore
 
 from .conftest import one_line_error
 from .report_fixture import BUDGET, figures, make_run, run_config

@@ -17,7 +17,7 @@ import pytest
 from rnnpool_nas.errors import UserError
 from rnnpool_nas.report import make_server
 from rnnpool_nas.report.browser import check_page, find_chromium
-from rnnpool_nas.search.budget import Budget
+from rnnpool_nas.run.budget import Budget
 
 from .report_fixture import FIGURE_RE, make_run
 

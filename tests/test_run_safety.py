@@ -20,9 +20,9 @@ import torch
 from rnnpool_nas.arch.presets import get_preset
 from rnnpool_nas.data import load_dataset
 from rnnpool_nas.errors import UserError
-from rnnpool_nas.search.lock import lock_run
+from rnnpool_nas.run.lock import lock_run
 from rnnpool_nas.search.runner import _requeue_interrupted, check_address
-from rnnpool_nas.search.store import RunStore, new_row
+from rnnpool_nas.run.store import RunStore, new_row
 from rnnpool_nas.train.checkpoint import load_checkpoint
 from rnnpool_nas.train.trainer import TrainConfig, Trainer
 
@@ -126,7 +126,7 @@ def test_a_killed_writer_leaves_no_stale_lock(tmp_path):
 
     run = tmp_path / "run"
     RunStore.create(run, {"space": {}, "budget": {}}).close()
-    code = (f"from rnnpool_nas.search.lock import lock_run; import time; lock_run({str(run)!r}, 'search'); "
+    code = (f"from rnnpool_nas.run.lock import lock_run; import time; lock_run({str(run)!r}, 'search'); "
             "print('locked', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                             env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])})

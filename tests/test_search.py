@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 
 from rnnpool_nas.cli import main
-from rnnpool_nas.search.budget import Budget, parse_bytes
-from rnnpool_nas.search.pareto import pareto_front
+from rnnpool_nas.run.budget import Budget, parse_bytes
+from rnnpool_nas.run.pareto import pareto_front
 from rnnpool_nas.search.runner import SearchConfig, _ask_tell, run_search
 from rnnpool_nas.search.tune_searcher import TuneSearcher
 from rnnpool_nas.search.space import SearchSpace
-from rnnpool_nas.search.store import RunStore
+from rnnpool_nas.run.store import RunStore
 
 from .conftest import TESTS
 

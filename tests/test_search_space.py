@@ -15,7 +15,7 @@ from rnnpool_nas.arch import get_preset
 from rnnpool_nas.arch.spec import SpecError
 from rnnpool_nas.cost import evaluate
 from rnnpool_nas.errors import UserError
-from rnnpool_nas.search.budget import Budget
+from rnnpool_nas.run.budget import Budget
 from rnnpool_nas.search.space import SPACES_DIR, SearchSpace, find_space, list_spaces
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

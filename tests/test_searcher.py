@@ -12,11 +12,11 @@ import optuna
 import pytest
 import ray.cloudpickle
 
-from rnnpool_nas.search.budget import Budget, parse_bytes
+from rnnpool_nas.run.budget import Budget, parse_bytes
 from rnnpool_nas.search.runner import SearchConfig, _ask_tell, _sampler
 from rnnpool_nas.search.searcher import OptunaAskTell, spec_key
 from rnnpool_nas.search.space import SearchSpace
-from rnnpool_nas.search.store import RunStore
+from rnnpool_nas.run.store import RunStore
 from rnnpool_nas.search.tune_searcher import TuneSearcher
 
 from .conftest import TESTS

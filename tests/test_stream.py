@@ -194,7 +194,7 @@ def _run_with_budget(root: Path, budget) -> Path:
     """A run with one complete trial of test_export's every-kernel spec under ``budget``."""
     import torch
 
-    from rnnpool_nas.search.store import RunStore
+    from rnnpool_nas.run.store import RunStore
 
     from .test_export import SPEC
 
@@ -214,7 +214,7 @@ def test_export_refuses_an_arena_over_the_ram_budget(tmp_path, capsys):
     """The run was budgeted under the paper's standard convention, which the trial meets, but the
     exported arena is larger: refused without --force (one line), a warning with it."""
     from rnnpool_nas.cli import main
-    from rnnpool_nas.search.budget import Budget
+    from rnnpool_nas.run.budget import Budget
 
     from .test_export import SPEC
 

@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     clock = args.clock_mhz
     if clock is None:
-        from ..search.budget import find_constraints, load_constraints
+        from ..run.budget import find_constraints, load_constraints
 
         clock = load_constraints(find_constraints(args.constraints)).clock_mhz if args.constraints else DEFAULT_CLOCK_MHZ
     if not (clock > 0 and math.isfinite(clock)):

@@ -66,8 +66,8 @@ def _profile_sets_convention(constraints: str | None) -> bool:
     """Whether the device profile names a RAM convention (then it stands)."""
     if not constraints:
         return False
-    from ..search._yaml import read_yaml
-    from ..search.budget import find_constraints, load_constraints
+    from ..run._yaml import read_yaml
+    from ..run.budget import find_constraints, load_constraints
 
     path = find_constraints(constraints)
     load_constraints(path)  # a bad profile: its one-line error
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from ..errors import UserError
-    from ..search.budget import resolve_budget
+    from ..run.budget import resolve_budget
     from ..search.runner import SearchConfig, resume_config
 
     if args.resume and not args.out:

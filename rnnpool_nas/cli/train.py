@@ -67,8 +67,8 @@ def _positive(name: str, value: int | float | None) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..cost.memory import check_fits_memory
     from ..errors import UserError
-    from ..search.lock import lock_run
-    from ..search.store import has_files, write_atomic
+    from ..run.lock import lock_run
+    from ..run.store import has_files, write_atomic
     from ..train.recipe import TrainConfig, check_data, load_data, score_int8, train
 
     for name in ("epochs", "steps", "batch_size", "lr", "threads", "limit", "val_limit"):

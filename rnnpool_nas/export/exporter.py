@@ -59,8 +59,8 @@ def from_run(run_dir: str | Path, trial: int) -> Source:
     finalized checkpoint (``RUN/final/NNNN/``, from ``rnnpool-nas finalize``) when there is one,
     else the search's proxy checkpoint."""
     from ..run.final import finalized_checkpoint, read_final
-    from ..search.budget import Budget
-    from ..search.store import RunStore
+    from ..run.budget import Budget
+    from ..run.store import RunStore
 
     store = RunStore.open(run_dir)
     row = store.rows.get(int(trial))
@@ -119,7 +119,7 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
            log=print) -> dict[str, Any]:
     """Write the C project for ``source`` into ``out``; returns what ``export.json`` holds."""
     from ..run.final import train_rows
-    from ..search.store import check_writable_folder
+    from ..run.store import check_writable_folder
     from ..train.recipe import load_data, score_int8
 
     out = Path(out)
@@ -164,7 +164,7 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
 def _arena_over_budget(spec: ArchSpec, budget) -> str | None:
     """Why the exported C's arena (the planned ``runtime`` arena, whatever convention the run was
     budgeted with) does not fit the run's RAM budget; None when it fits or there is no RAM limit."""
-    from ..search.budget import format_bytes
+    from ..run.budget import format_bytes
 
     if budget is None or budget.ram_bytes is None:
         return None

@@ -109,7 +109,7 @@ def _validate(cfg: FinalizeConfig) -> None:
 def select_finalists(store, cfg: FinalizeConfig) -> list[dict[str, Any]]:
     """The rows of the trials to finalize: the given ones, or the ``top`` most accurate of the
     Pareto front on the run's objectives."""
-    from ..search.pareto import OBJECTIVE_COLUMNS, pareto_front
+    from ..run.pareto import OBJECTIVE_COLUMNS, pareto_front
 
     trained = {n: r for n, r in store.rows.items() if r.get("status") in ("complete", "stopped")}
     complete = [r for r in trained.values() if r.get("status") == "complete" and r.get("feasible")]
@@ -304,7 +304,7 @@ def _test_detector(trainer, dataset, spec, config) -> dict[str, Any]:
 
 def run_finalize(cfg: FinalizeConfig, printer: Callable[[str], None] = print) -> FinalizeResult:
     """Finalize (or resume finalizing) a run's finalists; see the module docstring."""
-    from ..search.store import RunStore
+    from ..run.store import RunStore
 
     _validate(cfg)
     start = time.perf_counter()
@@ -357,7 +357,7 @@ def _describe(rec: dict[str, Any] | None) -> str:
 
 
 def _table(store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from ..search.store import _plain
+    from ..run.store import _plain
 
     out = []
     for row in rows:

@@ -29,7 +29,7 @@ import plotly.graph_objects as go
 from ..arch.spec import SpecError, load_spec
 from ..errors import UserError
 from ..units import format_bytes
-from ..search.store import STUDY, write_atomic
+from ..run.store import STUDY, write_atomic
 from . import plots
 from .run import STATUS_LABELS, RunView, display_path
 

@@ -16,8 +16,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..cost import Costs
-from ..search.budget import Budget
-from ..search.pareto import pareto_front
+from ..run.budget import Budget
+from ..run.pareto import pareto_front
 from ..run.status import FINAL, STYLES
 from ..run.status import UNTRAINED as _UNTRAINED
 from .run import STATUS_LABELS, RunView, plain

@@ -24,10 +24,10 @@ import pandas as pd
 
 from ..errors import UserError
 from ..run.final import final_columns, final_results, read_final
-from ..search.budget import Budget
-from ..search.pareto import OBJECTIVE_COLUMNS, accuracy_ram_hypervolume, pareto_front
+from ..run.budget import Budget
+from ..run.pareto import OBJECTIVE_COLUMNS, accuracy_ram_hypervolume, pareto_front
 from ..run.status import FINAL, STYLES
-from ..search.store import CONFIG, PARETO, RunStore
+from ..run.store import CONFIG, PARETO, RunStore
 
 #: Every status a finished trial can have, in the order pages list them (``run.status.FINAL``).
 STATUSES: tuple[str, ...] = tuple(s.value for s in FINAL)

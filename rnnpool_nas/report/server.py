@@ -32,7 +32,7 @@ from typing import Any, Callable
 from urllib.parse import quote, unquote, urlsplit
 
 from ..errors import UserError
-from ..search.store import TRIALS
+from ..run.store import TRIALS
 from .page import CSS, REPORT, write_report
 from .run import RunView, display_path, is_run
 

@@ -35,10 +35,10 @@ from ..arch.spec import ArchSpec
 from ..errors import UserError
 from ..run.status import FINAL
 from ..units import format_bytes
-from .budget import Budget
-from .pareto import OBJECTIVE_COLUMNS, accuracy_ram_hypervolume, direction
+from ..run.budget import Budget
+from ..run.pareto import OBJECTIVE_COLUMNS, accuracy_ram_hypervolume, direction
 from .searcher import OptunaAskTell, failure_injection
-from .store import CONFIG, STUDY, RunStore, check_writable_folder, has_files, write_atomic
+from ..run.store import CONFIG, STUDY, RunStore, check_writable_folder, has_files, write_atomic
 
 SAMPLERS = ("nsga2", "tpe", "random")
 

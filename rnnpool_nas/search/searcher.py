@@ -37,9 +37,9 @@ from typing import Any, Callable
 from ..arch.spec import ArchSpec, SpecError
 from ..errors import UserError
 from ..run.status import REUSABLE
-from .budget import Budget
-from .pareto import OBJECTIVE_COLUMNS
-from .store import RunStore, new_row
+from ..run.budget import Budget
+from ..run.pareto import OBJECTIVE_COLUMNS
+from ..run.store import RunStore, new_row
 
 
 

@@ -72,8 +72,8 @@ from ..arch.spec import ArchSpec, Bottleneck, Conv, Detection, Linear, Pool, RNN
 from ..cost import CONVENTIONS, DTYPE_BYTES, Costs
 from ..errors import UserError
 from ..resources import builtin_dir
-from ._yaml import read_yaml
-from .budget import Budget
+from ..run._yaml import read_yaml
+from ..run.budget import Budget
 from ..ops.geometry import PADDING_MODES
 
 #: Where named spaces live: the checkout's ``search_spaces/``, or its copy inside an installed package.
