@@ -43,10 +43,6 @@ ALLOWED: dict[str, set[str]] = {
     "resources": set(),
 }
 
-#: The run directory's modules still under search/ until they move to run/ (the last step of
-#: issue 17, a scripted commit): report and export may read runs through them until then.
-RUN_MODULES_IN_SEARCH = {"rnnpool_nas.run.store", "rnnpool_nas.run.budget", "rnnpool_nas.run.pareto"}
-
 #: Modules that must load without torch (checked on their import closure inside the package).
 TORCH_FREE = ("rnnpool_nas.cost", "rnnpool_nas.quant.reference", "rnnpool_nas.run", "rnnpool_nas.data")
 
@@ -107,7 +103,7 @@ def test_no_forbidden_arrow_between_folders():
         source = _folder(module)
         allowed = ALLOWED.get(source, set()) | COMMON | {source}
         for target, line in targets.items():
-            if _folder(target) not in allowed and not (source in ("report", "export") and target in RUN_MODULES_IN_SEARCH):
+            if _folder(target) not in allowed:
                 bad.append(f"{MODULES[module].relative_to(PACKAGE.parent)}:{line}: {source} -> {_folder(target)} "
                            f"({target})")
     assert not bad, "imports the rules forbid:\n" + "\n".join(bad)

@@ -48,7 +48,7 @@ class Source:
     data_dir: str | None = None
     limit: int | None = None
     seed: int = 0
-    budget: Any = None  # search.budget.Budget of the run, if any
+    budget: Any = None  # run.budget.Budget of the run, if any
     label: str = ""
     #: a finalized trial trained with ``finalize --limit``: calibrate on those training rows
     train_limit: int | None = None
@@ -60,7 +60,7 @@ def from_run(run_dir: str | Path, trial: int) -> Source:
     else the search's proxy checkpoint."""
     from ..run.final import finalized_checkpoint, read_final
     from ..run.budget import Budget
-    from ..run.store import RunStore
+    from ..run.store import RunStore, trial_path
 
     store = RunStore.open(run_dir)
     row = store.rows.get(int(trial))
@@ -70,7 +70,7 @@ def from_run(run_dir: str | Path, trial: int) -> Source:
     if row.get("status") not in ("complete", "stopped"):
         raise UserError(f"trial {trial} of {run_dir} was never trained (status {row.get('status')}); "
                         "only complete trials have a model to export")
-    trial_dir = Path(run_dir) / "trials" / f"{int(trial):04d}"
+    trial_dir = trial_path(run_dir, trial)
     spec = load_spec(trial_dir / "arch.json")
     cfg = store.config
     budget = Budget.from_dict(cfg["budget"]) if cfg.get("budget") else None

@@ -5,7 +5,7 @@ config and budget, the finished trials (``trials.parquet`` without the rows stil
 finalists (``pareto.json``), and the summaries derived from them (counts per status, the best
 accuracy under budget, hypervolume and best accuracy over trials). It never writes to the run
 (the report page itself is written by ``page.write_report``) and never imports the search's
-runner; the Pareto front and hypervolume are ``search.pareto``'s.
+runner; the Pareto front and hypervolume are ``run.pareto``'s.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ..run.final import final_columns, final_results, read_final
 from ..run.budget import Budget
 from ..run.pareto import OBJECTIVE_COLUMNS, accuracy_ram_hypervolume, pareto_front
 from ..run.status import FINAL, STYLES
-from ..run.store import CONFIG, PARETO, RunStore
+from ..run.store import CONFIG, PARETO, RunStore, trial_path
 
 #: Every status a finished trial can have, in the order pages list them (``run.status.FINAL``).
 STATUSES: tuple[str, ...] = tuple(s.value for s in FINAL)
@@ -90,7 +90,7 @@ class RunView:
 
     ``trials`` holds the finished rows only (status in :data:`STATUSES`), sorted by trial
     number, with the columns of ``trials.parquet``; ``running`` counts the rows still training.
-    ``finalists`` are ``pareto.json``'s (computed with ``search.pareto.pareto_front`` when the
+    ``finalists`` are ``pareto.json``'s (computed with ``run.pareto.pareto_front`` when the
     file is missing), best accuracy first, each with ``hyperparameters``.
     """
 
@@ -227,7 +227,7 @@ class RunView:
         """Where trial ``trial``'s ``arch.json`` is: ``trials/NNNN/arch.json`` inside the run
         (a run directory can move), else the recorded ``spec_path``; ``None`` if neither
         exists."""
-        inside = self.root / "trials" / f"{int(trial):04d}" / "arch.json"
+        inside = trial_path(self.root, trial) / "arch.json"
         if inside.is_file():
             return inside
         recorded = self.trials.loc[self.trials["trial"] == trial, "spec_path"] if "spec_path" in self.trials else []

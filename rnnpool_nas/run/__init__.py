@@ -1,6 +1,14 @@
 """The run directory (``runs/<name>/``): every command that reads or writes a run goes through here.
 
-``status`` is the one list of trial statuses (with their labels and colours).
+- ``store``: :class:`~rnnpool_nas.run.store.RunStore`, the files of a run (``config.json``,
+  ``trials.parquet``, ``pareto.json``, ``study.db``, ``trials/NNNN/``), written atomically.
+- ``status``: the trial statuses as one enum, with their labels and colours.
+- ``budget``: device budgets and profiles; ``Budget.costs(spec)`` scores a spec the way the
+  budget counts, ``Budget.fits(costs)`` is the feasibility predicate.
+- ``pareto``: the one Pareto function and the accuracy/RAM hypervolume.
+
+The search writes runs; report, browse, pareto, export (and finalize) read them, all through
+this package. Torch-free.
 """
 
 from .status import FINAL, STYLES, UNTRAINED, Status, StatusStyle, is_final

@@ -133,7 +133,8 @@ class RunStore:
         return f"sqlite:///{(self.root / STUDY).resolve()}"
 
     def trial_dir(self, number: int) -> Path:
-        path = self.root / "trials" / f"{number:04d}"
+        """``trials/NNNN/`` of trial ``number``, created if missing."""
+        path = trial_path(self.root, number)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -239,6 +240,11 @@ class RunStore:
         """Carry an interrupted trial's checkpoint into the trial that resumes it."""
         if (source / "checkpoint.pt").exists():
             shutil.copy2(source / "checkpoint.pt", self.trial_dir(number) / "checkpoint.pt")
+
+
+def trial_path(root: str | os.PathLike, number: int) -> Path:
+    """Where trial ``number`` of the run at ``root`` keeps its files: ``trials/NNNN/`` (not created)."""
+    return Path(root) / "trials" / f"{int(number):04d}"
 
 
 def new_row(number: int, params: dict[str, Any]) -> dict[str, Any]:

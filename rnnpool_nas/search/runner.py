@@ -12,7 +12,7 @@ Optuna's ask/tell is driven from a Ray Tune ``Searcher``, so each side does what
   as *pruned* and recorded as ``stopped`` with the epochs it trained: multi-objective Optuna
   would otherwise take its last intermediate accuracy as a final one, so a stopped trial never
   enters the Pareto front. A trial that fails is recorded with its reason and the search goes on.
-- Everything lands in the run directory (``store.py``) as it happens. ``resume`` continues an
+- Everything lands in the run directory (``run/store.py``) as it happens. ``resume`` continues an
   interrupted run: finished trials are kept, a trial that was running is told to Optuna as failed
   and its hyperparameters are asked again, resuming from its last epoch checkpoint.
 """
