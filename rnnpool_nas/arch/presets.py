@@ -230,6 +230,8 @@ def rnnpool_face_m4(width: float) -> ArchSpec:
     return ArchSpec((240, 320, 1), 2, stages, Detection(sources), name="rnnpool-face-m4")
 
 
+# RNNPool-Face-A and -B below share their shape (an RNNPool, a few stages, _bottlenecks rows, six
+# heads): they are two rows of the paper's table, kept as data side by side, not one builder.
 @register("rnnpool-face-a", "RNNPool-Face-A, 480x640x3 (RNNPool 8/4 h1=16, h2=4 for the table's 16 channels), 6 heads")
 def rnnpool_face_a(width: float) -> ArchSpec:
     stages: list[Stage] = [

@@ -71,6 +71,9 @@ class DWSeparable:
     """Depthwise ``kernel`` x ``kernel`` (stride ``s`` on the first repeat) then pointwise 1x1 to
     ``c``, each with batch norm and ``activation``; repeated ``n`` times."""
 
+    # The same field names as Bottleneck's (minus ``t``) on purpose: spaces and presets set either
+    # block with the same words; the two are different layers, not one with a flag.
+
     type: ClassVar[str] = "dwsep"
     c: int
     n: int = 1

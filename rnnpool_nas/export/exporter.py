@@ -42,6 +42,9 @@ TEMPLATES = Path(__file__).parent / "templates"
 class Source:
     """What to export: a spec, its checkpoint, the data it was trained on, the budget it met."""
 
+    # dataset/data_dir/limit/seed repeat SearchConfig's fields on purpose: a Source is read back
+    # from a run's config.json (from_run) or given by hand (from_files), with the same meaning.
+
     spec: ArchSpec
     checkpoint: Path
     dataset: str
