@@ -130,11 +130,15 @@ def parse_value(text: str) -> Any:
 # -------------------------------------------------------------------------------- builders
 
 
-def _ch(c: int, width: float) -> int:
-    """Channels scaled by ``width``, to the nearest multiple of 8 (at least 8); exact at 1.0."""
+def scale_channels(c: int, width: float) -> int:
+    """Channels scaled by ``width``, to the nearest multiple of 8 (at least 8); exact at 1.0: the
+    presets' width multiplier, and the search spaces' (``search.space``)."""
     if width == 1.0:
         return c
     return max(8, int(c * width / 8 + 0.5) * 8)
+
+
+_ch = scale_channels  # the short name the preset tables below use
 
 
 def _bottlenecks(rows: list[tuple[int, int, int, int]], width: float) -> list[Stage]:

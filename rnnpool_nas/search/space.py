@@ -67,7 +67,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..arch.presets import _ch
+from ..arch.presets import scale_channels
 from ..arch.spec import ArchSpec, Bottleneck, Conv, Detection, Linear, Pool, RNNPool, Source, SpecError, Stage
 from ..cost import CONVENTIONS, DTYPE_BYTES, Costs
 from ..errors import UserError
@@ -528,7 +528,7 @@ class SearchSpace:
         for i in range(1, self.num_stages + 1):
             if f"stage{i}.t" not in v:  # replaced by the RNNPool or n = 0
                 continue
-            stages.append(Bottleneck(t=v[f"stage{i}.t"], c=_ch(v[f"stage{i}.c"], width), n=v[f"stage{i}.n"],
+            stages.append(Bottleneck(t=v[f"stage{i}.t"], c=scale_channels(v[f"stage{i}.c"], width), n=v[f"stage{i}.n"],
                                      s=v[f"stage{i}.s"], kernel=v[f"stage{i}.kernel"]))
             where[f"stage{i}"] = len(stages) - 1
         if not stages:
