@@ -256,6 +256,12 @@ def test_refresher_is_throttled_and_never_raises(run, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("report not written (UserError:") and "\n" not in lines[0]
 
 
+def _due(refresh) -> None:
+    """Make the refresher due now: it waits ten times its last write's duration, which on a
+    loaded machine can outlast the records this test makes."""
+    refresh.next_at = float("-inf")
+
+
 def test_the_search_record_callback_refreshes_the_report(tmp_path):
     """The search emits every row through ``on_record`` (no Ray needed here); wired to a
     ``ReportRefresher`` as the CLI wires it, the page follows the run. The search itself writes
@@ -274,7 +280,7 @@ def test_the_search_record_callback_refreshes_the_report(tmp_path):
     refresh = ReportRefresher(out, interval_s=0)
     heard: list[dict] = []
     ask_tell = _ask_tell(space, BUDGET, store, cfg, lambda line: None,
-                         on_record=lambda row: (heard.append(row), refresh())).attach(study)
+                         on_record=lambda row: (heard.append(row), _due(refresh), refresh())).attach(study)
     proposal = ask_tell.propose()  # infeasible candidates before it are recorded, and so refresh the page
     assert proposal is not None and refresh.writes == len(heard)
     (proposal.trial_dir / "metrics.json").write_text(json.dumps({"status": "complete", "epochs_trained": 1,
