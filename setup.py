@@ -46,8 +46,8 @@ def _extension():
     spec.loader.exec_module(flags)
     key = flags.build_key(flags.SOURCE)
     ext = CppExtension("rnnpool_nas.ops._fastgrnn_ext", ["rnnpool_nas/ops/csrc/fastgrnn.cpp"],
-                       extra_compile_args=[*flags.CFLAGS, f'-DRNNPOOL_SRC_HASH="{key}"'],
-                       extra_link_args=flags.LDFLAGS)
+                       extra_compile_args=[*flags.CFLAGS, f"-DRNNPOOL_BUILD_KEY={key}"],
+                       extra_link_args=list(flags.LDFLAGS))
     return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
 
 

@@ -26,8 +26,8 @@ SOURCE = Path(__file__).parent / "csrc" / "fastgrnn.cpp"
 #: -ffast-math (whole: it defines __FAST_MATH__) lets gcc call glibc's vector expf/tanhf;
 #: -fopenmp makes at::parallel_for parallel (torch's libgomp). -march=native: the build is made
 #: on the machine that runs it (at install or on first use), never shipped to another.
-CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]
-LDFLAGS = ["-fopenmp"]
+CFLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp")
+LDFLAGS = ("-fopenmp",)  # tuples: torch's load() appends to the lists it is given
 
 _lock = threading.Lock()
 _state: dict[str, ModuleType | None | str] = {}
@@ -40,7 +40,7 @@ def build_key(source: Path = SOURCE) -> str:
     digest = hashlib.sha256(source.read_bytes())
     for part in (*CFLAGS, *LDFLAGS, torch.__version__, sys.implementation.cache_tag, sys.platform):
         digest.update(b"\0" + part.encode())
-    return digest.hexdigest()[:16]
+    return "k" + digest.hexdigest()[:16]  # an identifier: compiled in as -DRNNPOOL_BUILD_KEY=<key>
 
 
 def ext_dir() -> Path:
@@ -67,7 +67,7 @@ def _jit(key: str, verbose: bool) -> ModuleType:
         shutil.copyfile(SOURCE, tmp)
         os.replace(tmp, source)
     return load(name=f"rnnpool_nas_fastgrnn_{key}", sources=[str(source)], build_directory=str(folder),
-                extra_cflags=[*CFLAGS, f'-DRNNPOOL_SRC_HASH="{key}"'], extra_ldflags=LDFLAGS, verbose=verbose)
+                extra_cflags=[*CFLAGS, f"-DRNNPOOL_BUILD_KEY={key}"], extra_ldflags=list(LDFLAGS), verbose=verbose)
 
 
 def load_kernel(verbose: bool = False) -> ModuleType | None:

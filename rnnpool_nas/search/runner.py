@@ -542,6 +542,8 @@ def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    if cfg.address:
+        _token_auth_for(cfg.address)  # before Ray is imported: it reads the auth mode once
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -553,7 +555,6 @@ def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, 
             check_address(cfg.address)  # ray.init retries an unreachable head for minutes
         try:
             if cfg.address:
-                _token_auth_for(cfg.address)
                 ray.init(address=cfg.address, include_dashboard=False, log_to_driver=False,
                          logging_level=logging.ERROR)
             else:

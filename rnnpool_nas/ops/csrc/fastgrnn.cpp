@@ -371,14 +371,16 @@ std::vector<torch::Tensor> fastgrnn_backward(torch::Tensor grad_h, torch::Tensor
   return {dsrc, dU, dbg, dbh, torch::full({}, dsz, opts), torch::full({}, dsn, opts)};
 }
 
-#ifndef RNNPOOL_SRC_HASH
-#define RNNPOOL_SRC_HASH "unknown"
+#ifndef RNNPOOL_BUILD_KEY
+#define RNNPOOL_BUILD_KEY unknown
 #endif
+#define RNNPOOL_STR2(x) #x
+#define RNNPOOL_STR(x) RNNPOOL_STR2(x)
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // The digest of this file and its build flags (rnnpool_nas/ops/_kernel.py: build_key): a build
   // made at install time is used only while the source it came from is unchanged.
-  m.attr("build_key") = RNNPOOL_SRC_HASH;
+  m.attr("build_key") = RNNPOOL_STR(RNNPOOL_BUILD_KEY);
   m.def("forward", &fastgrnn_forward, "Final states of FastGRNN over sequences read in place from src");
   m.def("backward", &fastgrnn_backward, "Backward of fastgrnn_forward (recomputes the forward in cache)");
 }
