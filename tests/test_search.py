@@ -139,7 +139,7 @@ def test_resume_after_sigkill(tmp_path):
     resumed = subprocess.run(_search_cmd(out, "--resume"), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     frame = pd.read_parquet(out / "trials.parquet").set_index("trial")
-    assert len(frame) >= 10 and frame["status"].isin(["complete", "infeasible", "failed", "stopped"]).all()
+    assert len(frame) >= 10 and frame["status"].isin(["complete", "infeasible", "failed", "stopped", "duplicate"]).all()
     for _, row in done_before.iterrows():  # nothing completed was lost or retrained
         after = frame.loc[row["trial"]]
         assert after["status"] == row["status"]
