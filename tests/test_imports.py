@@ -17,7 +17,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "rnnpool_nas"
 
 #: Leaf modules every folder may import.
-COMMON = {"errors", "units", "resources", "__init__"}
+COMMON = {"errors", "units", "resources", "cluster", "__init__"}
 
 #: Folder -> the folders it may import (besides :data:`COMMON`). The one table of the rules.
 ALLOWED: dict[str, set[str]] = {
@@ -41,6 +41,7 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "units": set(),
     "resources": set(),
+    "cluster": set(),
 }
 
 #: Modules that must load without torch (checked on their import closure inside the package).

@@ -21,7 +21,8 @@ from rnnpool_nas.arch.presets import get_preset
 from rnnpool_nas.data import load_dataset
 from rnnpool_nas.errors import UserError
 from rnnpool_nas.run.lock import lock_run
-from rnnpool_nas.search.runner import _requeue_interrupted, check_address
+from rnnpool_nas.cluster import check_address
+from rnnpool_nas.search.runner import _requeue_interrupted
 from rnnpool_nas.run.store import RunStore, new_row
 from rnnpool_nas.train.checkpoint import load_checkpoint
 from rnnpool_nas.train.trainer import TrainConfig, Trainer

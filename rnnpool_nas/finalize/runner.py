@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..cluster import start_ray
 from ..errors import UserError
 from ..run.final import FINAL_DIR, SUMMARY, final_dir, read_final, train_rows
 
@@ -391,25 +392,10 @@ def _summary(finalists, rec, dataset: str, wall: float, printer) -> None:
 
 
 def _run_tune(store, cfg: FinalizeConfig, rec: dict[str, Any], dataset: str, todo: list[int], printer) -> None:
-    import logging
-
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    started_here = start_ray(cfg.address)  # the search's way: an --address is probed and gets its token
     import ray
     from ray import tune
 
-    started_here = False
-    if not ray.is_initialized():
-        try:
-            if cfg.address:
-                ray.init(address=cfg.address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-            else:
-                ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.ERROR)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise UserError(f"cannot reach the Ray cluster {cfg.address or '(local)'}: {str(exc).splitlines()[0]}") from None
-        started_here = True
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         workers = max(1, min(cfg.workers, cpus, len(todo))) if not cfg.address else max(1, min(cfg.workers, len(todo)))

@@ -37,6 +37,7 @@ from ..run.status import FINAL
 from ..units import format_bytes
 from ..run.budget import Budget
 from ..run.pareto import OBJECTIVE_COLUMNS, accuracy_ram_hypervolume, direction
+from ..cluster import check_address, start_ray
 from .searcher import OptunaAskTell, failure_injection
 from ..run.store import CONFIG, STUDY, RunStore, check_writable_folder, has_files, write_atomic
 
@@ -513,56 +514,14 @@ def _requeue_interrupted(study, store: RunStore, printer, epochs: int) -> None:
         store.forget(number)
 
 
-#: seconds to wait for a Ray head given by --address before giving up with one line
-ADDRESS_TIMEOUT_S = 5.0
-
-
-def check_address(address: str, timeout_s: float = ADDRESS_TIMEOUT_S) -> None:
-    """One line (UserError) unless something accepts connections at ``--address`` HOST:PORT
-    (or ``ray://HOST:PORT``) within ``timeout_s``; ``auto`` and addresses without a port are
-    left to Ray."""
-    target = address.split("://", 1)[-1].rstrip("/")
-    host, sep, port = target.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        return
-    host = host.strip("[]")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s):
-            pass
-    except OSError as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
-        raise UserError(f"cannot reach the Ray cluster at {address} ({reason}; waited at most {timeout_s:g} s): start it "
-                        "with `ray start --head`, or drop --address to run on this machine") from None
-
-
 def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, printer,
               phases: dict[str, float], on_record=None) -> None:
-    import logging
-
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    if cfg.address:
-        _token_auth_for(cfg.address)  # before Ray is imported: it reads the auth mode once
+    tick = time.perf_counter()
+    started_here = start_ray(cfg.address)
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    started_here = False
-    tick = time.perf_counter()
-    if not ray.is_initialized():
-        if cfg.address:
-            check_address(cfg.address)  # ray.init retries an unreachable head for minutes
-        try:
-            if cfg.address:
-                ray.init(address=cfg.address, include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.ERROR)
-            else:
-                ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.ERROR)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise UserError(f"cannot reach the Ray cluster {cfg.address or '(local)'}: {str(exc).splitlines()[0]}") from None
-        started_here = True
     phases["ray_start"] = time.perf_counter() - tick
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -595,18 +554,6 @@ def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, 
         if started_here:
             ray.shutdown()
         phases["ray_stop"] = time.perf_counter() - tick
-
-
-def _token_auth_for(address: str) -> None:
-    """Ray (2.5x) protects a cluster started with ``ray start --head`` with a token it saves in
-    ``~/.ray/auth_token``, but uses it only for ``address="auto"``: an explicit ``HOST:PORT`` is
-    refused ("InvalidAuthToken") unless ``RAY_AUTH_MODE=token``. Turn it on when a token is
-    there and the user has not chosen a mode."""
-    if address in ("auto", "local") or "RAY_AUTH_MODE" in os.environ:
-        return
-    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
-    if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
-        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def _summary(result: SearchResult, store: RunStore, cfg: SearchConfig, budget: Budget, printer) -> None:
