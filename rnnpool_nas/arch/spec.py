@@ -14,6 +14,7 @@ model and the exporter all walk, so they can never disagree about a shape.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, ClassVar, Union
@@ -172,6 +173,13 @@ class ArchSpec:
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
+
+    def network_key(self) -> str:
+        """A short digest of the network this spec builds: equal for equal networks, whatever
+        their ``name`` (the search's rule for "trained already")."""
+        data = self.to_dict()
+        data.pop("name", None)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
     def from_dict(cls, data: Any) -> "ArchSpec":

@@ -26,8 +26,6 @@ Contract:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -44,10 +42,8 @@ from ..run.store import RunStore, new_row
 
 
 def spec_key(spec: ArchSpec) -> str:
-    """A short digest of what a spec builds: equal for equal networks, whatever the name."""
-    data = spec.to_dict()
-    data.pop("name", None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    """The ``spec_key`` column: :meth:`ArchSpec.network_key`."""
+    return spec.network_key()
 
 
 @dataclass

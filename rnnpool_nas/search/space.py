@@ -60,7 +60,6 @@ trial as infeasible. :meth:`SearchSpace.sample` is suggest then build. Torch-fre
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import random
 from dataclasses import dataclass
@@ -633,24 +632,30 @@ class SearchSpace:
         if k < 1:
             return []
         rng = random.Random(seed)
-        feasible: dict[str, tuple[int, int, dict[str, Choice]]] = {}
+        seen: set[str] = set()
+        feasible: list[tuple[int, int, dict[str, Choice]]] = []
         for params in self.corners() + [self.random_params(rng) for _ in range(samples)]:
             try:
                 spec = self.build(params)
+            except SpecError:
+                continue
+            key = spec.network_key()
+            if key in seen:  # a repeat network: cost it once (the first draw of it is kept)
+                continue
+            seen.add(key)
+            try:
                 costs = budget.costs(spec)
             except SpecError:
                 continue
-            if not budget.fits(costs):
-                continue
-            key = json.dumps({**spec.to_dict(), "name": ""}, sort_keys=True)
-            feasible.setdefault(key, (costs.peak_ram_bytes, costs.madds, params))
+            if budget.fits(costs):
+                feasible.append((costs.peak_ram_bytes, costs.madds, params))
         if not feasible:
             return []
-        rams = [ram for ram, _, _ in feasible.values()]
+        rams = [ram for ram, _, _ in feasible]
         low, high = min(rams), max(rams)
         width = max(1, high - low) / k
         best: dict[int, tuple[int, dict[str, Choice]]] = {}
-        for ram, madds, params in feasible.values():
+        for ram, madds, params in feasible:
             b = min(k - 1, int((ram - low) / width))
             if b not in best or madds > best[b][0]:
                 best[b] = (madds, params)
