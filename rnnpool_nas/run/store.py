@@ -105,8 +105,14 @@ class RunStore:
                 held.release()
             raise
 
-    @classmethod
-    def _read(cls, root: Path, held: RunLock | None) -> "RunStore":
+    @staticmethod
+    def read_config(root: str | os.PathLike) -> dict[str, Any]:
+        """The run's config.json alone, read without the lock and without touching trials.parquet
+        (which a running writer may be replacing): what ``search --resume`` checks before it takes
+        the lock. A missing folder or file, or a damaged one, is one UserError line."""
+        root = Path(root)
+        if not root.is_dir():
+            raise UserError(f"{root} is not a run directory (no such folder)")
         try:
             config = json.loads((root / CONFIG).read_text())
         except FileNotFoundError:
@@ -115,6 +121,11 @@ class RunStore:
             raise UserError(f"{root}/{CONFIG} is corrupt ({exc.__class__.__name__}); the run cannot be resumed") from None
         if not isinstance(config, dict) or "space" not in config or "budget" not in config:
             raise UserError(f"{root}/{CONFIG} is not a search configuration")
+        return config
+
+    @classmethod
+    def _read(cls, root: Path, held: RunLock | None) -> "RunStore":
+        config = cls.read_config(root)
         rows: dict[int, dict[str, Any]] = {}
         if (root / TRIALS).exists():
             try:

@@ -243,7 +243,9 @@ def resume_config(out: str | os.PathLike, given: dict[str, Any], printer: Callab
     ``trials`` than the run planned extend it (and say so); ``workers`` and ``address`` are free."""
     from .space import SearchSpace
 
-    saved = RunStore.open(out).config  # read only: the lock is taken by run_search
+    # config.json only, without the lock: trials.parquet may be mid-replace by a running writer,
+    # whose lock run_search then reports ("in use by another rnnpool-nas process")
+    saved = RunStore.read_config(out)
     try:
         budget = Budget.from_dict(saved["budget"])
         cfg = SearchConfig(space=saved.get("space_path") or saved["space"], budget=budget, out=str(out),
