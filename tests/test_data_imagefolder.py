@@ -137,3 +137,35 @@ def test_too_small_to_split_and_nothing_decodable(tmp_path):
     with pytest.raises(UserError) as info:
         load_dataset(f"imagefolder:{bad}", val_fraction=0.4)
     one_line_error(info, str(bad), "no decodable training image", "4 file(s) skipped")
+
+
+def test_a_test_folder_is_never_seen_by_the_search(tmp_path):
+    """train/ + val/ + test/: the search (holdout) trains on train/ and scores val/; test/ (levels
+    200+) only reaches the non-holdout load that finalize scores once, which trains on train/ + val/."""
+    make_folder(tmp_path / "train", {"a": 6, "b": 6}, mode="L")  # levels 0..11
+    make_folder(tmp_path / "val", {"a": 2, "b": 2}, start=100, mode="L")
+    make_folder(tmp_path / "test", {"a": 3, "b": 3}, start=200, mode="L")
+    search = load_dataset(f"imagefolder:{tmp_path}", holdout=0.1)
+    assert search.val_source == "holdout"
+    assert sorted(levels(search.x_train)) == list(range(12)) and sorted(levels(search.x_val)) == list(range(100, 104))
+    final = load_dataset(f"imagefolder:{tmp_path}")
+    assert final.val_source == "test" and sorted(levels(final.x_val)) == list(range(200, 206))
+    assert sorted(levels(final.x_train)) == list(range(12)) + list(range(100, 104))
+    assert final.y_val.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_train_and_test_folders_split_validation_off_train(tmp_path):
+    make_folder(tmp_path / "train", {"a": 10, "b": 10}, mode="L")
+    make_folder(tmp_path / "test", {"a": 2, "b": 2}, start=200, mode="L")
+    search = load_dataset(f"imagefolder:{tmp_path}", holdout=0.2, seed=1)
+    assert len(search.x_val) == 4 and np.bincount(search.y_val).tolist() == [2, 2]
+    seen = levels(search.x_train) + levels(search.x_val)
+    assert sorted(seen) == list(range(20))  # every training image once, no test image
+    final = load_dataset(f"imagefolder:{tmp_path}")
+    assert sorted(levels(final.x_val)) == list(range(200, 204)) and len(final.x_train) == 20
+
+
+def test_a_test_folder_without_train_is_one_line(tmp_path):
+    make_folder(tmp_path / "test", {"a": 2}, mode="L")
+    with pytest.raises(UserError, match="test/ but no train/"):
+        load_dataset(f"imagefolder:{tmp_path}")

@@ -1,9 +1,12 @@
 """A folder of image files, one subfolder per class, decoded with Pillow.
 
 Layout: ``ROOT/<class>/<files>`` (files may sit in deeper folders under the class folder), or
-``ROOT/train/<class>/...`` and ``ROOT/val/<class>/...`` for a split chosen by the user. Classes
-are the subfolder names in sorted order (of ``train/`` in the second layout; ``val/`` may lack
-some but must not add any). Hidden files and folders (names starting with ".") are ignored.
+``ROOT/train/<class>/...`` and ``ROOT/val/<class>/...`` for a split chosen by the user, either
+optionally with ``ROOT/test/<class>/...``: a test set that only ``test`` (the search's holdout off,
+what finalize scores once) reads; ``train/`` and ``test/`` alone split validation off ``train/``.
+Classes are the subfolder names in sorted order (of ``train/`` in the split layouts; ``val/`` and
+``test/`` may lack some but must not add any). Hidden files and folders (names starting with ".")
+are ignored.
 
 Without ``train/`` and ``val/`` the split is made here, per class (so the validation set covers
 the classes in proportion): each class's files are shuffled with a generator seeded by ``seed``
@@ -31,6 +34,7 @@ from rnnpool_nas.errors import UserError
 #: The names of the split subfolders that select the user-split layout.
 TRAIN_DIR = "train"
 VAL_DIR = "val"
+TEST_DIR = "test"
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class FolderSplits:
     y_val: np.ndarray
     classes: list[str]
     skipped: list[tuple[Path, str]]
+    x_test: np.ndarray | None = None  # ROOT/test/ when present
+    y_test: np.ndarray | None = None
 
 
 def _visible(p: Path, root: Path) -> bool:
@@ -166,20 +172,22 @@ def load_image_folder(
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"imagefolder: expected a folder with one subfolder per class at {root}, which is not a folder")
-    has_train, has_val = (root / TRAIN_DIR).is_dir(), (root / VAL_DIR).is_dir()
+    has_train, has_val, has_test = ((root / d).is_dir() for d in (TRAIN_DIR, VAL_DIR, TEST_DIR))
     decode = _Decoder(size)
     rng_train = np.random.default_rng([seed, 1])
     rng_val = np.random.default_rng([seed, 2])
+    if has_test and not has_train:
+        raise UserError(f"imagefolder: {root} has {TEST_DIR}/ but no {TRAIN_DIR}/ (a test set needs a training set)")
     if has_train and has_val:
         classes, train_files, train_labels = _scan(root / TRAIN_DIR, None)
         _, val_files, val_labels = _scan(root / VAL_DIR, classes)
-    elif has_train or has_val:
+    elif (has_train or has_val) and not has_test:
         present, absent = (TRAIN_DIR, VAL_DIR) if has_train else (VAL_DIR, TRAIN_DIR)
         raise UserError(
             f"imagefolder: {root} has {present}/ but no {absent}/ (give both, or only one subfolder per class)"
         )
     else:
-        classes, files, labels = _scan(root, None)
+        classes, files, labels = _scan(root / TRAIN_DIR if has_train else root, None)
         train_idx, val_idx = _split(labels, val_fraction, np.random.default_rng([seed, 0]))
         if len(val_idx) == 0:
             raise UserError(
@@ -199,5 +207,12 @@ def load_image_folder(
                 f"imagefolder: no decodable {split} image in {root} ({len(decode.skipped)} file(s) skipped)"
             )
         splits.append(got)
+    x_test = y_test = None
+    if has_test:
+        _, test_files, test_labels = _scan(root / TEST_DIR, classes)
+        got = _take(test_files, test_labels, decode, limit, np.random.default_rng([seed, 5]))
+        if got is None:
+            raise UserError(f"imagefolder: no decodable test image in {root / TEST_DIR} ({len(decode.skipped)} file(s) skipped)")
+        x_test, y_test = got
     (x_train, y_train), (x_val, y_val) = splits
-    return FolderSplits(x_train, y_train, x_val, y_val, classes, decode.skipped)
+    return FolderSplits(x_train, y_train, x_val, y_val, classes, decode.skipped, x_test, y_test)

@@ -146,7 +146,7 @@ _DESCRIPTIONS = {
     "fashion-mnist": "Fashion-MNIST, 60000/10000 28x28 grey images, 10 classes (Debian's dataset-fashion-mnist)",
     "idx:PATH": "an MNIST-format folder of train/t10k idx files (gzipped or not), 1 channel",
     "cifar10:PATH": "CIFAR-10's python folder (data_batch_1..5, test_batch, batches.meta), 32x32x3",
-    "imagefolder:PATH": "one subfolder per class of image files (optionally under train/ and val/), RGB",
+    "imagefolder:PATH": "one subfolder per class of image files (optionally under train/ and val/, test/ for finalize), RGB",
     "lines": "synthetic: one noisy line segment, 9 orientation classes, 32x32x1 (20000/2000)",
     "shapes": "synthetic multi-label: subset of 5 shapes, 64x64x1 (20000/2000)",
 }
@@ -262,6 +262,17 @@ def _load_cifar10(path: Path | None, size: int | None, seed: int, val_fraction: 
 def _load_imagefolder(path: Path | None, size: int | None, seed: int, val_fraction: float, limit: int | None,
                       holdout: float | None = None) -> Dataset:
     assert path is not None
+    name = f"imagefolder:{path}"
+    if (path / imagefolder.TEST_DIR).is_dir():  # the user's own test set: the holdout never reads it
+        s = imagefolder.load_image_folder(path, size=size, seed=seed, limit=limit,
+                                          val_fraction=val_fraction if holdout is None else holdout)
+        _warn_skipped(path, s.skipped)
+        assert s.x_test is not None and s.y_test is not None
+        if holdout is not None:  # search: train/ (less the split) against val/ (or the split)
+            return Dataset(name, s.x_train, s.y_train, s.x_val, s.y_val, s.classes, skipped=len(s.skipped),
+                           val_source="holdout")
+        return Dataset(name, np.concatenate([s.x_train, s.x_val]), np.concatenate([s.y_train, s.y_val]),
+                       s.x_test, s.y_test, s.classes, skipped=len(s.skipped), val_source="test")
     if holdout is not None:  # split every training image (limit after the holdout, like the others)
         s = imagefolder.load_image_folder(path, size=size, seed=seed, val_fraction=val_fraction, limit=None)
         ds = _finish(f"imagefolder:{path}", s.x_train, s.y_train, s.x_val, s.y_val, s.classes, size=None,
@@ -269,15 +280,19 @@ def _load_imagefolder(path: Path | None, size: int | None, seed: int, val_fracti
         ds.skipped = len(s.skipped)
         return ds
     s = imagefolder.load_image_folder(path, size=size, seed=seed, val_fraction=val_fraction, limit=limit)
-    if s.skipped:
-        first, reason = s.skipped[0]
+    _warn_skipped(path, s.skipped)
+    return Dataset(name, s.x_train, s.y_train, s.x_val, s.y_val, s.classes, skipped=len(s.skipped))
+
+
+def _warn_skipped(path: Path, skipped: list) -> None:
+    if skipped:
+        first, reason = skipped[0]
         warnings.warn(
-            f"imagefolder: skipped {len(s.skipped)} file(s) under {path} that Pillow could not decode "
+            f"imagefolder: skipped {len(skipped)} file(s) under {path} that Pillow could not decode "
             f"(first: {first}: {reason})",
             DataWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-    return Dataset(f"imagefolder:{path}", s.x_train, s.y_train, s.x_val, s.y_val, s.classes, skipped=len(s.skipped))
 
 
 def _generate(
