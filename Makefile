@@ -46,9 +46,9 @@ install: $(STAMP) system-deps
 RUN_DIR ?= runs/fashion-mnist-16k
 run: install
 	@if [ -d $(RUN_DIR) ]; then resume=--resume; fi; \
-	$(VENV)/bin/rnnpool-nas search --space fashion-mnist --ram-budget 16KB --convention runtime --trials 40 \
-	  --epochs 3 --limit 20000 --workers 2 --out $(RUN_DIR) $$resume
-	$(VENV)/bin/rnnpool-nas finalize $(RUN_DIR) --top 2 --epochs 10 --workers 2
+	$(VENV)/bin/rnnpool-nas search --space fashion-mnist --ram-budget 16KB --convention runtime --trials 30 \
+	  --epochs 2 --limit 12000 --workers 2 --out $(RUN_DIR) $$resume
+	$(VENV)/bin/rnnpool-nas finalize $(RUN_DIR) --top 2 --epochs 8 --workers 2
 
 # The default suite, then the slow tests (a SIGKILLed search resumed; a separate Ray head; the
 # report and run index in headless Chromium).
