@@ -287,3 +287,9 @@ def test_a_search_whose_trained_trials_all_failed_exits_non_zero(capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "every trained trial failed (4)" in err and "data/vww" in err
     assert _exit_code(result(failed=4, complete=1)) == 0 and _exit_code(result()) == 0
+    capsys.readouterr()
+    stopped = result(complete=3)
+    stopped.unfinished = 7
+    assert _exit_code(stopped) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "7 candidate(s) still to run" in err and "--resume" in err

@@ -148,6 +148,31 @@ def test_resume_after_sigkill(tmp_path):
 
 
 @pytest.mark.slow
+def test_ctrl_c_ends_the_search_with_130_and_resume_runs_the_rest(tmp_path):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) mid-search: Ray Tune ends the
+    experiment cleanly; the search says how many candidates did not run and exits 130, so `make
+    run` does not go on to finalize half a search; `--resume` then finishes it with exit 0."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_search_cmd(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(1)
+        if (out / "trials.parquet").exists() and (pd.read_parquet(out / "trials.parquet")["status"] == "complete").any():
+            break
+    assert proc.poll() is None, "the search ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, (stdout[-1500:], stderr[-1500:])
+    assert "candidate(s) still to run" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    assert "interrupted:" in stdout
+    resumed = subprocess.run(_search_cmd(out, "--resume"), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    frame = pd.read_parquet(out / "trials.parquet")
+    assert len(frame) == 10 and frame["status"].isin(["complete", "infeasible", "failed", "stopped", "duplicate"]).all()
+
+
+@pytest.mark.slow
 def test_scale_out_to_a_separate_ray_head(tmp_path):
     port = 6390 + os.getpid() % 200
     head = subprocess.Popen(["ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",

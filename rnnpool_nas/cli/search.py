@@ -133,9 +133,15 @@ def _search(cfg) -> int:
 
 def _exit_code(result) -> int:
     """Non-zero when candidates were trained and every one failed (the summary names the most
-    common reason): a search that produced nothing must not look like a success."""
+    common reason): a search that produced nothing must not look like a success; 130 when it was
+    interrupted with candidates still to run, so that what comes next (``make run``'s finalize)
+    does not start on half a search."""
     import sys
 
+    if getattr(result, "unfinished", 0):
+        print(f"rnnpool-nas: search interrupted with {result.unfinished} candidate(s) still to run; "
+              f"`rnnpool-nas search --out {result.run_dir} --resume` continues", file=sys.stderr)
+        return 130
     c = result.counts
     if c.get("failed", 0) and not (c.get("complete", 0) or c.get("stopped", 0)):
         print(f"rnnpool-nas: error: every trained trial failed ({c['failed']}); most common reason: "

@@ -89,6 +89,9 @@ class SearchResult:
     phases: dict[str, float] = field(default_factory=dict)
     #: the most common reason of the failed trials ("" if none failed)
     failure_reason: str = ""
+    #: planned candidates with no final row when the search returned: it was interrupted (Ctrl-C
+    #: reaches Ray Tune, which ends the experiment cleanly) and ``--resume`` runs the rest
+    unfinished: int = 0
 
 
 def _validate(cfg: SearchConfig) -> None:
@@ -424,7 +427,8 @@ def _run_search(cfg: SearchConfig, printer: Callable[[str], None], stores: list[
     reasons = Counter(str(r.get("reason") or "unknown") for r in rows if r.get("status") == "failed")
     result = SearchResult(out, finalists, counts, time.perf_counter() - start,
                           sum(float(r.get("wall_time_s") or 0) for r in rows), phases,
-                          reasons.most_common(1)[0][0][:200] if reasons else "")
+                          reasons.most_common(1)[0][0][:200] if reasons else "",
+                          max(0, int(store.config.get("trials") or cfg.trials) - len(rows)))
     _summary(result, store, cfg, budget, printer)
     return result
 
@@ -562,7 +566,10 @@ def _summary(result: SearchResult, store: RunStore, cfg: SearchConfig, budget: B
     c = result.counts
     share = 1 - result.train_time / max(result.wall_time, 1e-9) / max(1, cfg.workers)
     printer("")
-    printer(f"done in {result.wall_time / 60:.1f} min: {c['complete']} complete, {c['stopped']} stopped early, "
+    if result.unfinished:
+        printer(f"interrupted: {result.unfinished} of the run's candidates did not run; "
+                f"`rnnpool-nas search --out {store.root} --resume` runs them")
+    printer(f"{'stopped' if result.unfinished else 'done'} in {result.wall_time / 60:.1f} min: {c['complete']} complete, {c['stopped']} stopped early, "
             f"{c['infeasible']} over budget (never trained), {c['failed']} failed, {c['invalid']} invalid"
             + (f", {c['scored']} scored within budget (cost only)" if c["scored"] else "")
             + (f", {c['duplicate']} duplicate(s) of an earlier trial's network not retrained" if c["duplicate"] else ""))
