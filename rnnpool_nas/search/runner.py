@@ -409,7 +409,7 @@ def _run_search(cfg: SearchConfig, printer: Callable[[str], None], stores: list[
         store.config = dict(store.config, trials=cfg.trials)
         write_atomic(out / CONFIG, json.dumps(store.config, indent=2, default=str))
     if not cfg.resume and cfg.warm_start and cfg.sampler != "random" and not cfg.cost_only:
-        seeds = space.spread(budget, _first_generation(cfg.sampler, cfg.trials), seed=cfg.seed)
+        seeds = space.spread(budget, min(cfg.trials, _first_generation(cfg.sampler, cfg.trials)), seed=cfg.seed)
         for params in seeds:
             study.enqueue_trial(params)
         printer(f"warm start: the first {len(seeds)} trials are feasible networks spread over the budget")
