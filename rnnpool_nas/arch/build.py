@@ -111,7 +111,7 @@ def build_layer(layer: Layer) -> nn.Module:
         )
         return nn.Sequential(pool, rnnpool_norm(cout)) if a["batch_norm"] else nn.Sequential(pool)
     if layer.kind == "pool":
-        if a["kind"] == "rnnpool":
+        if layer.is_rnnpool:
             return nn.Sequential(RNNPoolLayer(cin, a["kernel"], a["stride"], a["h1"], a["h2"], padding=0),
                                  rnnpool_norm(cout))
         if a["global_pool"]:

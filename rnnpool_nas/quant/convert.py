@@ -174,7 +174,7 @@ def _quantize_block(layer: Layer, module: nn.Module, inp: QParams, ranges: _Rang
             add = QAdd(inp, x, final, ma, sa, mb, sb)
             x = final
         return QBlock(layer.name, ops, add), x
-    if layer.kind == "rnnpool" or (layer.kind == "pool" and a["kind"] == "rnnpool"):
+    if layer.is_rnnpool:
         out = ranges.qparams(module)
         pool = module[0]
         scale, shift_real = np.ones(layer.out_shape[2]), np.zeros(layer.out_shape[2])
