@@ -66,7 +66,7 @@ def _profile_sets_convention(constraints: str | None) -> bool:
     """Whether the device profile names a RAM convention (then it stands)."""
     if not constraints:
         return False
-    from ..run._yaml import read_yaml
+    from ..run import read_yaml
     from ..run.budget import find_constraints, load_constraints
 
     path = find_constraints(constraints)

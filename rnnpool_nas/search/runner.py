@@ -39,7 +39,7 @@ from ..run.budget import Budget
 from ..run.pareto import OBJECTIVE_COLUMNS, accuracy_ram_hypervolume, direction
 from ..cluster import check_address, start_ray
 from .searcher import OptunaAskTell
-from ..run.store import CONFIG, STUDY, RunStore, check_writable_folder, has_files, write_atomic
+from ..run.store import CONFIG, STUDY, RunStore, check_writable_folder, has_files, trial_path, write_atomic
 
 SAMPLERS = ("nsga2", "tpe", "random")
 
@@ -504,7 +504,7 @@ def _requeue_interrupted(study, store: RunStore, printer, epochs: int) -> None:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         row = store.rows.get(trial.number)
         if row is not None and row.get("status") == "running":
-            checkpoint = store.root / "trials" / f"{trial.number:04d}" / "checkpoint.pt"
+            checkpoint = trial_path(store.root, trial.number) / "checkpoint.pt"
             if checkpoint.exists():
                 check_training_checkpoint(checkpoint)  # refuse (one line) before anything is changed
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

@@ -309,7 +309,7 @@ class DetectionTrainer(TrainLoop):
         self.val_count = len(dataset.val) if limit is None else min(limit, len(dataset.val))
         self.last_scores: dict[str, Any] | None = None
 
-    def _num_train(self) -> int:
+    def num_train(self) -> int:
         return len(self.dataset.train)
 
     def _train_sample(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
