@@ -39,6 +39,7 @@ from ..cluster import start_ray
 from ..errors import UserError
 from ..run.final import FINAL_DIR, SUMMARY, final_dir, read_final, train_rows
 from ..run.store import plain, trial_path
+from ..units import kib
 
 #: Epochs of the full training when ``--epochs`` is not given, by data set kind (the part of the
 #: name before ``:``). Fashion-MNIST: see the README's main job for the measured curve.
@@ -384,7 +385,7 @@ def _summary(finalists, rec, dataset: str, wall: float, printer) -> None:
         def acc(v):
             return "-" if v is None else f"{v:.4f}"
         lat = "-" if f["latency_ms"] is None else f"{f['latency_ms']:.1f}"
-        printer(f"  {f['trial']:>5}  {f['peak_ram_bytes'] / 1024:>6.1f} KiB  {f['madds'] / 1e6:>6.2f}M  {lat:>7}  "
+        printer(f"  {f['trial']:>5}  {kib(f['peak_ram_bytes']):>6} KiB  {f['madds'] / 1e6:>6.2f}M  {lat:>7}  "
                 f"{acc(f['search_accuracy']):>10}  {acc(f['float_test_accuracy']):>10}  {acc(f['int8_test_accuracy']):>9}"
                 + ("" if f.get("int8_within_tolerance") in (None, True) else "  (int8 loses more than 0.5 points)"))
     sys.stdout.flush()

@@ -176,12 +176,10 @@ class Budget:
         for name, (value, limit) in self._values(costs).items():
             if value is None or value <= limit:
                 continue
-            if name == "ram":
-                unit = "MiB" if limit >= MIB else "KiB"
-                out.append(f"peak RAM {format_bytes(value, unit)} > {format_bytes(limit, unit)}")
-            elif name == "flash":
-                unit = "MiB" if limit >= MIB else "KiB"
-                out.append(f"model {format_bytes(value, unit)} > flash {format_bytes(limit, unit)}")
+            if name in ("ram", "flash"):
+                unit = "MiB" if limit >= MIB else "KiB"  # both sides in the limit's unit
+                template = "peak RAM {} > {}" if name == "ram" else "model {} > flash {}"
+                out.append(template.format(format_bytes(value, unit), format_bytes(limit, unit)))
             elif name == "madds":
                 out.append(f"MAdds {format_madds(value)} > {format_madds(limit)}")
             else:
