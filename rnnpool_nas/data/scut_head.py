@@ -33,16 +33,8 @@ from xml.parsers import expat
 
 import numpy as np
 
-from rnnpool_nas.data.types import (
-    DetectionDataset,
-    DetectionSplit,
-    UnreadableImage,
-    clip_boxes,
-    files_split,
-    image_header,
-    seeded_order,
-    warn_bad,
-)
+from rnnpool_nas.data.types import (DetectionDataset, DetectionSplit, UnreadableImage, clip_boxes, files_split,
+                                    image_header, seeded_order, warn_bad)
 from rnnpool_nas.errors import UserError
 
 PART_B = "SCUT_HEAD_Part_B"

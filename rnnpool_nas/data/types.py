@@ -159,6 +159,8 @@ class DetectionSplit(Sequence[DetectionSample]):
         out.rows = rows if self.rows is None else self.rows[rows]
         return out
 
+    # The constructor's parameters on purpose, but with boxes and sizes at the images' native size
+    # (``size`` rescales them and wraps ``read``): the constructor takes what the split returns.
     @classmethod
     def from_reader(
         cls,

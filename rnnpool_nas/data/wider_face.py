@@ -36,16 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnpool_nas.data.types import (
-    DetectionDataset,
-    DetectionSplit,
-    UnreadableImage,
-    clip_boxes,
-    files_split,
-    image_header,
-    seeded_order,
-    warn_bad,
-)
+from rnnpool_nas.data.types import (DetectionDataset, DetectionSplit, UnreadableImage, clip_boxes, files_split,
+                                    image_header, seeded_order, warn_bad)
 from rnnpool_nas.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")

@@ -283,6 +283,8 @@ class DetectionTrainer(TrainLoop):
 
     recalibration_images = 256
 
+    # Trainer's parameters on purpose (make_trainer calls either alike), a detection data set
+    # instead of a classification one and no pre-built ``data``.
     def __init__(
         self,
         spec: ArchSpec,
