@@ -17,7 +17,7 @@ import pytest
 from rnnpool_nas.cli import main
 from rnnpool_nas.run.budget import Budget, parse_bytes
 from rnnpool_nas.run.pareto import pareto_front
-from rnnpool_nas.search.runner import SearchConfig, _ask_tell, run_search, train_trial
+from rnnpool_nas.search.runner import SearchConfig, make_ask_tell, run_search, train_trial
 from rnnpool_nas.search.tune_searcher import TuneSearcher
 from rnnpool_nas.search.space import SearchSpace
 from rnnpool_nas.run.store import RunStore
@@ -115,7 +115,7 @@ def test_a_stopped_trial_is_pruned_and_never_a_finalist(tmp_path):
     space = SearchSpace.load(SPACE)
     store = RunStore.create(cfg.out, {"space": {}, "budget": cfg.budget.to_dict()})
     study = optuna.create_study(directions=["maximize", "minimize"], storage=store.storage_url, study_name="search")
-    searcher = TuneSearcher(_ask_tell(space, cfg.budget, store, cfg, lambda line: None).attach(study), 1)
+    searcher = TuneSearcher(make_ask_tell(space, cfg.budget, store, cfg, lambda line: None).attach(study), 1)
     config = searcher.suggest("t0")
     (Path(config["dir"]) / "metrics.json").write_text(json.dumps({"status": "complete", "epochs_trained": 1,
                                                                    "accuracy": 0.99, "wall_time_s": 1.0}))

@@ -451,7 +451,7 @@ def _check_data(space, cfg: SearchConfig) -> None:
                         f"{data.num_classes} (or more)")
 
 
-def _ask_tell(space, budget: Budget, store: RunStore, cfg: SearchConfig, printer,
+def make_ask_tell(space, budget: Budget, store: RunStore, cfg: SearchConfig, printer,
               on_record: Callable[[dict[str, Any]], None] | None = None) -> OptunaAskTell:
     """The search's ask/tell over this run; every row it writes is printed as a progress line and
     handed to ``on_record``."""
@@ -472,7 +472,7 @@ def _score_only(space, budget: Budget, store: RunStore, cfg: SearchConfig, study
     """``--cost-only``: the sampler proposes, the cost model scores, nothing trains. Rows are
     ``scored`` (within budget) or ``infeasible``; the sampler sees the costs (accuracy 0) and the
     budget excess, so it still learns the cheap, feasible region."""
-    ask_tell = _ask_tell(space, budget, store, cfg, printer, on_record).attach(study)
+    ask_tell = make_ask_tell(space, budget, store, cfg, printer, on_record).attach(study)
     printer(f"scoring {cfg.trials} candidates of {space.name} with the cost model only (nothing is trained)")
     while (proposal := ask_tell.propose()) is not None:
         ask_tell.settle_untrained(proposal, "scored", "cost-only search: not trained")
@@ -535,7 +535,7 @@ def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, 
             workers = max(1, cpus // per_trial)
         from .tune_searcher import TuneSearcher
 
-        ask_tell = _ask_tell(space, budget, store, cfg, printer, on_record).attach(study)
+        ask_tell = make_ask_tell(space, budget, store, cfg, printer, on_record).attach(study)
         searcher = TuneSearcher(ask_tell, per_trial)
         scheduler = (ASHAScheduler(metric="accuracy", mode="max", max_t=cfg.epochs, grace_period=max(1, cfg.epochs // 3),
                                    reduction_factor=3, time_attr="epoch")
