@@ -3,8 +3,9 @@
 Each subcommand lives in its own module here with two functions: ``register(subparsers)`` adds
 its parser (argument definitions only, so ``--help`` never imports torch) and sets ``handler``
 to a ``run(args) -> int`` that imports the library lazily and calls it. Its ``ABOUT`` text is its
-one-line help, a blank line, then the description ``--help`` prints (:func:`add_command`). A :class:`UserError`
-becomes one line on stderr and exit code 2; anything else is a bug and keeps its traceback.
+one-line help, a blank line, then the description ``--help`` prints (:func:`add_command`). A
+:class:`UserError` becomes one line on stderr and exit code 2; anything else is a bug and keeps
+its traceback.
 """
 
 from __future__ import annotations
