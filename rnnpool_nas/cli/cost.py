@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--constraints", metavar="PROFILE", help="a device profile (constraints/NAME.yaml or a path): "
                    "its clock_mhz sets the latency's milliseconds")
     p.add_argument("--clock-mhz", type=float, metavar="MHZ",
-                   help="clock for the latency's milliseconds (default: the profile's, else 168)")
+                   help=f"clock for the latency's milliseconds (default: the profile's, else {DEFAULT_CLOCK_MHZ:g})")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--dump-arch", action="store_true", help="print the spec JSON (what --arch reads) and exit")
     p.set_defaults(handler=run)

@@ -21,7 +21,7 @@ cycles/MAC, milliseconds at --clock-mhz and the latency predictor's cycles. Writ
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "measure", ABOUT)
     p.add_argument("dir", metavar="DIR", help="an export folder (the --out of `rnnpool-nas export`)")
-    p.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ, metavar="MHZ", help="clock for milliseconds (default 168)")
+    p.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ, metavar="MHZ", help=f"clock for milliseconds (default {DEFAULT_CLOCK_MHZ:g})")
     p.add_argument("--flash-wait-states", type=int, default=0, metavar="N",
                    help="estimate a real board: code and weights in a flash with N wait states behind an "
                    "ART-accelerator-like cache (STM32F4 at 168 MHz: 5, STM32L4 at 80 MHz: 4; default 0, "
