@@ -71,7 +71,7 @@ def test_search_end_to_end(ray_session, tmp_path):
             frame.set_index("trial").loc[dup["duplicate_of"], "spec_key"]
     # injected failures are recorded and do not stop the search
     failed = frame[frame["status"] == "failed"]
-    assert set(failed["trial"]) == set(trained["trial"]) & {1, 4, 5}
+    assert len(failed) >= 1 and set(failed["trial"]) == set(trained["trial"]) & {1, 4, 5}
     assert all(r.startswith("UserError: unknown data set 'injected-failure'") for r in failed["reason"])
     assert (frame["status"] == "complete").sum() >= 1
     # the finalists are exactly the front of the complete, feasible trials
