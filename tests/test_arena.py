@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rnnpool_nas.arch.presets import get_preset, list_presets
-from rnnpool_nas.arch.spec import ArchSpec, expand
+from rnnpool_nas.arch.spec import ArchSpec, expand, head_name
 from rnnpool_nas.cost import evaluate
 from rnnpool_nas.cost.arena import INPUT, OUTPUT, head_specs, mbconv_scratch_bytes, plan, rnnpool_scratch_words
 from rnnpool_nas.errors import UserError
@@ -123,6 +123,6 @@ def test_detection_heads_write_to_the_output_buffer():
     sizes = [h * w * c for s in arena.steps if s.output.startswith(OUTPUT) for h, w, c in [s.out_shape]]
     assert [int(o[len(OUTPUT):]) for o in outs] == [sum(sizes[:i]) for i in range(len(sizes))]
     assert sum(sizes) == 6 * (30 * 40 * 2 + 15 * 20 * 2)
-    first_head = next(i for i, s in enumerate(arena.steps) if s.layer == "head0")
+    first_head = next(i for i, s in enumerate(arena.steps) if s.layer == head_name(0))
     assert arena.steps[first_head - 1].layer == "2.0" and arena.steps[first_head].op == "l2norm"
     assert arena.arena_bytes < 188 * 1024  # the paper's RNNPool-Face-M4 on an STM32F439: 188 KB

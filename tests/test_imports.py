@@ -12,6 +12,7 @@ callback); the cost model and the integer reference never import torch.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "rnnpool_nas"
@@ -138,6 +139,28 @@ def test_the_cost_model_the_integer_reference_and_the_run_directory_never_import
         todo += list(_imports(module, MODULES[module], top_level_only=True))
         parts = module.split(".")
         todo += [".".join(parts[:i]) for i in range(2, len(parts)) if ".".join(parts[:i]) in MODULES]
+
+
+def _own_variables() -> dict[str, str]:
+    """The package's own environment variables (string constants ``RNNPOOL_NAS_*``) -> a module."""
+    found = {}
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                    re.fullmatch(r"RNNPOOL_NAS_[A-Z0-9_]+", node.value):
+                found.setdefault(node.value, name)
+    return found
+
+
+def test_every_environment_variable_the_package_reads_is_a_documented_setting():
+    """No test-only switch in production code (issue 17: a failure-injection variable was read by
+    the search); tests inject through parameters and fixtures. A variable the package reads is a
+    user's setting, so the README names it."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    variables = _own_variables()
+    assert "RNNPOOL_NAS_EXT_DIR" in variables  # the walk sees them
+    undocumented = {v: m for v, m in variables.items() if v not in readme}
+    assert not undocumented, f"read by the package but not in the README: {undocumented}"
 
 
 def test_the_checker_sees_circles_and_forbidden_arrows():

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from rnnpool_nas.arch import get_preset
-from rnnpool_nas.arch.spec import ArchSpec, expand
+from rnnpool_nas.arch.spec import ArchSpec, expand, head_name
 from rnnpool_nas.cli import main
 from rnnpool_nas.cost import evaluate
 from rnnpool_nas.cost import latency
@@ -348,7 +348,7 @@ def test_every_preset_has_a_latency_detectors_included():
         if spec.detection is None:
             assert evaluate(spec, profile=False).latency_cycles == round(total)
     face = latency.predict_spec(get_preset("rnnpool-face-m4"))[0]
-    assert all(face[f"head {j}"] > 0 for j in range(4))
+    assert all(face[head_name(j)] > 0 for j in range(4))
 
 
 def test_evaluate_predicts_detectors():

@@ -11,7 +11,7 @@ import pytest
 from rnnpool_nas.arch.presets import get_preset
 from rnnpool_nas.errors import UserError
 from rnnpool_nas.run.budget import Budget
-from rnnpool_nas.search.runner import SearchConfig, _ask_tell, train_trial
+from rnnpool_nas.search.runner import SearchConfig, make_ask_tell, train_trial
 from rnnpool_nas.search.space import SearchSpace
 from rnnpool_nas.run.store import RunStore
 from rnnpool_nas.train.loop import TrainResult
@@ -49,7 +49,7 @@ def test_a_detection_search_trains_its_candidates_with_the_detector_recipe(tmp_p
                        limit=8, dataset="faces-synth")
     store = RunStore.create(cfg.out, cfg.to_dict() | {"space": space.to_dict()})
     study = optuna.create_study(directions=["maximize", "minimize"], storage=store.storage_url, study_name="search")
-    searcher = TuneSearcher(_ask_tell(space, budget, store, cfg, lambda line: None).attach(study), threads=1)
+    searcher = TuneSearcher(make_ask_tell(space, budget, store, cfg, lambda line: None).attach(study), threads=1)
     config = searcher.suggest("t0")
     assert config["spec"]["detection"] is not None
 

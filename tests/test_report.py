@@ -268,7 +268,7 @@ def test_the_search_record_callback_refreshes_the_report(tmp_path):
     no report: ``rnnpool-nas search`` does, at the end."""
     import optuna
 
-    from rnnpool_nas.search.runner import SearchConfig, _ask_tell, run_search
+    from rnnpool_nas.search.runner import SearchConfig, make_ask_tell, run_search
     from rnnpool_nas.search.space import SearchSpace
     from rnnpool_nas.search.tune_searcher import TuneSearcher
 
@@ -279,7 +279,7 @@ def test_the_search_record_callback_refreshes_the_report(tmp_path):
     cfg = SearchConfig(space="fashion-mnist", budget=BUDGET, out=str(out), trials=4, epochs=1)
     refresh = ReportRefresher(out, interval_s=0)
     heard: list[dict] = []
-    ask_tell = _ask_tell(space, BUDGET, store, cfg, lambda line: None,
+    ask_tell = make_ask_tell(space, BUDGET, store, cfg, lambda line: None,
                          on_record=lambda row: (heard.append(row), _due(refresh), refresh())).attach(study)
     proposal = ask_tell.propose()  # infeasible candidates before it are recorded, and so refresh the page
     assert proposal is not None and refresh.writes == len(heard)

@@ -13,7 +13,7 @@ import pytest
 import ray.cloudpickle
 
 from rnnpool_nas.run.budget import Budget, parse_bytes
-from rnnpool_nas.search.runner import SearchConfig, _ask_tell, _sampler
+from rnnpool_nas.search.runner import SearchConfig, make_ask_tell, _sampler
 from rnnpool_nas.search.searcher import OptunaAskTell, spec_key
 from rnnpool_nas.search.space import SearchSpace
 from rnnpool_nas.run.store import RunStore
@@ -45,7 +45,7 @@ def test_the_tune_searcher_pickles_without_the_study_and_restores(tmp_path, samp
     """Ray Tune pickles its search algorithm: with every sampler (optuna 5.1's NSGA-II holds a
     thread lock) the pickle carries no Optuna object, and a restored copy goes on from study.db."""
     cfg, space, store, study = _setup(tmp_path, sampler)
-    searcher = TuneSearcher(_ask_tell(space, cfg.budget, store, cfg, lambda line: None).attach(study), 1)
+    searcher = TuneSearcher(make_ask_tell(space, cfg.budget, store, cfg, lambda line: None).attach(study), 1)
     first = searcher.suggest("t0")
     with pytest.raises(TypeError) if sampler == "nsga2" and optuna.__version__ >= "5.1" else _no_raise():
         ray.cloudpickle.dumps(study)  # the very thing that broke Tuner(...) with optuna 5.1
@@ -75,7 +75,7 @@ def test_a_network_is_trained_once(tmp_path, monkeypatch):
     cfg, space, store, study = _setup(tmp_path, "random", trials=6)
     fixed = _some_spec(space)
     monkeypatch.setattr(space, "build", lambda params: fixed)  # every proposal is the same network
-    ask_tell = _ask_tell(space, cfg.budget, store, cfg, lambda line: None).attach(study)
+    ask_tell = make_ask_tell(space, cfg.budget, store, cfg, lambda line: None).attach(study)
     searcher = TuneSearcher(ask_tell, 1)
     first = searcher.suggest("t0")
     second = searcher.suggest("t1")  # the original is still training: the duplicate waits for it
@@ -136,7 +136,7 @@ def test_the_first_trials_of_a_warm_search_are_the_spread(tmp_path):
     picks = space.spread(cfg.budget, _first_generation("nsga2", 16), seed=0)
     for params in picks:
         study.enqueue_trial(params)
-    ask_tell = _ask_tell(space, cfg.budget, store, cfg, lambda line: None).attach(study)
+    ask_tell = make_ask_tell(space, cfg.budget, store, cfg, lambda line: None).attach(study)
     proposals = [ask_tell.propose() for _ in range(len(picks))]
     assert [space.active(p.row and {k[6:]: v for k, v in p.row.items() if k.startswith("param_")})
             for p in proposals] == [space.active(p) for p in picks]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from rnnpool_nas.arch.presets import get_preset, set_field
-from rnnpool_nas.arch.spec import ArchSpec, expand
+from rnnpool_nas.arch.spec import ArchSpec, expand, head_name
 from rnnpool_nas.cost import evaluate
 from rnnpool_nas.export.exporter import write_project
 from rnnpool_nas.lower.plan import head_specs, mbconv_split_scratch_bytes, plan
@@ -118,7 +118,7 @@ def test_streamed_kernels_bit_exact_host_asan_qemu(case, tmp_path):
     assert doc["arena_bytes"] == evaluate(spec, "int8", "runtime").peak_ram_bytes
     assert any(c["streamed"] for c in doc["calls"])
     if case == "detector":  # the stage-1 head streams with the prefix, writing its rows to the output
-        assert all(c["streamed"] for c in doc["calls"] if c["layer"] == "head0")
+        assert all(c["streamed"] for c in doc["calls"] if c["layer"] == head_name(0))
     assert "bit-exact" in _make(out, "check")
     assert "clean" in _make(out, "asan")
     _need("arm-none-eabi-gcc")
@@ -184,7 +184,7 @@ def test_whole_map_residual_blocks_run_in_place_and_global_pools_stream():
 def test_detector_heads_stream_with_their_source():
     spec = _detector()
     arena = plan(expand(spec), heads=head_specs(spec))
-    head0 = [i for i, s in enumerate(arena.steps) if s.layer == "head0"]
+    head0 = [i for i, s in enumerate(arena.steps) if s.layer == head_name(0)]
     seg = arena.segment_of(head0[0])
     assert seg.streamed and all(seg.first <= i <= seg.last for i in head0)
     assert "1.0" in seg.layers  # the head's source layer

@@ -111,7 +111,7 @@ def build_layer(layer: Layer) -> nn.Module:
         )
         return nn.Sequential(pool, rnnpool_norm(cout)) if a["batch_norm"] else nn.Sequential(pool)
     if layer.kind == "pool":
-        if a["kind"] == "rnnpool":
+        if layer.is_rnnpool:
             return nn.Sequential(RNNPoolLayer(cin, a["kernel"], a["stride"], a["h1"], a["h2"], padding=0),
                                  rnnpool_norm(cout))
         if a["global_pool"]:
@@ -132,12 +132,12 @@ class SpecNet(nn.Module):
         self.layers = expand(spec)
         self.blocks = nn.ModuleList(build_layer(layer) for layer in self.layers)
         self.heads = nn.ModuleList()
-        self._taps: dict[int, list[int]] = {}  # block index -> heads fed by its output
+        self.taps: dict[int, list[int]] = {}  # block index -> heads fed by its output
         if spec.detection is not None:
             last_block = {layer.stage: i for i, layer in enumerate(self.layers)}
             for j, (src, (shape, _, _)) in enumerate(zip(spec.detection.sources, source_shapes(spec, self.layers))):
                 self.heads.append(Head(shape[2], src.l2norm, src.extra_conv, src.max_out))
-                self._taps.setdefault(last_block[src.stage], []).append(j)
+                self.taps.setdefault(last_block[src.stage], []).append(j)
 
     def forward(self, x: torch.Tensor):
         if self.spec.detection is None:
@@ -147,7 +147,7 @@ class SpecNet(nn.Module):
         outputs: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.heads)
         for i, block in enumerate(self.blocks):
             x = block(x)
-            for j in self._taps.get(i, ()):
+            for j in self.taps.get(i, ()):
                 outputs[j] = self.heads[j](x)
         loc = torch.cat([o[0] for o in outputs if o is not None], dim=1)
         conf = torch.cat([o[1] for o in outputs if o is not None], dim=1)

@@ -305,6 +305,25 @@ class Layer:
     def __repr__(self) -> str:
         return f"Layer({self.name} {self.kind} {self.in_shape} -> {self.out_shape})"
 
+    @property
+    def is_rnnpool(self) -> bool:
+        """Whether the layer runs an RNNPool: an RNNPool stage, or a pool of kind ``rnnpool``
+        (an RNNPool over the pool's windows, no padding). The one test the builder, the cost
+        model, the lowering and the int8 converter ask."""
+        return self.kind == "rnnpool" or (self.kind == "pool" and self.args["kind"] == "rnnpool")
+
+
+def head_name(j: int) -> str:
+    """The name of detection head ``j`` everywhere a head is named: its kernel calls in the
+    lowering (export.json's and measure.json's ``layer``), its rows of the cost model's stages and
+    of the latency per row. Layers are named ``STAGE.REPEAT``, so the two never meet."""
+    return f"head{j}"
+
+
+def head_index(name: str) -> int | None:
+    """``j`` for :func:`head_name` ``(j)``; ``None`` for a layer's name."""
+    return int(name[4:]) if name.startswith("head") and name[4:].isdigit() else None
+
 
 def _conv_out(size: int, kernel: int, stride: int) -> int:
     return (size + 2 * (kernel // 2) - kernel) // stride + 1

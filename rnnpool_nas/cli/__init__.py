@@ -2,8 +2,10 @@
 
 Each subcommand lives in its own module here with two functions: ``register(subparsers)`` adds
 its parser (argument definitions only, so ``--help`` never imports torch) and sets ``handler``
-to a ``run(args) -> int`` that imports the library lazily and calls it. A :class:`UserError`
-becomes one line on stderr and exit code 2; anything else is a bug and keeps its traceback.
+to a ``run(args) -> int`` that imports the library lazily and calls it. Its ``ABOUT`` text is its
+one-line help, a blank line, then the description ``--help`` prints (:func:`add_command`). A
+:class:`UserError` becomes one line on stderr and exit code 2; anything else is a bug and keeps
+its traceback.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_command(sub: argparse._SubParsersAction, name: str, about: str) -> argparse.ArgumentParser:
+    """Add the parser of subcommand ``name``; ``about``: its one-line help, a blank line, then
+    its description (argparse re-flows both)."""
+    help_text, _, description = about.strip().partition("\n\n")
+    return sub.add_parser(name, help=help_text, description=description)
 
 
 def build_parser() -> argparse.ArgumentParser:

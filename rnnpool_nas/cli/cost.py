@@ -7,15 +7,18 @@ import json
 import math
 
 from ..units import DEFAULT_CLOCK_MHZ, kib
+from . import add_command
+
+
+ABOUT = """score an architecture: peak RAM, MAdds, parameters (no training)
+
+Score an architecture analytically: per-stage output shape, RAM, MAdds and parameters, the block
+that sets the peak, and the totals. Sizes in KiB (the paper's KB).
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "cost",
-        help="score an architecture: peak RAM, MAdds, parameters (no training)",
-        description="Score an architecture analytically: per-stage output shape, RAM, MAdds and "
-        "parameters, the block that sets the peak, and the totals. Sizes in KiB (the paper's KB).",
-    )
+    p = add_command(sub, "cost", ABOUT)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", metavar="NAME", help="a preset (see `rnnpool-nas presets`)")
     src.add_argument("--arch", metavar="FILE.json", help="a spec file (e.g. from --dump-arch)")
@@ -32,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--constraints", metavar="PROFILE", help="a device profile (constraints/NAME.yaml or a path): "
                    "its clock_mhz sets the latency's milliseconds")
     p.add_argument("--clock-mhz", type=float, metavar="MHZ",
-                   help="clock for the latency's milliseconds (default: the profile's, else 168)")
+                   help=f"clock for the latency's milliseconds (default: the profile's, else {DEFAULT_CLOCK_MHZ:g})")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--dump-arch", action="store_true", help="print the spec JSON (what --arch reads) and exit")
     p.set_defaults(handler=run)

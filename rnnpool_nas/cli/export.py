@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_command
+
+
+ABOUT = """export a trained model as int8 C (host, Cortex-M4, QEMU)
+
+Write a self-contained C99 project for a search trial (RUN --trial ID) or a model trained with
+`rnnpool-nas train` (--checkpoint FILE --arch FILE): model.c/.h, the runtime kernels, a Makefile
+(host, check, asan, m4, size, run-qemu), sample inputs with the int8 reference outputs, and
+export.json. With gcc, arm-none-eabi-gcc and qemu-system-arm installed it also builds, checks
+bit-exactness and measures the ELF's flash and RAM.
+"""
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "export", help="export a trained model as int8 C (host, Cortex-M4, QEMU)",
-        description="Write a self-contained C99 project for a search trial (RUN --trial ID) or a model "
-        "trained with `rnnpool-nas train` (--checkpoint FILE --arch FILE): model.c/.h, the runtime "
-        "kernels, a Makefile (host, check, asan, m4, size, run-qemu), sample inputs with the int8 "
-        "reference outputs, and export.json. With gcc, arm-none-eabi-gcc and qemu-system-arm installed "
-        "it also builds, checks bit-exactness and measures the ELF's flash and RAM.")
+    p = add_command(sub, "export", ABOUT)
     p.add_argument("run", nargs="?", metavar="RUN", help="a search run directory (runs/NAME)")
     p.add_argument("--trial", type=int, metavar="ID", help="the trial to export (see `rnnpool-nas pareto RUN`)")
     p.add_argument("--checkpoint", metavar="FILE", help="checkpoint.pt of `rnnpool-nas train`")

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_command
+
+
+ABOUT = """retrain a run's finalists fully, quantize them to int8 and test them once
+
+Retrain the best finalists of a search from scratch on the full training set with the full recipe
+(the paper's schedule and augmentation, --epochs), quantize each to int8 and score float and int8
+once on the test set, which the search never saw. Runs on Ray Tune like the search (--address); run
+it again to resume after an interruption. Writes RUN/final/<trial>/ (checkpoint.pt, metrics.json);
+`export RUN --trial ID` then ships the finalized model.
+"""
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "finalize",
-        help="retrain a run's finalists fully, quantize them to int8 and test them once",
-        description="Retrain the best finalists of a search from scratch on the full training set with the full "
-        "recipe (the paper's schedule and augmentation, --epochs), quantize each to int8 and score float and int8 "
-        "once on the test set, which the search never saw. Runs on Ray Tune like the search (--address); run it "
-        "again to resume after an interruption. Writes RUN/final/<trial>/ (checkpoint.pt, metrics.json); `export "
-        "RUN --trial ID` then ships the finalized model.",
-    )
+    p = add_command(sub, "finalize", ABOUT)
     p.add_argument("run_dir", metavar="RUN", help="a run directory, e.g. runs/fashion-mnist-16k")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--top", type=int, metavar="K",

@@ -6,19 +6,22 @@ import argparse
 import json
 
 from ..units import DEFAULT_CLOCK_MHZ
+from . import add_command
+
+
+ABOUT = """cycles of an exported model on an emulated Cortex-M4, per kernel call
+
+Build an export's Cortex-M4 image (make -C DIR m4) when needed, run it instruction by instruction in
+an emulator charging each instruction its Cortex-M4 cycles (the TRM's table), check its output
+against the int8 reference, and print per kernel call and in total: MACs, instructions, cycles,
+cycles/MAC, milliseconds at --clock-mhz and the latency predictor's cycles. Writes DIR/measure.json.
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "measure",
-        help="cycles of an exported model on an emulated Cortex-M4, per kernel call",
-        description="Build an export's Cortex-M4 image (make -C DIR m4) when needed, run it instruction by "
-        "instruction in an emulator charging each instruction its Cortex-M4 cycles (the TRM's table), check its "
-        "output against the int8 reference, and print per kernel call and in total: MACs, instructions, cycles, "
-        "cycles/MAC, milliseconds at --clock-mhz and the latency predictor's cycles. Writes DIR/measure.json.",
-    )
+    p = add_command(sub, "measure", ABOUT)
     p.add_argument("dir", metavar="DIR", help="an export folder (the --out of `rnnpool-nas export`)")
-    p.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ, metavar="MHZ", help="clock for milliseconds (default 168)")
+    p.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ, metavar="MHZ", help=f"clock for milliseconds (default {DEFAULT_CLOCK_MHZ:g})")
     p.add_argument("--flash-wait-states", type=int, default=0, metavar="N",
                    help="estimate a real board: code and weights in a flash with N wait states behind an "
                    "ART-accelerator-like cache (STM32F4 at 168 MHz: 5, STM32L4 at 80 MHz: 4; default 0, "

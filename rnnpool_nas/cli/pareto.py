@@ -6,17 +6,20 @@ import argparse
 import json
 
 from ..units import format_bytes
+from . import add_command
+
+
+ABOUT = """print a run's finalists and how to export them
+
+Print the finalists of a run (its complete trials within budget that no other beats on the search's
+objectives), best accuracy first, with the command that exports each; `accuracy` is the search's
+(validation split), and once `rnnpool-nas finalize` ran, `test float`/`test int8` the finalized
+model's test accuracy.
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "pareto",
-        help="print a run's finalists and how to export them",
-        description="Print the finalists of a run (its complete trials within budget that no other beats on the "
-        "search's objectives), best accuracy first, with the command that exports each; `accuracy` is the search's "
-        "(validation split), and once `rnnpool-nas finalize` ran, `test float`/`test int8` the finalized model's "
-        "test accuracy.",
-    )
+    p = add_command(sub, "pareto", ABOUT)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, e.g. runs/fashion-mnist-16k")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=run)

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_command
+
+
+ABOUT = """list the preset architectures
+
+List the preset architectures.
+"""
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("presets", help="list the preset architectures", description="List the preset architectures.")
+    p = add_command(sub, "presets", ABOUT)
     p.set_defaults(handler=run)
 
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_command
+
+
+ABOUT = """write a run's report page: Pareto plots, finalists, RAM profiles
+
+Write RUN_DIR/report.html, one self-contained page that works offline: accuracy against peak RAM,
+MAdds and latency for every trial with the Pareto front and the budget, the finalists and the
+command that exports each, their per-stage RAM profiles, the hyperparameters, and the search's
+progress.
+"""
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "report",
-        help="write a run's report page: Pareto plots, finalists, RAM profiles",
-        description="Write RUN_DIR/report.html, one self-contained page that works offline: accuracy against "
-        "peak RAM, MAdds and latency for every trial with the Pareto front and the budget, the finalists and the "
-        "command that exports each, their per-stage RAM profiles, the hyperparameters, and the search's progress.",
-    )
+    p = add_command(sub, "report", ABOUT)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, e.g. runs/fashion-mnist-16k")
     p.set_defaults(handler=run)
 

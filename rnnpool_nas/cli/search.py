@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_command
+
+
+ABOUT = """search RNNPool architectures under a RAM budget (the main job)
+
+Optuna proposes candidates from a search space, the cost model drops those over budget, Ray Tune
+trains the rest; the Pareto front of accuracy against RAM/MAdds lands in --out. Sizes: 256KB =
+256KiB = 262144 bytes (the paper's KB are KiB).
+"""
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "search",
-        help="search RNNPool architectures under a RAM budget (the main job)",
-        description="Optuna proposes candidates from a search space, the cost model drops those over "
-        "budget, Ray Tune trains the rest; the Pareto front of accuracy against RAM/MAdds lands in --out. "
-        "Sizes: 256KB = 256KiB = 262144 bytes (the paper's KB are KiB).",
-    )
+    p = add_command(sub, "search", ABOUT)
     p.add_argument("--space", metavar="SPACE",
                    help="search_spaces/NAME.yaml or a path (default: fashion-mnist)")
     p.add_argument("--ram-budget", metavar="SIZE", help="peak RAM budget, e.g. 256KB, 0.25MB, 262144")
@@ -66,7 +70,7 @@ def _profile_sets_convention(constraints: str | None) -> bool:
     """Whether the device profile names a RAM convention (then it stands)."""
     if not constraints:
         return False
-    from ..run._yaml import read_yaml
+    from ..run import read_yaml
     from ..run.budget import find_constraints, load_constraints
 
     path = find_constraints(constraints)

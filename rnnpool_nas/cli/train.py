@@ -15,17 +15,20 @@ import math
 import sys
 from pathlib import Path
 
+from . import add_command
 from .cost import resolve_spec
 
 
+ABOUT = """train one architecture (float, then the exact int8 reference)
+
+Train one architecture with the paper's recipe (SGD, momentum 0.9, weight decay 4e-5, cosine
+schedule), then quantize it to int8 and report both accuracies (face detectors: AP at IoU 0.5, also
+on the images with at most 3 faces). Writes checkpoint.pt, arch.json and metrics.json to --out.
+"""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train one architecture (float, then the exact int8 reference)",
-        description="Train one architecture with the paper's recipe (SGD, momentum 0.9, weight decay 4e-5, "
-        "cosine schedule), then quantize it to int8 and report both accuracies (face detectors: AP at IoU 0.5, "
-        "also on the images with at most 3 faces). Writes checkpoint.pt, arch.json and metrics.json to --out.",
-    )
+    p = add_command(sub, "train", ABOUT)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", metavar="NAME", help="a preset (see `rnnpool-nas presets`)")
     src.add_argument("--arch", metavar="FILE.json", help="a spec file (e.g. from `cost --dump-arch`)")

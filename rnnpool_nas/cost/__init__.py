@@ -98,7 +98,7 @@ def evaluate(
     peak_row = max(ram_rows, key=lambda row: row.elems)
     per_layer: dict[str, float] = {}
     cycles = None
-    try:  # stage rows are layer names and "head <j>", as predict_spec names them
+    try:  # stage rows are layer names and head_name(j), as predict_spec names them
         per_layer, cycles = predict_spec(spec, layers)
     except UncalibratedKernel:  # a kernel newer than cost/latency_m4.json: unknown latency
         per_layer, cycles = {}, None

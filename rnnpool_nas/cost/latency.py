@@ -73,7 +73,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..arch.spec import Layer
+from ..arch.spec import Layer, head_index
 from ..lower.plan import HeadSpec, Step, head_specs, lower
 from ..units import DEFAULT_CLOCK_MHZ, cycles_to_ms  # noqa: F401 (re-exported)
 
@@ -136,7 +136,7 @@ def call_args(step: Step, layer: Layer | None, heads: list[HeadSpec] | None = No
         if op == "conv":
             k, s = 3, 1
             if step.output.endswith("/extra"):
-                _, k, s = (heads or [])[int(step.layer[4:])].extra
+                _, k, s = (heads or [])[head_index(step.layer)].extra
             return {"kernel": k, "stride": s, "groups": 1, "pad": k // 2}
         return {}
     a, kind = layer.args, layer.kind
@@ -440,14 +440,12 @@ def predict_layers(layers: list[Layer], model: LatencyModel | None = None,
 def predict_spec(spec, layers: list[Layer] | None = None,
                  model: LatencyModel | None = None) -> tuple[dict[str, float], float]:
     """``({stage row name: cycles}, total cycles)`` of an ArchSpec, classifier or detector: the rows
-    are named as :func:`rnnpool_nas.cost.evaluate`'s stages (layer names, ``head <j>``)."""
+    are named as :func:`rnnpool_nas.cost.evaluate`'s stages (layer names, ``arch.spec.head_name``)."""
     from ..arch.spec import expand
 
     layers = expand(spec) if layers is None else layers
     heads = head_specs(spec) if spec.detection is not None else None
-    per_layer, total = predict_layers(layers, model, heads)
-    names = {layer.name for layer in layers}
-    return {k if k in names else f"head {k[4:]}": v for k, v in per_layer.items()}, total
+    return predict_layers(layers, model, heads)
 
 
 __all__ = ["COMPOSITE", "FEATURES", "LatencyModel", "UncalibratedKernel", "CallLatency", "call_args", "call_features",

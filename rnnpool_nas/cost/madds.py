@@ -86,7 +86,7 @@ def _layer_count(layer: Layer) -> Count:
         count = rnnpool_count(ci, a["patch"], a["patches"], a["h1"], a["h2"], a["w_rank"], a["u_rank"])
         return add(count, (0, 2 * co, 0, 0)) if a["batch_norm"] else count
     if kind == "pool":
-        if a["kind"] == "rnnpool":
+        if layer.is_rnnpool:
             return add(rnnpool_count(ci, a["kernel"], (ho, wo), a["h1"], a["h2"]), (0, 2 * co, 0, 0))
         return ZERO
     if kind == "linear":

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..arch.spec import ArchSpec, Layer, source_shapes
+from ..arch.spec import ArchSpec, Layer, head_name, source_shapes
 from ..lower.plan import head_specs, plan
 
 
@@ -77,7 +77,7 @@ def _feeds_global_pool(layer: Layer, nxt: Layer | None) -> bool:
     pixel by pixel into the pool, its output map is never held."""
     return (
         layer.kind == "conv" and layer.args["kernel"] == 1 and nxt is not None and nxt.kind == "pool"
-        and nxt.args["global_pool"] and nxt.args["kind"] != "rnnpool"
+        and nxt.args["global_pool"] and not nxt.is_rnnpool
     )
 
 
@@ -157,10 +157,10 @@ def _head_rows(spec: ArchSpec, layers: list[Layer], first: int | None) -> list[R
     stage_of_first = layers[first].stage if first is not None else -1
     for j, (src, (shape, pred, _)) in enumerate(zip(spec.detection.sources, source_shapes(spec, layers))):
         if src.stage < stage_of_first:
-            out.append(RamRow(f"head {j}", "head", 0, f"patch by patch inside RNNPool {layers[first].name}"))
+            out.append(RamRow(head_name(j), "head", 0, f"patch by patch inside RNNPool {layers[first].name}"))
             continue
         extra = math.prod(pred) if src.extra_conv is not None else 0
-        out.append(RamRow(f"head {j}", "head", math.prod(shape) + extra, "source + extra conv; predictions streamed"))
+        out.append(RamRow(head_name(j), "head", math.prod(shape) + extra, "source + extra conv; predictions streamed"))
     return out
 
 
@@ -218,8 +218,8 @@ def runtime_rows(layers: list[Layer], n_heads: int, arena) -> list[RamRow]:
         for k in range(seg.first, seg.last + 1):
             notes.setdefault(arena.steps[k].layer, note)
     rows = [RamRow(layer.name, layer.kind, arena.layer_peaks[layer.name], notes[layer.name]) for layer in layers]
-    rows += [RamRow(f"head {j}", "head", arena.layer_peaks.get(f"head{j}", 0), notes.get(f"head{j}", ""))
-             for j in range(n_heads)]
+    rows += [RamRow(name, "head", arena.layer_peaks.get(name, 0), notes.get(name, ""))
+             for name in map(head_name, range(n_heads))]
     return rows
 
 

@@ -33,16 +33,8 @@ from xml.parsers import expat
 
 import numpy as np
 
-from rnnpool_nas.data.types import (
-    DetectionDataset,
-    DetectionSplit,
-    FileReader,
-    UnreadableImage,
-    clip_boxes,
-    image_header,
-    seeded_order,
-    warn_bad,
-)
+from rnnpool_nas.data.types import (DetectionDataset, DetectionSplit, UnreadableImage, clip_boxes, files_split,
+                                    image_header, seeded_order, warn_bad)
 from rnnpool_nas.errors import UserError
 
 PART_B = "SCUT_HEAD_Part_B"
@@ -204,20 +196,8 @@ def load_split(
             bad.append((e.where, e.why))
         except UnreadableImage as e:
             bad.append((str(folder / "JPEGImages" / f"{ids[j]}.jpg"), str(e)))
-    kept.sort(key=lambda t: t[0])
     warn_bad("scut-head", split, bad, stacklevel=6)  # the caller of load_detection_dataset
-    paths = [t[1] for t in kept]
-    return DetectionSplit.from_reader(
-        f"scut-head:{split}",
-        [str(p) for p in paths],
-        [t[2] for t in kept],
-        [t[3] for t in kept],
-        [t[4] for t in kept],
-        FileReader(paths),
-        size=size,
-        channels=channels,
-        bad=bad,
-    )
+    return files_split(f"scut-head:{split}", kept, size=size, channels=channels, bad=bad)
 
 
 def load(

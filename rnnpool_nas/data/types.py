@@ -159,6 +159,8 @@ class DetectionSplit(Sequence[DetectionSample]):
         out.rows = rows if self.rows is None else self.rows[rows]
         return out
 
+    # The constructor's parameters on purpose, but with boxes and sizes at the images' native size
+    # (``size`` rescales them and wraps ``read``): the constructor takes what the split returns.
     @classmethod
     def from_reader(
         cls,
@@ -321,5 +323,15 @@ def seeded_order(n: int, limit: int | None, seed: int, stream: int) -> Sequence[
     return range(n) if limit is None else np.random.default_rng([seed, stream]).permutation(n).tolist()
 
 
+def files_split(name: str, kept: list[tuple[int, Path, np.ndarray, np.ndarray, tuple[int, int]]], *,
+                size: tuple[int, int] | None, channels: int, bad: list[tuple[str, str]]) -> DetectionSplit:
+    """The split of image files a loader kept, read lazily (:class:`FileReader`): ``kept`` holds
+    ``(order, path, boxes, ignore, (height, width))`` per image, in the order of ``order``."""
+    kept = sorted(kept, key=lambda t: t[0])
+    paths = [t[1] for t in kept]
+    return DetectionSplit.from_reader(name, [str(p) for p in paths], [t[2] for t in kept], [t[3] for t in kept],
+                                      [t[4] for t in kept], FileReader(paths), size=size, channels=channels, bad=bad)
+
+
 __all__ = ["CLASSES", "DetectionDataset", "DetectionSample", "DetectionSplit", "FileReader", "UnreadableImage",
-           "clip_boxes", "image_header", "read_image", "seeded_order", "warn_bad"]
+           "clip_boxes", "files_split", "image_header", "read_image", "seeded_order", "warn_bad"]

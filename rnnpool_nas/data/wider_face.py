@@ -36,16 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnpool_nas.data.types import (
-    DetectionDataset,
-    DetectionSplit,
-    FileReader,
-    UnreadableImage,
-    clip_boxes,
-    image_header,
-    seeded_order,
-    warn_bad,
-)
+from rnnpool_nas.data.types import (DetectionDataset, DetectionSplit, UnreadableImage, clip_boxes, files_split,
+                                    image_header, seeded_order, warn_bad)
 from rnnpool_nas.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -139,7 +131,7 @@ def load_split(
     entries = parse_ground_truth(gt)
     if not entries:
         raise UserError(f"wider-face: {gt} lists no image")
-    kept: list[tuple[int, Path, np.ndarray, tuple[int, int]]] = []
+    kept: list[tuple[int, Path, np.ndarray, np.ndarray, tuple[int, int]]] = []
     bad: list[tuple[str, str]] = []
     for j in seeded_order(len(entries), limit, seed, stream):
         if limit is not None and len(kept) >= limit:
@@ -158,21 +150,9 @@ def load_split(
             why = f"box {x1:g},{y1:g} {x2 - x1:g}x{y2 - y1:g} lies outside {e.file} ({width}x{height})"
             bad.append((f"{gt}:{e.box_lines[k]}", why))
             continue
-        kept.append((j, path, boxes, (height, width)))
-    kept.sort(key=lambda t: t[0])
+        kept.append((j, path, boxes, np.zeros(len(boxes), dtype=bool), (height, width)))
     warn_bad("wider-face", split, bad, stacklevel=6)  # the caller of load_detection_dataset
-    paths = [p for _, p, _, _ in kept]
-    return DetectionSplit.from_reader(
-        f"wider-face:{split}",
-        [str(p) for p in paths],
-        [b for _, _, b, _ in kept],
-        [np.zeros(len(b), dtype=bool) for _, _, b, _ in kept],
-        [s for _, _, _, s in kept],
-        FileReader(paths),
-        size=size,
-        channels=channels,
-        bad=bad,
-    )
+    return files_split(f"wider-face:{split}", kept, size=size, channels=channels, bad=bad)
 
 
 def load(

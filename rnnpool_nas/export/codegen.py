@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..arch.spec import ArchSpec, expand
+from ..arch.spec import ArchSpec, expand, head_name
 from ..lower.plan import INPUT, OUTPUT, ArenaPlan, Segment, Step, head_specs, plan
 from ..ops.geometry import axis_geometry
 from ..quant.reference import QAdd, QConv, QL2Norm, QLinear, QPool, QRNN, QRNNPool, QuantizedNet
@@ -344,9 +344,9 @@ def _pair_ops(arena: ArenaPlan, qnet: QuantizedNet) -> list[tuple[Step, object]]
     for block in qnet.blocks:
         by_layer[block.layer] = list(block.ops) + ([block.add] if block.add is not None else [])
     for j, head in enumerate(qnet.heads):
-        by_layer[f"head{j}"] = [o for o in (head.norm, head.extra, head.loc, head.conf) if o is not None]
+        by_layer[head_name(j)] = [o for o in (head.norm, head.extra, head.loc, head.conf) if o is not None]
         if head.max_out:
-            by_layer[f"head{j}"].append("maxout")
+            by_layer[head_name(j)].append("maxout")
     pairs = []
     for step in arena.steps:
         ops = by_layer.get(step.layer)

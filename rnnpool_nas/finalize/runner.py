@@ -38,6 +38,8 @@ from typing import Any, Callable
 from ..cluster import start_ray
 from ..errors import UserError
 from ..run.final import FINAL_DIR, SUMMARY, final_dir, read_final, train_rows
+from ..run.store import plain, trial_path
+from ..units import kib
 
 #: Epochs of the full training when ``--epochs`` is not given, by data set kind (the part of the
 #: name before ``:``). Fashion-MNIST: see the README's main job for the measured curve.
@@ -210,7 +212,7 @@ def train_and_test(config: dict[str, Any], out: Path, report: Callable[[dict[str
     if result.status != "complete":
         raise RuntimeError(f"training {result.status}: {result.reason}")
     metrics: dict[str, Any] = {"epochs_trained": result.epochs_trained, "epochs": r["epochs"],
-                               "curve": _curve(result.history), "train_images": trainer._num_train(),
+                               "curve": _curve(result.history), "train_images": trainer.num_train(),
                                "train_seconds": float(sum(h.seconds for h in result.history))}
     report({"epoch": result.epochs_trained, "phase": "test"})
     tick = time.perf_counter()
@@ -335,7 +337,7 @@ def _finalize(cfg: FinalizeConfig, store, printer: Callable[[str], None], start:
             raise UserError(f"trial {number} was being finalized with {_describe(done.get('recipe'))}, not "
                             f"{_describe(rec)}: give the same options to resume it, or delete {out}")
         out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(store.root / "trials" / f"{number:04d}" / "arch.json", out / "arch.json")
+        shutil.copyfile(trial_path(store.root, number) / "arch.json", out / "arch.json")
         if done is not None and (out / "checkpoint.pt").exists():
             printer(f"trial {number}: resuming its interrupted finalize from epoch {done.get('epochs_trained', 0)}")
         todo.append(number)
@@ -358,16 +360,14 @@ def _describe(rec: dict[str, Any] | None) -> str:
 
 
 def _table(store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from ..run.store import _plain
-
     out = []
     for row in rows:
         number = int(row["trial"])
         doc = read_final(store.root, number) or {"status": "missing", "reason": "not finalized"}
         item = {"trial": number, "status": doc.get("status"), "reason": doc.get("reason", ""),
-                "peak_ram_bytes": _plain(row.get("peak_ram_bytes")), "madds": _plain(row.get("madds")),
-                "params": _plain(row.get("params")), "latency_ms": _plain(row.get("latency_ms")),
-                "search_accuracy": _plain(row.get("accuracy")), "search_epochs": _plain(row.get("epochs_trained"))}
+                "peak_ram_bytes": plain(row.get("peak_ram_bytes")), "madds": plain(row.get("madds")),
+                "params": plain(row.get("params")), "latency_ms": plain(row.get("latency_ms")),
+                "search_accuracy": plain(row.get("accuracy")), "search_epochs": plain(row.get("epochs_trained"))}
         for key in ("epochs", "float_test_accuracy", "int8_test_accuracy", "int8_drop", "int8_within_tolerance",
                     "test_images", "metric", "wall_time_s"):
             item[key] = doc.get(key)
@@ -385,7 +385,7 @@ def _summary(finalists, rec, dataset: str, wall: float, printer) -> None:
         def acc(v):
             return "-" if v is None else f"{v:.4f}"
         lat = "-" if f["latency_ms"] is None else f"{f['latency_ms']:.1f}"
-        printer(f"  {f['trial']:>5}  {f['peak_ram_bytes'] / 1024:>6.1f} KiB  {f['madds'] / 1e6:>6.2f}M  {lat:>7}  "
+        printer(f"  {f['trial']:>5}  {kib(f['peak_ram_bytes']):>6} KiB  {f['madds'] / 1e6:>6.2f}M  {lat:>7}  "
                 f"{acc(f['search_accuracy']):>10}  {acc(f['float_test_accuracy']):>10}  {acc(f['int8_test_accuracy']):>9}"
                 + ("" if f.get("int8_within_tolerance") in (None, True) else "  (int8 loses more than 0.5 points)"))
     sys.stdout.flush()

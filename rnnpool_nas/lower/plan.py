@@ -53,7 +53,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..arch.spec import Layer
+from ..arch.spec import Layer, head_index, head_name
 from ..errors import UserError
 from ..ops.geometry import axis_geometry
 
@@ -238,7 +238,7 @@ def lower(layers: list[Layer], heads: list[HeadSpec] | None = None) -> tuple[lis
         for j, head in enumerate(heads):
             if head.after != index:
                 continue
-            name, x, shape = f"head{j}", source, head.source
+            name, x, shape = head_name(j), source, head.source
             if head.l2norm:
                 x = emit(name, "l2norm", (x,), f"{name}/norm", shape, shape)
             if head.extra is not None:
@@ -275,7 +275,7 @@ def lower(layers: list[Layer], heads: list[HeadSpec] | None = None) -> tuple[lis
             x = emit(layer, "depthwise", (current,), f"{name}/dw", layer.in_shape, (out[0], out[1], ci), kernel=k,
                      stride=a["stride"])
             current = emit(layer, "pointwise", (x,), f"{name}/out", (out[0], out[1], ci), out, pad=0)
-        elif kind == "rnnpool" or (kind == "pool" and a["kind"] == "rnnpool"):
+        elif layer.is_rnnpool:
             ph, pw = a["patch"] if kind == "rnnpool" else a["kernel"]
             sh = a["stride"][0]
             words = rnnpool_scratch_words(ph, pw, a["h1"], a["h2"])
@@ -305,10 +305,8 @@ def _layer_ranges(steps: list[Step], layers: list[Layer], heads: list[HeadSpec])
     owner: list[int] = []
     index = {layer.name: i for i, layer in enumerate(layers)}
     for step in steps:
-        if step.layer.startswith("head") and step.layer not in index:
-            owner.append(heads[int(step.layer[4:])].after)
-        else:
-            owner.append(index[step.layer])
+        j = head_index(step.layer)
+        owner.append(index[step.layer] if j is None else heads[j].after)
     ranges = []
     for i in range(len(layers)):
         mine = [k for k, o in enumerate(owner) if o == i]

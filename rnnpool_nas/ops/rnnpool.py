@@ -47,6 +47,8 @@ class RNNPoolLayer(nn.Module):
         use_kernel: use the fused C++ recurrence when it is available.
     """
 
+    # The FastGRNN cell's parameters (from gate_nonlinearity on) are passed on to both cells; the
+    # defaults differ on purpose: zeta/nu start at the reference RNNPool's 100/-100, not the cell's 1/-4.
     def __init__(
         self,
         in_channels: int,

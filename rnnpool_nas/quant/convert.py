@@ -75,7 +75,7 @@ def _qrnn(cell, x_scale: float, state_input: bool) -> QRNN:
                 cell.gate_nonlinearity, cell.update_nonlinearity, state_input)
 
 
-class _Ranges:
+class ActivationRanges:
     """Min/max of module outputs over calibration batches (forward hooks)."""
 
     def __init__(self) -> None:
@@ -92,7 +92,7 @@ class _Ranges:
         return choose_qparams(self.lo[id(module)], self.hi[id(module)])
 
 
-def _observed(model: SpecNet) -> list[nn.Module]:
+def observed_modules(model: SpecNet) -> list[nn.Module]:
     mods: list[nn.Module] = [m for head in model.heads for m in (head.norm, head.extra, head.loc, head.conf)
                              if not isinstance(m, nn.Identity)]
     for block in model.blocks:
@@ -109,8 +109,8 @@ def quantize(model: SpecNet, calibration: np.ndarray, batch_size: int = 256) -> 
     """Quantize a trained classifier or detector; ``calibration``: uint8 NHWC images at its input
     shape."""
     model.eval()
-    ranges = _Ranges()
-    handles = [m.register_forward_hook(ranges.hook) for m in _observed(model)]
+    ranges = ActivationRanges()
+    handles = [m.register_forward_hook(ranges.hook) for m in observed_modules(model)]
     try:
         for i in range(0, len(calibration), batch_size):
             x = torch.from_numpy(calibration[i : i + batch_size]).permute(0, 3, 1, 2).float() / 255
@@ -124,12 +124,12 @@ def quantize(model: SpecNet, calibration: np.ndarray, batch_size: int = 256) -> 
     for i, (layer, module) in enumerate(zip(model.layers, model.blocks)):
         block, inp = _quantize_block(layer, module, inp, ranges)
         blocks.append(block)
-        for j in model._taps.get(i, ()):
+        for j in model.taps.get(i, ()):
             heads[j] = _quantize_head(model.heads[j], inp, ranges)
-    return QuantizedNet(blocks, INPUT_QPARAMS, inp, [h for h in heads if h is not None], dict(model._taps))
+    return QuantizedNet(blocks, INPUT_QPARAMS, inp, [h for h in heads if h is not None], dict(model.taps))
 
 
-def _quantize_head(head: nn.Module, inp: QParams, ranges: _Ranges) -> QHead:
+def _quantize_head(head: nn.Module, inp: QParams, ranges: ActivationRanges) -> QHead:
     norm = extra = None
     x = inp
     if not isinstance(head.norm, nn.Identity):
@@ -151,7 +151,7 @@ def _quantize_head(head: nn.Module, inp: QParams, ranges: _Ranges) -> QHead:
     return QHead(norm, extra, convs[0], convs[1], bool(head.max_out))
 
 
-def _quantize_block(layer: Layer, module: nn.Module, inp: QParams, ranges: _Ranges) -> tuple[QBlock, QParams]:
+def _quantize_block(layer: Layer, module: nn.Module, inp: QParams, ranges: ActivationRanges) -> tuple[QBlock, QParams]:
     a = layer.args
     if layer.kind == "conv":
         out = ranges.qparams(module)
@@ -174,7 +174,7 @@ def _quantize_block(layer: Layer, module: nn.Module, inp: QParams, ranges: _Rang
             add = QAdd(inp, x, final, ma, sa, mb, sb)
             x = final
         return QBlock(layer.name, ops, add), x
-    if layer.kind == "rnnpool" or (layer.kind == "pool" and a["kind"] == "rnnpool"):
+    if layer.is_rnnpool:
         out = ranges.qparams(module)
         pool = module[0]
         scale, shift_real = np.ones(layer.out_shape[2]), np.zeros(layer.out_shape[2])
@@ -204,4 +204,4 @@ def _quantize_block(layer: Layer, module: nn.Module, inp: QParams, ranges: _Rang
     raise UserError(f"int8 quantization does not support layer {layer.name} ({layer.kind})")
 
 
-__all__ = ["quantize"]
+__all__ = ["ActivationRanges", "observed_modules", "quantize"]

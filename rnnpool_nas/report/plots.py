@@ -20,6 +20,7 @@ from ..run.budget import Budget
 from ..run.pareto import pareto_front
 from ..run.status import FINAL, STYLES
 from ..run.status import UNTRAINED as _UNTRAINED
+from ..units import KIB
 from .run import STATUS_LABELS, RunView, plain
 
 TEMPLATE = "plotly_white"
@@ -30,7 +31,7 @@ STATUS_STYLE: dict[str, tuple[str, str]] = {s.value: (STYLES[s].color, STYLES[s]
 #: The cost axes a Pareto plot can have: column -> (axis title, unit, scale from the column's
 #: unit). The axes are logarithmic: costs span orders of magnitude.
 COST_AXES: dict[str, tuple[str, str, float]] = {
-    "peak_ram_bytes": ("peak RAM (KiB)", "KiB", 1 / 1024),
+    "peak_ram_bytes": ("peak RAM (KiB)", "KiB", 1 / KIB),
     "madds": ("MAdds (millions)", "M", 1e-6),
     "latency_ms": ("latency (ms)", "ms", 1.0),
 }
@@ -43,7 +44,7 @@ UNTRAINED = tuple(s.value for s in _UNTRAINED)  # no accuracy: drawn in the stri
 def budget_limit(budget: Budget, column: str) -> float | None:
     """The budget on ``column`` in the plot's unit (KiB, millions, ms), ``None`` if unlimited."""
     if column == "peak_ram_bytes" and budget.ram_bytes:
-        return budget.ram_bytes / 1024
+        return budget.ram_bytes / KIB
     if column == "madds" and budget.madds:
         return budget.madds / 1e6
     if column == "latency_ms" and budget.latency_s:
@@ -69,8 +70,8 @@ def hover_text(row: dict[str, Any], params: list[str]) -> str:
         lines.append(f"accuracy {accuracy:.4f} ({_fmt(row.get('epochs_trained'))} epoch(s))")
     ram = plain(row.get("peak_ram_bytes"))
     if ram is not None:
-        lines.append(f"peak RAM {ram / 1024:,.2f} KiB · {_fmt(plain(row.get('madds')) and row['madds'] / 1e6, '.3f')}M MAdds")
-        lines.append(f"{_fmt(row.get('params'), ',.0f')} params · model {_fmt(plain(row.get('model_bytes')) and row['model_bytes'] / 1024, ',.1f')} KiB")
+        lines.append(f"peak RAM {ram / KIB:,.2f} KiB · {_fmt(plain(row.get('madds')) and row['madds'] / 1e6, '.3f')}M MAdds")
+        lines.append(f"{_fmt(row.get('params'), ',.0f')} params · model {_fmt(plain(row.get('model_bytes')) and row['model_bytes'] / KIB, ',.1f')} KiB")
     latency = plain(row.get("latency_ms"))
     if latency is not None:
         lines.append(f"latency {latency:.2f} ms")
@@ -188,7 +189,7 @@ def parallel_figure(view: RunView) -> go.Figure | None:
         index = {v: i for i, v in enumerate(ordered)}
         dims.append(dict(label=column[6:], values=[index[plain(r.get(column))] for r in rows],
                          tickvals=list(range(len(ordered))), ticktext=labels, range=[-0.25, len(ordered) - 0.75]))
-    dims.append(dict(label="peak RAM (KiB)", values=[float(r["peak_ram_bytes"]) / 1024 for r in rows]))
+    dims.append(dict(label="peak RAM (KiB)", values=[float(r["peak_ram_bytes"]) / KIB for r in rows]))
     dims.append(dict(label="accuracy", values=[float(r["accuracy"]) for r in rows]))
     accuracy = [float(r["accuracy"]) for r in rows]
     fig = go.Figure(go.Parcoords(
@@ -241,14 +242,14 @@ def ram_profile_figure(costs: Costs, budget: Budget, title: str) -> go.Figure:
     hover = [f"<b>{s.name} {s.kind}</b><br>output {'x'.join(map(str, s.out_shape))}<br>RAM {s.ram_bytes:,} bytes"
              f"<br>{s.madds:,} MAdds · {s.params:,} params" + (f"<br><i>{s.note}</i>" if s.note else "")
              for s in costs.stages]
-    fig = go.Figure(go.Bar(x=names, y=[s.ram_bytes / 1024 for s in costs.stages], marker_color=colors,
+    fig = go.Figure(go.Bar(x=names, y=[s.ram_bytes / KIB for s in costs.stages], marker_color=colors,
                            hovertext=hover, hoverinfo="text", name="RAM", meta={"bottleneck": costs.bottleneck}))
     limit = budget_limit(budget, "peak_ram_bytes")
     if limit is not None:
         fig.add_hline(y=limit, line=dict(color=BUDGET_COLOR, dash="dash", width=1.5),
                       annotation_text=f"budget {limit:,.1f} KiB", annotation_position="top left",
                       annotation_font_color=BUDGET_COLOR)
-    peak = costs.peak_ram_bytes / 1024
+    peak = costs.peak_ram_bytes / KIB
     top = max([peak] + ([limit] if limit else []))
     fig.update_yaxes(title_text="RAM (KiB)", range=[0, top * 1.18 if top > 0 else 1])
     fig.update_xaxes(tickangle=-35, title_text="stage (block, kind)", automargin=True)
@@ -272,7 +273,7 @@ def final_front_figure(view: RunView) -> go.Figure | None:
     if not points:
         return None
     fig = go.Figure()
-    ram = [float(r["peak_ram_bytes"]) / 1024 for _, r, _ in points]
+    ram = [float(r["peak_ram_bytes"]) / KIB for _, r, _ in points]
     labels = [f"trial {n}" for n, _, _ in points]
     for name, values, symbol in (
         ("search (validation)", [float(r["accuracy"]) for _, r, _ in points], "circle-open"),

@@ -27,7 +27,7 @@ from ..run.final import final_columns, final_results, read_final
 from ..run.budget import Budget
 from ..run.pareto import OBJECTIVE_COLUMNS, accuracy_ram_hypervolume, pareto_front
 from ..run.status import FINAL, STYLES
-from ..run.store import CONFIG, PARETO, RunStore, trial_path
+from ..run.store import CONFIG, PARETO, RunStore, plain, trial_path
 
 #: Every status a finished trial can have, in the order pages list them (``run.status.FINAL``).
 STATUSES: tuple[str, ...] = tuple(s.value for s in FINAL)
@@ -62,17 +62,6 @@ def export_command(run_dir: str | os.PathLike, trial: int) -> str:
     name = root.resolve().name
     return (f"rnnpool-nas export {shlex.quote(display_path(root))} --trial {int(trial)} "
             f"--out {shlex.quote(f'export/{name}-t{int(trial)}')}")
-
-
-def plain(value: Any) -> Any:
-    """numpy/pandas scalars -> Python; NaN -> ``None`` (for JSON and tables)."""
-    if value is None:
-        return None
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def _number(value: Any) -> float:

@@ -176,12 +176,10 @@ class Budget:
         for name, (value, limit) in self._values(costs).items():
             if value is None or value <= limit:
                 continue
-            if name == "ram":
-                unit = "MiB" if limit >= MIB else "KiB"
-                out.append(f"peak RAM {format_bytes(value, unit)} > {format_bytes(limit, unit)}")
-            elif name == "flash":
-                unit = "MiB" if limit >= MIB else "KiB"
-                out.append(f"model {format_bytes(value, unit)} > flash {format_bytes(limit, unit)}")
+            if name in ("ram", "flash"):
+                unit = "MiB" if limit >= MIB else "KiB"  # both sides in the limit's unit
+                template = "peak RAM {} > {}" if name == "ram" else "model {} > flash {}"
+                out.append(template.format(format_bytes(value, unit), format_bytes(limit, unit)))
             elif name == "madds":
                 out.append(f"MAdds {format_madds(value)} > {format_madds(limit)}")
             else:
@@ -239,10 +237,7 @@ class Budget:
         kwargs["latency_s"] = None if latency is None else float(latency)
         kwargs["dtype"] = _check_dtype(data.get("dtype", "int8"), "budget: field 'dtype'")
         kwargs["convention"] = _check_convention(data.get("convention", "standard"), "budget: field 'convention'")
-        clock = data.get("clock_mhz", DEFAULT_CLOCK_MHZ)
-        if not _positive_number(clock):
-            raise UserError(f"budget: field 'clock_mhz' must be a positive number, got {clock!r}")
-        kwargs["clock_mhz"] = float(clock)
+        kwargs["clock_mhz"] = _check_clock(data.get("clock_mhz", DEFAULT_CLOCK_MHZ), "budget: field 'clock_mhz'")
         kwargs["name"] = str(data.get("name", "") or "")
         return cls(**kwargs)
 
@@ -284,21 +279,23 @@ def load_constraints(path: str | Path) -> Budget:
         return f"{path}: field {key!r}"
 
     budget = Budget(name=str(data.get("name") or path.stem))
-    if "clock_mhz" in data:
-        if not _positive_number(data["clock_mhz"]):
-            raise UserError(f"{where('clock_mhz')}: must be a positive number (MHz), got {data['clock_mhz']!r}")
-        budget.clock_mhz = float(data["clock_mhz"])
-    return _override(budget, {key: data.get(key) for key in ("ram", "flash", "madds", "latency", "dtype", "convention")},
-                     where)
+    return _override(budget, {key: data.get(key) for key in PROFILE_FIELDS if key != "name"}, where)
+
+
+def _check_clock(value: Any, what: str) -> float:
+    if not _positive_number(value):
+        raise UserError(f"{what}: must be a positive number (MHz), got {value!r}")
+    return float(value)
 
 
 def _override(budget: Budget, values: dict[str, Any], label) -> Budget:
     """Set each field of ``budget`` whose value in ``values`` (keys ``ram``, ``flash``, ``madds``,
-    ``latency``, ``dtype``, ``convention``, as users write them) is not ``None``; ``label(key)``
-    names the value in a one-line error. The one place budget fields are parsed and set."""
+    ``latency``, ``dtype``, ``convention``, ``clock_mhz``, as users write them) is not ``None``;
+    ``label(key)`` names the value in a one-line error. The one place a user's budget fields are
+    parsed and set (``Budget.from_dict`` reads a run's config.json back)."""
     parsers = {"ram": ("ram_bytes", parse_bytes), "flash": ("flash_bytes", parse_bytes), "madds": ("madds", parse_madds),
                "latency": ("latency_s", parse_latency), "dtype": ("dtype", _check_dtype),
-               "convention": ("convention", _check_convention)}
+               "convention": ("convention", _check_convention), "clock_mhz": ("clock_mhz", _check_clock)}
     for key, value in values.items():
         if value is not None:
             field, parse = parsers[key]

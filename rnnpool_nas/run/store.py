@@ -169,7 +169,7 @@ class RunStore:
     def trial_metrics(self, number: int) -> dict[str, Any] | None:
         """A trial's own ``metrics.json`` (what its worker wrote last), or None if absent or unreadable."""
         try:
-            metrics = json.loads((self.root / "trials" / f"{number:04d}" / "metrics.json").read_text())
+            metrics = json.loads((trial_path(self.root, number) / "metrics.json").read_text())
         except (OSError, ValueError):
             return None
         return metrics if isinstance(metrics, dict) else None
@@ -194,7 +194,7 @@ class RunStore:
             status, reason = "stopped", f"stopped early by the scheduler after {trained} epoch(s)"
         else:
             return None
-        trial_dir = self.root / "trials" / f"{number:04d}"
+        trial_dir = trial_path(self.root, number)
         row = dict(row, status=status, reason=reason, epochs_trained=trained,
                    accuracy=float(accuracy) if isinstance(accuracy, (int, float)) else math.nan,
                    wall_time_s=float(metrics.get("wall_time_s") or 0.0), node=str(metrics.get("node") or ""),
@@ -240,8 +240,8 @@ class RunStore:
                 "epochs_trained", "spec_path", "checkpoint_path")
         finalists = []
         for r in front:
-            item = {k: _plain(r.get(k)) for k in keep}
-            item["hyperparameters"] = {k[6:]: _plain(v) for k, v in r.items() if k.startswith("param_")}
+            item = {k: plain(r.get(k)) for k in keep}
+            item["hyperparameters"] = {k[6:]: plain(v) for k, v in r.items() if k.startswith("param_")}
             finalists.append(item)
         doc = {"objectives": objectives, "columns": columns, "budget": self.config.get("budget"), "finalists": finalists}
         write_atomic(self.root / PARETO, json.dumps(doc, indent=2))
@@ -274,7 +274,7 @@ def new_row(number: int, params: dict[str, Any]) -> dict[str, Any]:
 def _param_text(value: Any) -> str:
     """A hyperparameter as comparable text: the table stores a column mixing types as text and
     an integer column with gaps as floats (4 -> "4", 4.0 -> "4")."""
-    value = _plain(value)
+    value = plain(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value)
@@ -306,8 +306,8 @@ def check_writable_folder(path: Path, flag: str = "--out") -> None:
         raise UserError(f"{flag} {path}: {parent} is not writable")
 
 
-def _plain(value: Any) -> Any:
-    """numpy/pandas scalars -> JSON; NaN -> None."""
+def plain(value: Any) -> Any:
+    """numpy/pandas scalars -> Python; NaN -> ``None`` (for JSON and tables)."""
     if value is None:
         return None
     if hasattr(value, "item"):

@@ -38,8 +38,8 @@ from ..units import format_bytes
 from ..run.budget import Budget
 from ..run.pareto import OBJECTIVE_COLUMNS, accuracy_ram_hypervolume, direction
 from ..cluster import check_address, start_ray
-from .searcher import OptunaAskTell, failure_injection
-from ..run.store import CONFIG, STUDY, RunStore, check_writable_folder, has_files, write_atomic
+from .searcher import OptunaAskTell
+from ..run.store import CONFIG, STUDY, RunStore, check_writable_folder, has_files, trial_path, write_atomic
 
 SAMPLERS = ("nsga2", "tpe", "random")
 
@@ -170,8 +170,6 @@ def train_trial(config: dict[str, Any]) -> None:
 
         if ray.is_initialized():
             metrics["ray_node_id"] = ray.get_runtime_context().get_node_id()
-        if config.get("fail"):
-            raise RuntimeError("failure injected by RNNPOOL_NAS_FAIL_TRIALS")
         spec = ArchSpec.from_dict(config["spec"])
         dataset = _dataset_for(spec, config)
         train_cfg = TrainConfig.for_spec(spec, epochs=config["epochs"], batch_size=config.get("batch_size"),
@@ -326,21 +324,25 @@ def _absolute_data(dataset: str | None) -> str | None:
 
 
 def run_search(cfg: SearchConfig, printer: Callable[[str], None] = print,
-               on_record: Callable[[dict[str, Any]], None] | None = None) -> SearchResult:
+               on_record: Callable[[dict[str, Any]], None] | None = None, *,
+               trainable: Callable[[dict[str, Any]], None] = train_trial) -> SearchResult:
     """Run (or resume) a search; see the module docstring. ``printer`` gets the progress lines;
     ``on_record(row)`` hears every row of ``trials.parquet`` as it is written (the CLI refreshes
-    the report page from it: the search itself knows nothing of reports). The run directory is
-    locked while it runs (``lock.py``): a second writer gets one line."""
+    the report page from it: the search itself knows nothing of reports). ``trainable(config)``
+    is what each Ray trial runs (:func:`train_trial`; a caller may wrap it, e.g. a test that makes
+    chosen trials fail). The run directory is locked while it runs (``lock.py``): a second writer
+    gets one line."""
     stores: list[RunStore] = []
     try:
-        return _run_search(cfg, printer, stores, on_record)
+        return _run_search(cfg, printer, stores, on_record, trainable)
     finally:
         for store in stores:
             store.close()
 
 
 def _run_search(cfg: SearchConfig, printer: Callable[[str], None], stores: list[RunStore],
-                on_record: Callable[[dict[str, Any]], None] | None) -> SearchResult:
+                on_record: Callable[[dict[str, Any]], None] | None,
+                trainable: Callable[[dict[str, Any]], None]) -> SearchResult:
     import optuna
 
     from .space import SearchSpace
@@ -420,7 +422,7 @@ def _run_search(cfg: SearchConfig, printer: Callable[[str], None], stores: list[
     elif cfg.cost_only or store.config.get("cost_only"):
         _score_only(space, budget, store, cfg, study, printer, on_record)
     else:
-        _run_tune(space, budget, store, cfg, study, printer, phases, on_record)
+        _run_tune(space, budget, store, cfg, study, printer, phases, on_record, trainable)
     finalists = store.write_pareto(cfg.objectives)
     rows = store.final_rows()
     counts = {s.value: sum(1 for r in rows if r.get("status") == s) for s in FINAL}
@@ -453,7 +455,7 @@ def _check_data(space, cfg: SearchConfig) -> None:
                         f"{data.num_classes} (or more)")
 
 
-def _ask_tell(space, budget: Budget, store: RunStore, cfg: SearchConfig, printer,
+def make_ask_tell(space, budget: Budget, store: RunStore, cfg: SearchConfig, printer,
               on_record: Callable[[dict[str, Any]], None] | None = None) -> OptunaAskTell:
     """The search's ask/tell over this run; every row it writes is printed as a progress line and
     handed to ``on_record``."""
@@ -474,7 +476,7 @@ def _score_only(space, budget: Budget, store: RunStore, cfg: SearchConfig, study
     """``--cost-only``: the sampler proposes, the cost model scores, nothing trains. Rows are
     ``scored`` (within budget) or ``infeasible``; the sampler sees the costs (accuracy 0) and the
     budget excess, so it still learns the cheap, feasible region."""
-    ask_tell = _ask_tell(space, budget, store, cfg, printer, on_record).attach(study)
+    ask_tell = make_ask_tell(space, budget, store, cfg, printer, on_record).attach(study)
     printer(f"scoring {cfg.trials} candidates of {space.name} with the cost model only (nothing is trained)")
     while (proposal := ask_tell.propose()) is not None:
         ask_tell.settle_untrained(proposal, "scored", "cost-only search: not trained")
@@ -506,7 +508,7 @@ def _requeue_interrupted(study, store: RunStore, printer, epochs: int) -> None:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         row = store.rows.get(trial.number)
         if row is not None and row.get("status") == "running":
-            checkpoint = store.root / "trials" / f"{trial.number:04d}" / "checkpoint.pt"
+            checkpoint = trial_path(store.root, trial.number) / "checkpoint.pt"
             if checkpoint.exists():
                 check_training_checkpoint(checkpoint)  # refuse (one line) before anything is changed
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -521,7 +523,7 @@ def _requeue_interrupted(study, store: RunStore, printer, epochs: int) -> None:
 
 
 def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, printer,
-              phases: dict[str, float], on_record=None) -> None:
+              phases: dict[str, float], on_record=None, trainable: Callable[[dict[str, Any]], None] = train_trial) -> None:
     tick = time.perf_counter()
     started_here = start_ray(cfg.address)
     import ray
@@ -537,8 +539,8 @@ def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, 
             workers = max(1, cpus // per_trial)
         from .tune_searcher import TuneSearcher
 
-        ask_tell = _ask_tell(space, budget, store, cfg, printer, on_record).attach(study)
-        searcher = TuneSearcher(ask_tell, per_trial, failure_injection())
+        ask_tell = make_ask_tell(space, budget, store, cfg, printer, on_record).attach(study)
+        searcher = TuneSearcher(ask_tell, per_trial)
         scheduler = (ASHAScheduler(metric="accuracy", mode="max", max_t=cfg.epochs, grace_period=max(1, cfg.epochs // 3),
                                    reduction_factor=3, time_attr="epoch")
                      if cfg.early_stopping and cfg.epochs >= 3 else FIFOScheduler())
@@ -546,7 +548,7 @@ def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, 
                 f"{'cluster ' + cfg.address if cfg.address else 'this machine'}, {cfg.epochs} epoch(s) each, "
                 f"{cfg.sampler} sampler; results in {store.root}/")
         tuner = tune.Tuner(
-            tune.with_resources(train_trial, {"cpu": per_trial}),
+            tune.with_resources(trainable, {"cpu": per_trial}),
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=cfg.trials,
                                         max_concurrent_trials=workers, reuse_actors=True),
             run_config=tune.RunConfig(name="ray", storage_path=str(store.root.resolve()), verbose=0,

@@ -27,7 +27,6 @@ Contract:
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -261,10 +260,4 @@ class OptunaAskTell:
             self._on_record(row)
 
 
-def failure_injection() -> set[int]:
-    """Trial numbers a test asks to fail (``RNNPOOL_NAS_FAIL_TRIALS=3,5``)."""
-    return {int(n) for n in os.environ.get("RNNPOOL_NAS_FAIL_TRIALS", "").split(",") if n.strip()}
-
-
-__all__ = ["OptunaAskTell", "Proposal", "cost_columns", "failure_injection", "spec_key", "trained_values",
-           "untrained_values"]
+__all__ = ["OptunaAskTell", "Proposal", "cost_columns", "spec_key", "trained_values", "untrained_values"]

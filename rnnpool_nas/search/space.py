@@ -71,7 +71,7 @@ from ..arch.spec import ArchSpec, Bottleneck, Conv, Detection, Linear, Pool, RNN
 from ..cost import CONVENTIONS, DTYPE_BYTES, Costs
 from ..errors import UserError
 from ..resources import builtin_dir
-from ..run._yaml import read_yaml
+from ..run import read_yaml
 from ..run.budget import Budget
 from ..ops.geometry import PADDING_MODES
 

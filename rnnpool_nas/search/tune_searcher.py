@@ -16,11 +16,10 @@ from .searcher import OptunaAskTell
 class TuneSearcher(Searcher):
     """One Ray Tune config per candidate that :meth:`OptunaAskTell.propose` says should train."""
 
-    def __init__(self, ask_tell: OptunaAskTell, threads: int, fail_numbers: set[int] | None = None) -> None:
+    def __init__(self, ask_tell: OptunaAskTell, threads: int) -> None:
         super().__init__(metric="accuracy", mode="max")
         self.ask_tell = ask_tell
         self.threads = threads
-        self.fail_numbers = set(fail_numbers or ())
         self.numbers: dict[str, int] = {}  # Ray's trial id -> Optuna's trial number
 
     def suggest(self, trial_id: str):
@@ -29,8 +28,7 @@ class TuneSearcher(Searcher):
             return Searcher.FINISHED
         self.numbers[trial_id] = proposal.number
         return dict(self.ask_tell.trial_config, number=proposal.number, spec=proposal.spec.to_dict(),
-                    dir=str(proposal.trial_dir.resolve()), threads=self.threads,
-                    fail=proposal.number in self.fail_numbers)
+                    dir=str(proposal.trial_dir.resolve()), threads=self.threads)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         pass  # intermediate accuracies go to the scheduler, not to multi-objective Optuna

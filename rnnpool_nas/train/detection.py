@@ -283,6 +283,8 @@ class DetectionTrainer(TrainLoop):
 
     recalibration_images = 256
 
+    # Trainer's parameters on purpose (make_trainer calls either alike), a detection data set
+    # instead of a classification one and no pre-built ``data``.
     def __init__(
         self,
         spec: ArchSpec,
@@ -309,7 +311,7 @@ class DetectionTrainer(TrainLoop):
         self.val_count = len(dataset.val) if limit is None else min(limit, len(dataset.val))
         self.last_scores: dict[str, Any] | None = None
 
-    def _num_train(self) -> int:
+    def num_train(self) -> int:
         return len(self.dataset.train)
 
     def _train_sample(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -127,7 +127,7 @@ class TrainLoop:
     ``checkpoint`` (a file path) is written atomically after every epoch; with ``resume`` an
     existing one is loaded first.
 
-    Subclasses implement :meth:`_num_train`, :meth:`_batch_loss`, :meth:`_norm_batches` and
+    Subclasses implement :meth:`num_train`, :meth:`_batch_loss`, :meth:`_norm_batches` and
     :meth:`evaluate`, and may change :attr:`recalibration_images`.
     """
 
@@ -145,7 +145,7 @@ class TrainLoop:
 
     # ------------------------------------------------------------------- what a task supplies
 
-    def _num_train(self) -> int:
+    def num_train(self) -> int:
         raise NotImplementedError
 
     def _batch_loss(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -163,7 +163,7 @@ class TrainLoop:
     # ------------------------------------------------------------------------------ helpers
 
     def _steps_per_epoch(self) -> int:
-        return math.ceil(self._num_train() / self.config.batch_size)
+        return math.ceil(self.num_train() / self.config.batch_size)
 
     def _total_steps(self) -> int:
         total = self.config.epochs * self._steps_per_epoch()
@@ -182,7 +182,7 @@ class TrainLoop:
         norms = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
         if not norms:
             return
-        n = self._num_train()
+        n = self.num_train()
         index = torch.linspace(0, n - 1, min(n, images or self.recalibration_images)).long()
         saved = [m.momentum for m in norms]
         for m in norms:
@@ -242,7 +242,7 @@ class TrainLoop:
             torch.set_rng_state(state["torch_rng"])
             history.extend(EpochMetrics(**m) for m in state["history"])
         total_steps, per_epoch = self._total_steps(), self._steps_per_epoch()
-        n = self._num_train()
+        n = self.num_train()
         while epoch < cfg.epochs and step < total_steps:
             self.model.train()
             t0 = time.perf_counter()

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .quant import QParams, _observed, _Ranges
+from ..quant.convert import ActivationRanges, QParams, observed_modules
 
 
 class _WeightFakeQuant(nn.Module):
@@ -56,8 +56,8 @@ def finetune(model: nn.Module, data, calibration: np.ndarray, *, epochs: int = 2
     from .trainer import _loss
 
     model.eval()
-    ranges = _Ranges()
-    observed = _observed(model)
+    ranges = ActivationRanges()
+    observed = observed_modules(model)
     handles = [m.register_forward_hook(ranges.hook) for m in observed]
     with torch.no_grad():
         for i in range(0, len(calibration), 256):

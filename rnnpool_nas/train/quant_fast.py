@@ -261,7 +261,15 @@ def evaluate_int8_fast(qnet: q.QuantizedNet, model, images: np.ndarray, labels: 
                        progress: Callable[[int, int], None] | None = None, every: float = 5.0) -> dict[str, float]:
     """``quant.evaluate_int8`` (float and int8 top-1 accuracy, their agreement) on whole batches;
     ``progress(done, total)`` is called at most every ``every`` seconds and at the end."""
-    runner = fast(qnet)
+    return top1_agreement(fast(qnet).run, model, images, labels, batch_size, progress, every)
+
+
+def top1_agreement(run_int8: Callable[[np.ndarray], np.ndarray], model, images: np.ndarray, labels: np.ndarray,
+                   batch_size: int, progress: Callable[[int, int], None] | None = None,
+                   every: float = 5.0) -> dict[str, float]:
+    """Float (``model``) and int8 (``run_int8``, uint8 NHWC batch -> int8 logits) top-1 accuracy
+    on ``images`` and how often the two agree, ``batch_size`` images at a time; the one loop of
+    :func:`evaluate_int8_fast` and ``train.recipe.evaluate_int8(reference=True)``."""
     model.eval()
     agree = float_ok = int_ok = 0
     last = time.perf_counter()
@@ -270,7 +278,7 @@ def evaluate_int8_fast(qnet: q.QuantizedNet, model, images: np.ndarray, labels: 
         x = images[i : i + batch_size]
         with torch.no_grad():
             f = model(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255).argmax(1).numpy()
-        qi = runner.run(x).argmax(1)
+        qi = run_int8(x).argmax(1)
         y = labels[i : i + batch_size]
         agree += int((f == qi).sum())
         float_ok += int((f == y).sum())

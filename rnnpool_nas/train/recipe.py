@@ -95,26 +95,11 @@ def evaluate_int8(qnet, model, images: np.ndarray, labels: np.ndarray, batch_siz
     network runs in :mod:`rnnpool_nas.train.quant_fast` (bit-exact, batched torch integer ops;
     ``progress(done, total)`` every few seconds); ``reference=True`` runs the numpy integer
     reference instead (small batches keep its int64 temporaries in cache: ~4 ms a 28x28 image)."""
-    import torch
+    from .quant_fast import evaluate_int8_fast, top1_agreement
 
     if not reference:
-        from .quant_fast import evaluate_int8_fast
-
         return evaluate_int8_fast(qnet, model, images, labels, progress=progress)
-
-    model.eval()
-    agree = float_ok = int_ok = 0
-    for i in range(0, len(images), batch_size):
-        x = images[i : i + batch_size]
-        with torch.no_grad():
-            f = model(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255).argmax(1).numpy()
-        q = qnet.run(x).argmax(1)
-        y = labels[i : i + batch_size]
-        agree += int((f == q).sum())
-        float_ok += int((f == y).sum())
-        int_ok += int((q == y).sum())
-    n = max(1, len(images))
-    return {"float_accuracy": float_ok / n, "int8_accuracy": int_ok / n, "agreement": agree / n}
+    return top1_agreement(qnet.run, model, images, labels, batch_size)
 
 
 @dataclass

@@ -98,7 +98,7 @@ class Trainer(TrainLoop):
         super().__init__(spec, config, checkpoint, resume)
         self.data = data or ImageData(dataset, tuple(spec.input), self.config.val_limit)
 
-    def _num_train(self) -> int:
+    def num_train(self) -> int:
         return len(self.data.x_train)
 
     def _batch_loss(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
