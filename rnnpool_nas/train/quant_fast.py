@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..quant import reference as q
+from ..quant.native import native_rnnpool
 
 _I64 = torch.int64
 #: Threads that run RNNPool slices at once (torch's own thread count, at most 4).
@@ -112,21 +113,23 @@ class _Pool:
 
 
 class _RNNPool:
-    """RNNPool stays the numpy reference's own op (its Q24 sweeps are int64 elementwise work,
-    which torch does no faster); images are cut into slices run by a small thread pool (numpy
-    releases the GIL in its array operations)."""
+    """RNNPool runs the reference's arithmetic compiled for the host (:mod:`rnnpool_nas.quant.native`;
+    the numpy reference's own op when there is no C compiler); images are cut into slices run by
+    a small thread pool (the compiled kernel and numpy release the GIL)."""
 
     def __init__(self, op: q.QRNNPool) -> None:
         self.op = op
+        compiled = native_rnnpool(op)
+        self.run = compiled.run if compiled is not None else op.run
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         xs = x.numpy().astype(np.int8)
         step = max(1, -(-len(xs) // THREADS))
         parts = [xs[i : i + step] for i in range(0, len(xs), step)]
         if len(parts) == 1:
-            out = [self.op.run(parts[0])]
+            out = [self.run(parts[0])]
         else:
-            out = list(_pool().map(self.op.run, parts))
+            out = list(_pool().map(self.run, parts))
         return torch.from_numpy(np.concatenate(out)).to(_I64)
 
 
