@@ -22,7 +22,9 @@
  * state and pre-activations stored [unit][lane] so that every loop over lanes is a vector loop;
  * a row of a patch is the same sequence (same pixels from the same start) as a row of the patch
  * stride_h below when the patches overlap, so RNN1 sweeps each distinct padded row (and column)
- * segment once and every patch reads its summaries.
+ * segment once and every patch reads its summaries; U h is summed in double (every product and
+ * partial sum is an integer below 2^53: exact); products of values that fit int32 are written as
+ * 32 x 32-bit ones; a table bin's value and slope are one 64-bit entry (one gather).
  * No allocation: the caller passes qrnnpool_work_words(...) int64 words of scratch.
  */
 #include <stddef.h>
@@ -52,8 +54,8 @@ typedef struct {
     int32_t patches_h, patches_w, replicate_h, replicate_w;
     int64_t in_zp, out_zp;
     const int64_t *out_mult, *out_shift, *out_bias;
-    const int64_t *w1t;                                    /* RNN1's W transposed: (input, hidden) */
-    const int64_t *sigmoid_table, *sigmoid_slope, *tanh_table, *tanh_slope;   /* 1025 and 1024 */
+    const int32_t *w1t;                                    /* RNN1's W transposed: (input, hidden) */
+    const int64_t *sigmoid_table, *tanh_table;   /* 1024 entries: T[k] | dT[k] << 32 */
 } qrn_pool_t;
 
 static int64_t qrn_max(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -73,7 +75,7 @@ int64_t qrnnpool_work_words(const qrn_pool_t *p)
            + qrn_cols(p) * p->patches_h * h1                    /* column summaries */
            + steps * h1 * QRN_LANES                             /* RNN2's summaries */
            + steps * hmax * QRN_LANES                           /* a sweep's inputs */
-           + 3 * hmax * QRN_LANES                               /* its state, pre-activations, gates */
+           + 4 * hmax * QRN_LANES                               /* its state, pre-activations, gates, h */
            + 4 * h2 * QRN_LANES;                                /* RNN2's final states */
 }
 
@@ -100,15 +102,16 @@ static void qrn_nonlinearity(const qrn_pool_t *p, int code, int64_t *restrict v,
         for (i = 0; i < n; ++i) {
             v[i] = v[i] < -QRN_ONE ? -QRN_ONE : (v[i] > QRN_ONE ? QRN_ONE : v[i]);
         }
-    } else {
+    } else {   /* entry k: T[k] in the low word, dT[k] = T[k+1] - T[k] in the high word (one gather) */
         const int64_t *const table = code == QRN_SIGMOID ? p->sigmoid_table : p->tanh_table;
-        const int64_t *const slope = code == QRN_SIGMOID ? p->sigmoid_slope : p->tanh_slope;
         for (i = 0; i < n; ++i) {
             const int64_t c = v[i] < -8 * QRN_ONE ? -8 * QRN_ONE : (v[i] > 8 * QRN_ONE - 1 ? 8 * QRN_ONE - 1 : v[i]);
             const int64_t u = c + 8 * QRN_ONE;
-            const int64_t k = u >> QRN_LUT_SHIFT;
-            const int64_t f = u & (((int64_t)1 << QRN_LUT_SHIFT) - 1);
-            v[i] = table[k] + ((slope[k] * f + ((int64_t)1 << (QRN_LUT_SHIFT - 1))) >> QRN_LUT_SHIFT);
+            const int64_t e = table[u >> QRN_LUT_SHIFT];
+            const int32_t f = (int32_t)(u & (((int64_t)1 << QRN_LUT_SHIFT) - 1));
+            /* |dT| < 2^19, f < 2^18: a 32 x 32-bit product */
+            v[i] = (int64_t)(int32_t)e + (((int64_t)(int32_t)(e >> 32) * f + ((int64_t)1 << (QRN_LUT_SHIFT - 1)))
+                                          >> QRN_LUT_SHIFT);
         }
     }
 }
@@ -138,56 +141,63 @@ static int qrn_sweep(const qrn_pool_t *p, const qrn_cell_t *c, const int64_t *wx
     const int n = c->hidden;
     int64_t *restrict const pre = work;
     int64_t *restrict const z = pre + n * QRN_LANES;
+    double *restrict const hd = (double *)(z + n * QRN_LANES);   /* h as doubles */
     uint64_t bad = 0;
     int t, j, k, s;
     memset(h, 0, sizeof(int64_t) * (size_t)n * QRN_LANES);
+    for (j = 0; j < n * QRN_LANES; ++j) {
+        hd[j] = 0;
+    }
     for (t = 0; t < steps; ++t) {
         const int64_t *restrict const x = wx + (ptrdiff_t)t * n * QRN_LANES;
         for (j = 0; j < n; ++j) {   /* pre = wx + requant(U h), plus the gate's and the update's bias */
             const int8_t *const u = c->u + (ptrdiff_t)j * n;
             const int64_t m = c->u_mult[j], sh = c->u_shift[j], rnd = (int64_t)1 << (sh - 1);
             const int64_t bg = c->bias_gate[j], bu = c->bias_update[j];
+            double ad[QRN_LANES];
             int64_t a[QRN_LANES];
             for (s = 0; s < QRN_LANES; ++s) {
-                a[s] = 0;
+                ad[s] = 0;
             }
-            for (k = 0; k < n; ++k) {   /* states fit int32 (checked when made): 32x32-bit products */
-                const int64_t uk = u[k];
-                const int64_t *restrict const hk = h + k * QRN_LANES;
+            /* U h in double: every product (|u| < 2^7, |h| < 2^31) and partial sum (< n 2^38) is an
+             * integer below 2^53, so the sum is exact in any order */
+            for (k = 0; k < n; ++k) {
+                const double uk = u[k];
+                const double *restrict const hk = hd + k * QRN_LANES;
                 for (s = 0; s < QRN_LANES; ++s) {
-                    a[s] += uk * (int64_t)(int32_t)hk[s];
+                    ad[s] += uk * hk[s];
                 }
+            }
+            for (s = 0; s < QRN_LANES; ++s) {
+                a[s] = (int64_t)ad[s];
             }
             qrn_pre(a, x + j * QRN_LANES, m, rnd, sh, bg, bu, z + j * QRN_LANES, pre + j * QRN_LANES, &bad);
         }
         qrn_nonlinearity(p, c->gate, z, n * QRN_LANES);
         qrn_nonlinearity(p, c->update, pre, n * QRN_LANES);
-        for (j = 0; j < n * QRN_LANES; ++j) {
-            const int64_t g = ((c->sz * (QRN_ONE - z[j]) + QRN_ONE / 2) >> QRN_Q) + c->sn;
-            const int64_t v = (g * pre[j] + z[j] * h[j] + QRN_ONE / 2) >> QRN_Q;
+        for (j = 0; j < n * QRN_LANES; ++j) {   /* z, c, h, sz, sn and g fit int32: 32 x 32-bit products */
+            const int64_t g = (((int64_t)(int32_t)c->sz * (int32_t)(QRN_ONE - z[j]) + QRN_ONE / 2) >> QRN_Q) + c->sn;
+            const int64_t v = ((int64_t)(int32_t)g * (int32_t)pre[j] + (int64_t)(int32_t)z[j] * (int32_t)h[j]
+                               + QRN_ONE / 2) >> QRN_Q;
             bad |= QRN_OUT32(v);
             h[j] = v;
+            hd[j] = (double)v;
         }
     }
     return bad != 0;
 }
 
-/* out[t][j][lane] = base[lane][t * step + j] for lane < lanes, 0 beyond (a sweep's inputs). */
-static void qrn_gather(const int64_t *const *base, int lanes, ptrdiff_t step, int steps, int n, int64_t *restrict out)
+/* out[t][j][lane] = src[off[lane] + t * step + j] (a sweep's inputs) */
+static void qrn_gather(const int64_t *restrict src, const ptrdiff_t *restrict off, ptrdiff_t step, int steps, int n,
+                       int64_t *restrict out)
 {
     int t, j, s;
     for (t = 0; t < steps; ++t) {
-        int64_t *const o = out + (ptrdiff_t)t * n * QRN_LANES;
-        for (s = 0; s < QRN_LANES; ++s) {
-            if (s < lanes) {
-                const int64_t *const src = base[s] + t * step;
-                for (j = 0; j < n; ++j) {
-                    o[j * QRN_LANES + s] = src[j];
-                }
-            } else {
-                for (j = 0; j < n; ++j) {
-                    o[j * QRN_LANES + s] = 0;
-                }
+        for (j = 0; j < n; ++j) {
+            int64_t *restrict const o = out + ((ptrdiff_t)t * n + j) * QRN_LANES;
+            const int64_t *restrict const from = src + t * step + j;
+            for (s = 0; s < QRN_LANES; ++s) {
+                o[s] = from[off[s]];
             }
         }
     }
@@ -243,10 +253,10 @@ static uint64_t qrn_project1(const qrn_pool_t *p, const int8_t *x, int in_h, int
                 const int m = n - j0 < QRN_CHUNK ? n - j0 : QRN_CHUNK;
                 int64_t a[QRN_CHUNK] = {0};
                 for (k = 0; inside && k < in_c; ++k) {
-                    const int64_t v = (int64_t)px[k] - p->in_zp;
-                    const int64_t *restrict const wk = p->w1t + (ptrdiff_t)k * n + j0;
+                    const int32_t v = (int32_t)((int64_t)px[k] - p->in_zp);   /* |v| <= 255 */
+                    const int32_t *restrict const wk = p->w1t + (ptrdiff_t)k * n + j0;
                     for (j = 0; j < m; ++j) {
-                        a[j] += wk[j] * v;
+                        a[j] += (int64_t)wk[j] * v;
                     }
                 }
                 for (j = 0; j < m; ++j) {
@@ -276,20 +286,22 @@ static int qrn_image(const qrn_pool_t *p, const int8_t *x, int in_h, int in_w, i
     int64_t *const sums = col_sums + (ptrdiff_t)cols * py_n * h1;      /* RNN2's summaries [t][k][lane] */
     int64_t *const buf = sums + (ptrdiff_t)steps_max * h1 * QRN_LANES; /* a sweep's inputs [t][j][lane] */
     int64_t *const state = buf + (ptrdiff_t)steps_max * hmax * QRN_LANES;
-    int64_t *const sweep = state + (ptrdiff_t)hmax * QRN_LANES;       /* the sweep's own 2 * hmax lanes */
-    int64_t *const finals = sweep + 2 * (ptrdiff_t)hmax * QRN_LANES;  /* [4][h2][lane] */
-    const int64_t *base[QRN_LANES];
+    int64_t *const sweep = state + (ptrdiff_t)hmax * QRN_LANES;       /* the sweep's own 3 * hmax lanes */
+    int64_t *const finals = sweep + 3 * (ptrdiff_t)hmax * QRN_LANES;  /* [4][h2][lane] */
+    ptrdiff_t off[QRN_LANES];
     uint64_t bad = qrn_project1(p, x, in_h, in_w, in_c, map);
-    int q, j, k, s, lanes, i, dir;
+    int q, j, s, lanes, i, dir, part_i;
 
     /* RNN1 over each distinct row segment (row y from column px * sc: q = y * px_n + px), then
-     * each distinct column segment (column x from row py * sr: q = x * py_n + py) */
+     * each distinct column segment (column x from row py * sr: q = x * py_n + py); lanes past the
+     * last sequence repeat the first (their results are not used) */
     for (q = 0; q < rows * px_n; q += QRN_LANES) {
         lanes = rows * px_n - q < QRN_LANES ? rows * px_n - q : QRN_LANES;
-        for (s = 0; s < lanes; ++s) {
-            base[s] = map + ((ptrdiff_t)((q + s) / px_n) * cols + (ptrdiff_t)((q + s) % px_n) * sc) * h1;
+        for (s = 0; s < QRN_LANES; ++s) {
+            const int r = q + (s < lanes ? s : 0);
+            off[s] = ((ptrdiff_t)(r / px_n) * cols + (ptrdiff_t)(r % px_n) * sc) * h1;
         }
-        qrn_gather(base, lanes, h1, pw, h1, buf);
+        qrn_gather(map, off, h1, pw, h1, buf);
         bad |= qrn_sweep(p, &p->rnn1, buf, pw, state, sweep);
         for (s = 0; s < lanes; ++s) {
             for (j = 0; j < h1; ++j) {
@@ -299,10 +311,11 @@ static int qrn_image(const qrn_pool_t *p, const int8_t *x, int in_h, int in_w, i
     }
     for (q = 0; q < cols * py_n; q += QRN_LANES) {
         lanes = cols * py_n - q < QRN_LANES ? cols * py_n - q : QRN_LANES;
-        for (s = 0; s < lanes; ++s) {
-            base[s] = map + ((ptrdiff_t)((q + s) % py_n) * sr * cols + (q + s) / py_n) * h1;
+        for (s = 0; s < QRN_LANES; ++s) {
+            const int r = q + (s < lanes ? s : 0);
+            off[s] = ((ptrdiff_t)(r % py_n) * sr * cols + r / py_n) * h1;
         }
-        qrn_gather(base, lanes, (ptrdiff_t)cols * h1, ph, h1, buf);
+        qrn_gather(map, off, (ptrdiff_t)cols * h1, ph, h1, buf);
         bad |= qrn_sweep(p, &p->rnn1, buf, ph, state, sweep);
         for (s = 0; s < lanes; ++s) {
             for (j = 0; j < h1; ++j) {
@@ -317,12 +330,12 @@ static int qrn_image(const qrn_pool_t *p, const int8_t *x, int in_h, int in_w, i
         for (dir = 0; dir < 2; ++dir) {
             const int steps = dir == 0 ? ph : pw;
             int lo, hi;
-            for (s = 0; s < lanes; ++s) {
-                const int py = (q + s) / px_n, px = (q + s) % px_n;
-                base[s] = dir == 0 ? row_sums + ((ptrdiff_t)py * sr * px_n + px) * h1
-                                   : col_sums + ((ptrdiff_t)px * sc * py_n + py) * h1;
+            for (s = 0; s < QRN_LANES; ++s) {
+                const int r = q + (s < lanes ? s : 0), py = r / px_n, px = r % px_n;
+                off[s] = dir == 0 ? ((ptrdiff_t)py * sr * px_n + px) * h1 : ((ptrdiff_t)px * sc * py_n + py) * h1;
             }
-            qrn_gather(base, lanes, dir == 0 ? (ptrdiff_t)px_n * h1 : (ptrdiff_t)py_n * h1, steps, h1, sums);
+            qrn_gather(dir == 0 ? row_sums : col_sums, off, dir == 0 ? (ptrdiff_t)px_n * h1 : (ptrdiff_t)py_n * h1,
+                       steps, h1, sums);
             bad |= qrn_project2(&p->rnn2, sums, steps, buf);
             bad |= (uint64_t)qrn_sweep(p, &p->rnn2, buf, steps, finals + 2 * dir * part, sweep);
             for (lo = 0, hi = steps - 1; lo < hi; ++lo, --hi) {   /* the same inputs in reverse order */
@@ -334,12 +347,18 @@ static int qrn_image(const qrn_pool_t *p, const int8_t *x, int in_h, int in_w, i
             }
             bad |= (uint64_t)qrn_sweep(p, &p->rnn2, buf, steps, finals + (2 * dir + 1) * part, sweep);
         }
-        for (s = 0; s < lanes; ++s) {
-            int8_t *const o = out + ((ptrdiff_t)((q + s) / px_n) * out_w + (q + s) % px_n) * out_c;
-            for (k = 0; k < out_c; ++k) {
-                const int64_t hk = finals[(k / h2) * part + (k % h2) * QRN_LANES + s];
-                const int64_t v = p->out_zp + p->out_bias[k] + qrn_requant(hk, p->out_mult[k], p->out_shift[k]);
-                o[k] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
+        for (s = 0; s < lanes; ++s) {   /* where lane s's patch goes */
+            off[s] = ((ptrdiff_t)((q + s) / px_n) * out_w + (q + s) % px_n) * out_c;
+        }
+        for (part_i = 0; part_i < 4; ++part_i) {   /* output channel part_i * h2 + j of lane s */
+            for (j = 0; j < h2; ++j) {
+                const int k = part_i * h2 + j;
+                const int64_t *const hk = finals + part_i * part + (ptrdiff_t)j * QRN_LANES;
+                const int64_t m = p->out_mult[k], sh = p->out_shift[k], b = p->out_zp + p->out_bias[k];
+                for (s = 0; s < lanes; ++s) {
+                    const int64_t v = b + qrn_requant(hk[s], m, sh);
+                    out[off[s] + k] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
+                }
             }
         }
     }
