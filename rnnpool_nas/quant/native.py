@@ -80,6 +80,7 @@ class _Pool(ctypes.Structure):
 
 _SIGNATURES: dict[str, tuple[list, Any]] = {
     "qop_conv": ([ctypes.POINTER(_Conv), _P, _INT, _INT, _INT, _P, _P], None),
+    "qop_conv_work": ([ctypes.POINTER(_Conv), _INT], _I64),
     "qop_pool": ([_P, _INT, _INT, _INT, _INT, _INT, _INT, _INT, _INT, _INT, _I64, _I64, _I64, _I64, _P], None),
     "qop_add": ([_P, _P, _I64, _I64, _I64, _I64, _I64, _I64, _I64, _I64, _P], None),
     "qop_l2norm": ([_P, _I64, _INT, _P, _I64, _I64, _P], _INT),
@@ -215,7 +216,7 @@ class NativeConv:
         k, s = op.kernel, op.stride
         pad = k // 2
         out = np.empty((n, (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1, self.params.out_c), np.int8)
-        acc = np.empty(self.params.out_c, np.int32)
+        acc = np.empty(self.lib.qop_conv_work(ctypes.byref(self.params), out.shape[2]), np.int32)
         x = _i8(x)
         self.lib.qop_conv(ctypes.byref(self.params), x.ctypes.data, n, h, w, out.ctypes.data, acc.ctypes.data)
         return out

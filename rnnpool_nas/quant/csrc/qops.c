@@ -29,6 +29,11 @@ typedef struct {
     int32_t in_zp, out_zp, act_min, act_max;
 } qop_conv_t;
 
+/* see qop_by_rows */
+#ifndef QOP_FEW
+#define QOP_FEW 16
+#endif
+
 static inline int64_t qop_requant(int64_t a, int64_t m, int64_t s)
 {
     return (a * m + ((int64_t)1 << (s - 1))) >> s;
@@ -49,15 +54,82 @@ static void qop_store(const qop_conv_t *p, const int32_t *restrict acc, int8_t *
     }
 }
 
-/* n images (h, w, in_c) -> (out_h, out_w, out_c); acc: out_c int32 words of scratch */
+/* A dense or grouped convolution with few output channels per group, one output row at a time
+ * with the row's pixels as the vector: col[t][ox] holds tap t = (ky k + kx) cin_g + ci of group g
+ * for every output pixel of the row (0 in the padding), acc[ox] one output channel. */
+static void qop_conv_rows(const qop_conv_t *p, const int8_t *img, int h, int w, int oy, int out_w, int8_t *dst,
+                          int32_t *restrict col, int32_t *restrict acc)
+{
+    const int k = p->kernel, st = p->stride, pad = k / 2, cin = p->in_c, cout = p->out_c;
+    const int cin_g = cin / p->groups, cout_g = cout / p->groups, taps = k * k * cin_g;
+    int g, ky, kx, ci, ox, o, t;
+    for (g = 0; g < p->groups; ++g) {
+        for (ky = 0; ky < k; ++ky) {
+            const int iy = oy * st - pad + ky;
+            for (kx = 0; kx < k; ++kx) {
+                for (ci = 0; ci < cin_g; ++ci) {
+                    int32_t *restrict const c = col + (ptrdiff_t)((ky * k + kx) * cin_g + ci) * out_w;
+                    for (ox = 0; ox < out_w; ++ox) {
+                        const int ix = ox * st - pad + kx;
+                        c[ox] = iy >= 0 && iy < h && ix >= 0 && ix < w
+                                ? (int32_t)img[((ptrdiff_t)iy * w + ix) * cin + g * cin_g + ci] - p->in_zp : 0;
+                    }
+                }
+            }
+        }
+        for (o = 0; o < cout_g; ++o) {
+            const int oc = g * cout_g + o;
+            const int32_t *const wg = p->w + (ptrdiff_t)g * taps * cout_g + o;
+            const int64_t m = p->mult[oc], s = p->shift[oc];
+            for (ox = 0; ox < out_w; ++ox) {
+                acc[ox] = p->bias[oc];
+            }
+            for (t = 0; t < taps; ++t) {
+                const int32_t wt = wg[(ptrdiff_t)t * cout_g];
+                const int32_t *restrict const c = col + (ptrdiff_t)t * out_w;
+                for (ox = 0; ox < out_w; ++ox) {
+                    acc[ox] += wt * c[ox];
+                }
+            }
+            for (ox = 0; ox < out_w; ++ox) {
+                const int64_t v = qop_requant(acc[ox], m, s) + p->out_zp;
+                dst[(ptrdiff_t)ox * cout + oc] = (int8_t)qop_clamp(v, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
+/* whether a convolution runs row by row (qop_conv_rows): not depthwise, and few output channels
+ * per group or few taps per output (the per-pixel form's overhead would dominate) */
+static int qop_by_rows(const qop_conv_t *p)
+{
+    return !p->depthwise && (p->out_c / p->groups < QOP_FEW || p->kernel * p->kernel * (p->in_c / p->groups) <= QOP_FEW);
+}
+
+/* the int32 scratch words qop_conv needs for outputs out_w pixels wide: a row's accumulators and
+ * its taps, or one pixel's accumulators */
+int64_t qop_conv_work(const qop_conv_t *p, int out_w)
+{
+    return qop_by_rows(p) ? (int64_t)out_w * (1 + p->kernel * p->kernel * (p->in_c / p->groups)) : p->out_c;
+}
+
+/* n images (h, w, in_c) -> (out_h, out_w, out_c); acc: qop_conv_work(p, out_w) int32 words. */
 void qop_conv(const qop_conv_t *p, const int8_t *x, int n, int h, int w, int8_t *out, int32_t *restrict acc)
 {
     const int k = p->kernel, st = p->stride, pad = k / 2, cin = p->in_c, cout = p->out_c;
     const int out_h = (h + 2 * pad - k) / st + 1, out_w = (w + 2 * pad - k) / st + 1;
     const int cin_g = cin / p->groups, cout_g = cout / p->groups;
+    const int rows = qop_by_rows(p);
     int i, oy, ox, ky, kx, g, ci, o;
     for (i = 0; i < n; ++i) {
         const int8_t *const img = x + (ptrdiff_t)i * h * w * cin;
+        if (rows) {
+            for (oy = 0; oy < out_h; ++oy) {
+                qop_conv_rows(p, img, h, w, oy, out_w, out + ((ptrdiff_t)i * out_h + oy) * out_w * cout,
+                              acc + out_w, acc);
+            }
+            continue;
+        }
         for (oy = 0; oy < out_h; ++oy) {
             for (ox = 0; ox < out_w; ++ox) {
                 int8_t *const dst = out + (((ptrdiff_t)i * out_h + oy) * out_w + ox) * cout;

@@ -34,7 +34,9 @@
 #define QRN_Q 24
 #define QRN_ONE ((int64_t)1 << QRN_Q)
 #define QRN_LUT_SHIFT 18
-#define QRN_LANES 32
+#ifndef QRN_LANES
+#define QRN_LANES 16
+#endif
 #define QRN_SIGMOID 0
 #define QRN_TANH 1
 #define QRN_QUANT_SIGMOID 2
