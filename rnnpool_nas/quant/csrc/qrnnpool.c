@@ -271,6 +271,34 @@ static uint64_t qrn_project1(const qrn_pool_t *p, const int8_t *x, int in_h, int
     return bad;
 }
 
+/* RNN1's final states of `count` segments of the projection map into sums[q][h1]: segment q
+ * starts at cell (q / per) * major + (q % per) * minor and takes `steps` steps of `step` cells.
+ * Lanes past the last segment repeat the first (their results are not used). */
+static uint64_t qrn_segments(const qrn_pool_t *p, const int64_t *map, int count, int per, ptrdiff_t major,
+                             ptrdiff_t minor, ptrdiff_t step, int steps, int64_t *sums, int64_t *buf, int64_t *state,
+                             int64_t *sweep)
+{
+    const int h1 = p->rnn1.hidden;
+    ptrdiff_t off[QRN_LANES];
+    uint64_t bad = 0;
+    int q, s, j, lanes;
+    for (q = 0; q < count; q += QRN_LANES) {
+        lanes = count - q < QRN_LANES ? count - q : QRN_LANES;
+        for (s = 0; s < QRN_LANES; ++s) {
+            const int r = q + (s < lanes ? s : 0);
+            off[s] = ((r / per) * major + (r % per) * minor) * h1;
+        }
+        qrn_gather(map, off, step * h1, steps, h1, buf);
+        bad |= (uint64_t)qrn_sweep(p, &p->rnn1, buf, steps, state, sweep);
+        for (s = 0; s < lanes; ++s) {
+            for (j = 0; j < h1; ++j) {
+                sums[(ptrdiff_t)(q + s) * h1 + j] = state[j * QRN_LANES + s];
+            }
+        }
+    }
+    return bad;
+}
+
 /* One image: x (in_h, in_w, in_c) int8 -> out (patches_h + replicate_h, patches_w + replicate_w,
  * 4 * h2) int8. Returns 0, or 1 when a check of the reference fails. */
 static int qrn_image(const qrn_pool_t *p, const int8_t *x, int in_h, int in_w, int in_c, int8_t *out,
@@ -295,36 +323,9 @@ static int qrn_image(const qrn_pool_t *p, const int8_t *x, int in_h, int in_w, i
     int q, j, s, lanes, i, dir, part_i;
 
     /* RNN1 over each distinct row segment (row y from column px * sc: q = y * px_n + px), then
-     * each distinct column segment (column x from row py * sr: q = x * py_n + py); lanes past the
-     * last sequence repeat the first (their results are not used) */
-    for (q = 0; q < rows * px_n; q += QRN_LANES) {
-        lanes = rows * px_n - q < QRN_LANES ? rows * px_n - q : QRN_LANES;
-        for (s = 0; s < QRN_LANES; ++s) {
-            const int r = q + (s < lanes ? s : 0);
-            off[s] = ((ptrdiff_t)(r / px_n) * cols + (ptrdiff_t)(r % px_n) * sc) * h1;
-        }
-        qrn_gather(map, off, h1, pw, h1, buf);
-        bad |= qrn_sweep(p, &p->rnn1, buf, pw, state, sweep);
-        for (s = 0; s < lanes; ++s) {
-            for (j = 0; j < h1; ++j) {
-                row_sums[(ptrdiff_t)(q + s) * h1 + j] = state[j * QRN_LANES + s];
-            }
-        }
-    }
-    for (q = 0; q < cols * py_n; q += QRN_LANES) {
-        lanes = cols * py_n - q < QRN_LANES ? cols * py_n - q : QRN_LANES;
-        for (s = 0; s < QRN_LANES; ++s) {
-            const int r = q + (s < lanes ? s : 0);
-            off[s] = ((ptrdiff_t)(r % py_n) * sr * cols + r / py_n) * h1;
-        }
-        qrn_gather(map, off, (ptrdiff_t)cols * h1, ph, h1, buf);
-        bad |= qrn_sweep(p, &p->rnn1, buf, ph, state, sweep);
-        for (s = 0; s < lanes; ++s) {
-            for (j = 0; j < h1; ++j) {
-                col_sums[(ptrdiff_t)(q + s) * h1 + j] = state[j * QRN_LANES + s];
-            }
-        }
-    }
+     * each distinct column segment (column x from row py * sr: q = x * py_n + py) */
+    bad |= qrn_segments(p, map, rows * px_n, px_n, cols, sc, 1, pw, row_sums, buf, state, sweep);
+    bad |= qrn_segments(p, map, cols * py_n, py_n, 1, (ptrdiff_t)sr * cols, cols, ph, col_sums, buf, state, sweep);
     /* RNN2 of the patches (q = py * px_n + px): the rows' summaries forward and backward, then the
      * columns' */
     for (q = 0; q < py_n * px_n; q += QRN_LANES) {
