@@ -165,3 +165,14 @@ def test_the_build_is_cached_by_digest_outside_the_source_tree(monkeypatch, tmp_
     monkeypatch.setattr(native, "_state", {})
     stamp = built[0].stat().st_mtime_ns
     assert native.library() is not None and built[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
+
+
+def test_a_compiler_that_fails_falls_back_to_the_reference(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("CC", "false")  # found, exits 1
+    _, qnet, x = _net(CLASSIFIERS["tiny"], images=2)
+    assert native.int8_runner(qnet) is qnet
+    out = capsys.readouterr().out
+    assert "building the int8 scoring kernels failed" in out and "numpy reference" in out
+    assert not list((tmp_path / "rnnpool_nas").glob("*.so"))

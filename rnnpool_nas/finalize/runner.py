@@ -280,7 +280,7 @@ def _test_classifier(trainer, dataset, spec, report, config: dict[str, Any], out
     images = adapt_images(dataset.x_val, h, w, c)
     labels = np.asarray(dataset.y_val)
     scores = evaluate_int8(qnet, model, images, labels,
-                                progress=lambda done, total: report({"phase": "int8", "images": done, "of": total}))
+                           progress=lambda done, total: report({"phase": "int8", "images": done, "of": total}))
     return {**metrics, "metric": "top-1 accuracy", "test_images": len(images),
             "float_test_accuracy": scores["float_accuracy"], "int8_test_accuracy": scores["int8_accuracy"],
             "int8_agreement": scores["agreement"], "calibration_images": len(calibration)}
