@@ -3,7 +3,8 @@ small batches the reference path of ``evaluate_int8`` uses) against the compiled
 (``rnnpool_nas.quant.native``: what ``evaluate_int8``, ``score_int8``, finalize and the
 detectors' int8 AP run), on random-weight models: rnnpool-tiny (28x28x1) and RNNPool-Face-M4
 (240x320x1). Checks that the outputs are identical byte for byte, then prints seconds and the
-ratio, with the load average (wall times mean little on a busy machine).
+ratio of wall times, the CPU seconds of the process (all its threads: BLAS's for the reference,
+the scorer's own) and the load average (on a busy machine wall times say little).
 
     python benchmarks/bench_int8.py [--images N] [--threads N]
 """
@@ -39,16 +40,17 @@ def main() -> None:
         images = rng.integers(0, 256, (n + 16, h, w, c), dtype=np.uint8)
         qnet = quantize(untrained_model(spec), images[:16])
         x = images[16:]
-        tick = time.perf_counter()
+        tick, cpu = time.perf_counter(), time.process_time()
         ref = np.concatenate([qnet.run(x[i:i + batch]) for i in range(0, n, batch)])
-        ref_s = time.perf_counter() - tick
+        ref_s, ref_cpu = time.perf_counter() - tick, time.process_time() - cpu
         runner = native.NativeNet(qnet, lib, threads=args.threads)
-        tick = time.perf_counter()
+        tick, cpu = time.perf_counter(), time.process_time()
         out = np.concatenate([runner.run(x[i:i + 256]) for i in range(0, n, 256)])
-        fast_s = time.perf_counter() - tick
+        fast_s, fast_cpu = time.perf_counter() - tick, time.process_time() - cpu
         assert np.array_equal(out, ref), name
-        print(f"{name}: {n} images: reference {ref_s:.2f} s ({ref_s / n * 1000:.2f} ms/image), compiled "
-              f"{fast_s:.3f} s ({fast_s / n * 1000:.2f} ms/image): {ref_s / fast_s:.1f}x, outputs identical")
+        print(f"{name}: {n} images: reference {ref_s:.2f} s ({ref_s / n * 1000:.2f} ms/image, CPU {ref_cpu:.2f} s), "
+              f"compiled {fast_s:.3f} s ({fast_s / n * 1000:.2f} ms/image, CPU {fast_cpu:.3f} s): "
+              f"{ref_s / fast_s:.1f}x wall, {ref_cpu / fast_cpu:.1f}x CPU, outputs identical")
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 

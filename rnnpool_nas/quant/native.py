@@ -57,7 +57,7 @@ _INT = ctypes.c_int
 class _Conv(ctypes.Structure):
     """``qop_conv_t``."""
 
-    _fields_ = [("w", _P), ("bias", _P), ("mult", _P), ("shift", _P),
+    _fields_ = [("w", _P), ("w8", _P), ("bias", _P), ("mult", _P), ("shift", _P),
                 *[(name, _I32) for name in ("kernel", "stride", "groups", "in_c", "out_c", "depthwise", "in_zp",
                                             "out_zp", "act_min", "act_max")]]
 
@@ -218,7 +218,7 @@ class NativeConv:
             cout_g = cout // op.groups
             arranged = w.reshape(op.groups, cout_g, k, k, cin_g).transpose(0, 2, 3, 4, 1)
         a = self.arrays
-        self.params = _Conv(a(arranged, np.int32), a(op.bias, np.int32), a(op.multiplier, np.int64),
+        self.params = _Conv(a(arranged, np.int32), a(op.weight, np.int8), a(op.bias, np.int32), a(op.multiplier, np.int64),
                             a(op.shift, np.int64), k, op.stride, op.groups, self.in_c, cout, int(depthwise),
                             op.input.zero_point, op.output.zero_point, op.act_min, op.act_max)
 

@@ -23,13 +23,14 @@
 
 typedef struct {
     const int32_t *w;          /* arranged as above */
+    const int8_t *w8;          /* as the reference holds them: (out_c, k, k, in_c / groups) */
     const int32_t *bias;
     const int64_t *mult, *shift;
     int32_t kernel, stride, groups, in_c, out_c, depthwise;
     int32_t in_zp, out_zp, act_min, act_max;
 } qop_conv_t;
 
-/* see qop_by_rows */
+/* see qop_form */
 #ifndef QOP_FEW
 #define QOP_FEW 16
 #endif
@@ -99,18 +100,62 @@ static void qop_conv_rows(const qop_conv_t *p, const int8_t *img, int h, int w, 
     }
 }
 
-/* whether a convolution runs row by row (qop_conv_rows): not depthwise, and few output channels
- * per group or few taps per output (the per-pixel form's overhead would dominate) */
-static int qop_by_rows(const qop_conv_t *p)
+/* A dense convolution with few output channels and many inputs per window row (a detection
+ * head): per output pixel and channel, one dot product per window row over its k * in_c
+ * consecutive input bytes (and the channel's consecutive weights). */
+static void qop_conv_dots(const qop_conv_t *p, const int8_t *img, int h, int w, int oy, int out_w, int8_t *dst,
+                          int32_t *restrict acc)
 {
-    return !p->depthwise && (p->out_c / p->groups < QOP_FEW || p->kernel * p->kernel * (p->in_c / p->groups) <= QOP_FEW);
+    const int k = p->kernel, st = p->stride, pad = k / 2, cin = p->in_c, cout = p->out_c;
+    int ox, o, ky, i;
+    for (ox = 0; ox < out_w; ++ox) {
+        const int ix0 = ox * st - pad;
+        const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = ix0 + k > w ? w - ix0 : k;   /* the window inside */
+        const int len = (kx1 - kx0) * cin;
+        for (o = 0; o < cout; ++o) {
+            acc[o] = p->bias[o];
+        }
+        for (ky = 0; ky < k; ++ky) {
+            const int iy = oy * st - pad + ky;
+            const int8_t *restrict xs;
+            if (iy < 0 || iy >= h) {
+                continue;   /* zero padding of x - in_zp */
+            }
+            xs = img + ((ptrdiff_t)iy * w + ix0 + kx0) * cin;
+            for (o = 0; o < cout; ++o) {
+                const int8_t *restrict const ws = p->w8 + (((ptrdiff_t)o * k + ky) * k + kx0) * cin;
+                int32_t a = 0;
+                for (i = 0; i < len; ++i) {
+                    a += (int32_t)ws[i] * ((int32_t)xs[i] - p->in_zp);
+                }
+                acc[o] += a;
+            }
+        }
+        qop_store(p, acc, dst + (ptrdiff_t)ox * cout);
+    }
+}
+
+/* how a convolution runs: 'd' depthwise, 'v' per pixel with the output channels as the vector,
+ * 'r' row by row (qop_conv_rows: few output channels per group, or few taps per output: the
+ * per-pixel form's overhead would dominate), 't' by window-row dot products (qop_conv_dots: few
+ * output channels, many input bytes per window row) */
+static int qop_form(const qop_conv_t *p)
+{
+    const int cout_g = p->out_c / p->groups, taps = p->kernel * p->kernel * (p->in_c / p->groups);
+    if (p->depthwise) {
+        return 'd';
+    }
+    if (p->groups == 1 && cout_g < QOP_FEW && p->kernel * p->in_c >= 2 * QOP_FEW) {
+        return 't';
+    }
+    return cout_g < QOP_FEW || taps <= QOP_FEW ? 'r' : 'v';
 }
 
 /* the int32 scratch words qop_conv needs for outputs out_w pixels wide: a row's accumulators and
  * its taps, or one pixel's accumulators */
 int64_t qop_conv_work(const qop_conv_t *p, int out_w)
 {
-    return qop_by_rows(p) ? (int64_t)out_w * (1 + p->kernel * p->kernel * (p->in_c / p->groups)) : p->out_c;
+    return qop_form(p) == 'r' ? (int64_t)out_w * (1 + p->kernel * p->kernel * (p->in_c / p->groups)) : p->out_c;
 }
 
 /* n images (h, w, in_c) -> (out_h, out_w, out_c); acc: qop_conv_work(p, out_w) int32 words. */
@@ -119,14 +164,18 @@ void qop_conv(const qop_conv_t *p, const int8_t *x, int n, int h, int w, int8_t 
     const int k = p->kernel, st = p->stride, pad = k / 2, cin = p->in_c, cout = p->out_c;
     const int out_h = (h + 2 * pad - k) / st + 1, out_w = (w + 2 * pad - k) / st + 1;
     const int cin_g = cin / p->groups, cout_g = cout / p->groups;
-    const int rows = qop_by_rows(p);
+    const int form = qop_form(p);
     int i, oy, ox, ky, kx, g, ci, o;
     for (i = 0; i < n; ++i) {
         const int8_t *const img = x + (ptrdiff_t)i * h * w * cin;
-        if (rows) {
+        if (form == 'r' || form == 't') {
             for (oy = 0; oy < out_h; ++oy) {
-                qop_conv_rows(p, img, h, w, oy, out_w, out + ((ptrdiff_t)i * out_h + oy) * out_w * cout,
-                              acc + out_w, acc);
+                int8_t *const dst = out + ((ptrdiff_t)i * out_h + oy) * out_w * cout;
+                if (form == 'r') {
+                    qop_conv_rows(p, img, h, w, oy, out_w, dst, acc + out_w, acc);
+                } else {
+                    qop_conv_dots(p, img, h, w, oy, out_w, dst, acc);
+                }
             }
             continue;
         }
