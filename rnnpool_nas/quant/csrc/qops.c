@@ -13,9 +13,12 @@
  *   add:   out = clamp(out_zp + requant(a - a_zp, ma, sa) + requant(b - b_zp, mb, sb), -128, 127).
  *   L2Norm: per pixel d = x - in_zp, ss = sum d^2, r = isqrt(ss << 32) (floor),
  *          q = div_round(d m[c], r) (half away from zero), or 0 when r = 0; out = clamp(out_zp + q).
- * Weights come pre-arranged by the caller so that the innermost loop runs over output channels
- * (a vector loop): dense/grouped [g][ky][kx][ci][co], depthwise [ky][kx][c], both int32.
- * No allocation: the caller passes the scratch.
+ * A convolution runs in the form whose innermost loop is longest (a vector loop; qop_form):
+ * output channels per pixel (weights arranged [g][ky][kx][ci][co] int32, depthwise [ky][kx][c]),
+ * a row's pixels per output channel (few channels or taps), or a dot product over each window
+ * row's consecutive input bytes (few channels, many inputs: detection heads, the linear layer;
+ * weights as the reference holds them). The sums are the same integers in every form.
+ * No allocation: the caller passes the scratch (qop_conv_work).
  */
 #include <math.h>
 #include <stddef.h>
