@@ -46,7 +46,8 @@ ALLOWED: dict[str, set[str]] = {
 }
 
 #: Modules that must load without torch (checked on their import closure inside the package).
-TORCH_FREE = ("rnnpool_nas.cost", "rnnpool_nas.quant.reference", "rnnpool_nas.run", "rnnpool_nas.data")
+TORCH_FREE = ("rnnpool_nas.cost", "rnnpool_nas.quant.reference", "rnnpool_nas.quant.native", "rnnpool_nas.run",
+              "rnnpool_nas.data")
 
 
 def _modules() -> dict[str, Path]:

@@ -217,7 +217,7 @@ def train_and_test(config: dict[str, Any], out: Path, report: Callable[[dict[str
     report({"epoch": result.epochs_trained, "phase": "test"})
     tick = time.perf_counter()
     if detection:
-        metrics.update(_test_detector(trainer, dataset, spec, config))
+        metrics.update(_test_detector(trainer, dataset, spec, config, report))
     else:
         metrics.update(_test_classifier(trainer, dataset, spec, report, config, out))
     metrics["test_seconds"] = time.perf_counter() - tick
@@ -256,8 +256,7 @@ def _test_classifier(trainer, dataset, spec, report, config: dict[str, Any], out
 
     from ..data import adapt_images
     from ..train.qat import finetune
-    from ..train.quant import calibration_images, quantize
-    from ..train.quant_fast import evaluate_int8_fast
+    from ..train.quant import calibration_images, evaluate_int8, quantize
 
     h, w, c = spec.input
     model = trainer.model.eval()
@@ -265,14 +264,14 @@ def _test_classifier(trainer, dataset, spec, report, config: dict[str, Any], out
     qnet = quantize(model, calibration)
     rows = np.linspace(0, len(dataset.x_train) - 1, min(PTQ_CHECK_IMAGES, len(dataset.x_train))).astype(np.int64)
     check_x, check_y = adapt_images(dataset.x_train[rows], h, w, c), np.asarray(dataset.y_train)[rows]
-    check = evaluate_int8_fast(qnet, model, check_x, check_y)
+    check = evaluate_int8(qnet, model, check_x, check_y)
     metrics: dict[str, Any] = {"ptq_train_check": {"images": len(rows), **check}}
     tolerance = config["recipe"].get("int8_tolerance", INT8_TOLERANCE)
     if check["float_accuracy"] - check["int8_accuracy"] > tolerance:
         report({"phase": "qat", "images": len(rows), "drop": check["float_accuracy"] - check["int8_accuracy"]})
         qat = finetune(model, trainer.data, calibration, epochs=QAT_EPOCHS, seed=config["seed"])
         qnet = quantize(model, calibration)
-        after = evaluate_int8_fast(qnet, model, check_x, check_y)
+        after = evaluate_int8(qnet, model, check_x, check_y)
         metrics["qat"] = {**qat, "train_check": after}
         state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
         state["model"] = model.state_dict()  # what export ships: the fine-tuned weights
@@ -282,21 +281,22 @@ def _test_classifier(trainer, dataset, spec, report, config: dict[str, Any], out
         os.replace(tmp, out / "checkpoint.pt")
     images = adapt_images(dataset.x_val, h, w, c)
     labels = np.asarray(dataset.y_val)
-    scores = evaluate_int8_fast(qnet, model, images, labels,
-                                progress=lambda done, total: report({"phase": "int8", "images": done, "of": total}))
+    scores = evaluate_int8(qnet, model, images, labels,
+                           progress=lambda done, total: report({"phase": "int8", "images": done, "of": total}))
     return {**metrics, "metric": "top-1 accuracy", "test_images": len(images),
             "float_test_accuracy": scores["float_accuracy"], "int8_test_accuracy": scores["int8_accuracy"],
             "int8_agreement": scores["agreement"], "calibration_images": len(calibration)}
 
 
-def _test_detector(trainer, dataset, spec, config) -> dict[str, Any]:
+def _test_detector(trainer, dataset, spec, config, report) -> dict[str, Any]:
     from ..train.detection import detection_calibration_images, evaluate_detection
     from ..train.quant import quantize
 
     model = trainer.model.eval()
     qnet = quantize(model, detection_calibration_images(dataset.train, spec.input, seed=config["seed"]))
     fl = evaluate_detection(model, dataset.val, spec)
-    i8 = evaluate_detection(qnet, dataset.val, spec, batch_size=4)
+    i8 = evaluate_detection(qnet, dataset.val, spec, batch_size=4,
+                            progress=lambda done, total: report({"phase": "int8", "images": done, "of": total}))
     return {"metric": "AP at IoU 0.5", "test_images": i8["images"], "float_test_accuracy": fl["ap"] or 0.0,
             "int8_test_accuracy": i8["ap"] or 0.0, "float_ap_at_most_3": fl["ap_at_most_3"],
             "int8_ap_at_most_3": i8["ap_at_most_3"], "calibration_images": 128}

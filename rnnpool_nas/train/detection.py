@@ -49,7 +49,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -73,7 +73,8 @@ from ..detect import (
 )
 from ..detect.match import MATCH_IOU
 from ..errors import UserError
-from .loop import EpochMetrics, TrainConfig, TrainLoop, TrainResult, normalise
+from .loop import EpochMetrics, EverySeconds, TrainConfig, TrainLoop, TrainResult, normalise
+from ..quant.native import int8_runner
 from ..quant.reference import QuantizedNet
 
 __all__ = [
@@ -167,18 +168,24 @@ class Predictions:
 def predict(
     model: torch.nn.Module | QuantizedNet, split: DetectionSplit, spec: ArchSpec, *,
     indices: Iterable[int] | None = None, batch_size: int = 16, with_loss: bool = False,
+    progress: Callable[[int, int], Any] | None = None,
 ) -> Predictions:
-    """Detections of ``model`` (float :class:`SpecNet` or int8 :class:`QuantizedNet`) on the images
-    ``indices`` of ``split`` (default: all), each resized to ``spec``'s input."""
+    """Detections of ``model`` (float :class:`SpecNet` or int8 :class:`QuantizedNet`, run compiled
+    for the host by :func:`~rnnpool_nas.quant.native.int8_runner`: the reference's values) on the
+    images ``indices`` of ``split`` (default: all), each resized to ``spec``'s input;
+    ``progress(done, total)`` every few seconds when it takes longer."""
     h, w, c = spec.input
     anchors_np = anchors_for(spec)
     anchors = torch.from_numpy(anchors_np)
     quantized = isinstance(model, QuantizedNet)
-    if not quantized:
+    if quantized:
+        runner = int8_runner(model)
+    else:
         model.eval()
     out = Predictions([], [], [], [], [], 0.0 if with_loss else None)
     loss_sum = 0.0
     chosen = list(range(len(split)) if indices is None else indices)
+    report = EverySeconds(progress) if progress is not None else None
     for start in range(0, len(chosen), batch_size):
         samples = [(i, split.get(i)) for i in chosen[start : start + batch_size]]
         samples = [(i, s) for i, s in samples if s is not None]
@@ -188,7 +195,7 @@ def predict(
         batch = np.stack(images)
         with torch.no_grad():
             if quantized:
-                loc, conf = (torch.from_numpy(a) for a in model.detections(batch))
+                loc, conf = (torch.from_numpy(a) for a in runner.detections(batch))
             else:
                 loc, conf = model(normalise(torch.from_numpy(batch).permute(0, 3, 1, 2)))
             if with_loss:
@@ -199,6 +206,8 @@ def predict(
         out.ignore.extend(s.ignore for _, s in samples)
         out.indices.extend(i for i, _ in samples)
         out.sources.extend(s.source for _, s in samples)
+        if report is not None:
+            report(min(len(chosen), start + batch_size), len(chosen))
     if with_loss:
         out.loss = loss_sum / max(1, len(out.indices))
     return out
@@ -251,7 +260,7 @@ def _wider_scores(pred: Predictions, input_size: tuple[int, int], gt_dir: str | 
 def evaluate_detection(
     model: torch.nn.Module | QuantizedNet, split: DetectionSplit, spec: ArchSpec, *,
     limit: int | None = None, batch_size: int = 16, max_faces: int = 3, wider_gt: str | Path | None = None,
-    with_loss: bool = False, wider_protocol: str = "official",
+    with_loss: bool = False, wider_protocol: str = "official", progress: Callable[[int, int], Any] | None = None,
 ) -> dict[str, Any]:
     """Score a detector (float or int8) on ``split`` (its first ``limit`` images).
 
@@ -263,7 +272,8 @@ def evaluate_detection(
         ``_at_most_3``, with the number of images scored.
     """
     count = len(split) if limit is None else min(limit, len(split))
-    pred = predict(model, split, spec, indices=range(count), batch_size=batch_size, with_loss=with_loss)
+    pred = predict(model, split, spec, indices=range(count), batch_size=batch_size, with_loss=with_loss,
+                   progress=progress)
     out = score_detections(pred.detections, pred.boxes, pred.ignore, max_faces=max_faces)
     out["skipped"] = count - len(pred.indices)
     if with_loss:

@@ -105,6 +105,28 @@ def normalise(x: torch.Tensor) -> torch.Tensor:
     return (x.float() / 255).contiguous(memory_format=torch.channels_last)
 
 
+class EverySeconds:
+    """A ``progress(done, total)`` callback passed on at most every ``seconds`` (the first time after
+    ``seconds``), and once more at the end (``done == total``) if it was passed on before: a job
+    shorter than ``seconds`` stays silent."""
+
+    def __init__(self, progress: Callable[[int, int], Any], seconds: float = 5.0) -> None:
+        self.progress, self.seconds = progress, seconds
+        self.last = time.perf_counter()
+        self.called = False
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self.last >= self.seconds or (done >= total and self.called):
+            self.progress(done, total)
+            self.last, self.called = now, True
+
+
+def print_progress(what: str) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` printing ``what: done/total images`` on stdout."""
+    return lambda done, total: print(f"{what}: {done}/{total} images", flush=True)
+
+
 def cosine_factor(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
     """The learning-rate factor of step ``step``: linear warm-up to 1 over ``warmup_steps``, then
     a cosine down to 0 at ``total_steps`` (and 0 after it)."""
@@ -285,4 +307,5 @@ class TrainLoop:
         return TrainResult("complete", "", epoch, accuracy, time.perf_counter() - start, history)
 
 
-__all__ = ["EpochMetrics", "TrainConfig", "TrainLoop", "TrainResult", "TrainingFailed", "cosine_factor", "normalise"]
+__all__ = ["EpochMetrics", "EverySeconds", "TrainConfig", "TrainLoop", "TrainResult", "TrainingFailed", "cosine_factor", "normalise",
+           "print_progress"]

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..arch.spec import ArchSpec
 from ..errors import UserError
-from .loop import EpochMetrics, TrainConfig, TrainLoop, TrainResult
+from .loop import EpochMetrics, EverySeconds, TrainConfig, TrainLoop, TrainResult, print_progress
 
 #: How many training images calibrate the int8 model: classifiers, detectors.
 CALIBRATION_IMAGES = {"classification": 512, "detection": 128}
@@ -89,17 +89,37 @@ def calibration_images(dataset, input_shape: tuple[int, int, int], count: int = 
     return adapt_images(dataset.x_train[np.sort(idx)], h, w, c)
 
 
-def evaluate_int8(qnet, model, images: np.ndarray, labels: np.ndarray, batch_size: int = 16, *,
+def evaluate_int8(qnet, model, images: np.ndarray, labels: np.ndarray, batch_size: int | None = None, *,
                   reference: bool = False, progress=None) -> dict[str, float]:
     """Float and int8 top-1 accuracy and their agreement on uint8 NHWC ``images``. The int8
-    network runs in :mod:`rnnpool_nas.train.quant_fast` (bit-exact, batched torch integer ops;
-    ``progress(done, total)`` every few seconds); ``reference=True`` runs the numpy integer
-    reference instead (small batches keep its int64 temporaries in cache: ~4 ms a 28x28 image)."""
-    from .quant_fast import evaluate_int8_fast, top1_agreement
+    network runs compiled for the host (:func:`rnnpool_nas.quant.native.int8_runner`: the
+    reference's values, on several threads, 256 images a batch; the numpy reference when there is
+    no C compiler); ``reference=True`` runs the numpy integer reference itself (16 images a batch
+    keep its int64 temporaries in cache). ``progress(done, total)`` is called every few seconds
+    when scoring takes longer (:class:`~rnnpool_nas.train.loop.EverySeconds`)."""
+    import torch
 
-    if not reference:
-        return evaluate_int8_fast(qnet, model, images, labels, progress=progress)
-    return top1_agreement(qnet.run, model, images, labels, batch_size)
+    from ..quant.native import int8_runner
+
+    runner = qnet if reference else int8_runner(qnet)
+    batch_size = batch_size or (16 if reference else 256)
+    report = EverySeconds(progress) if progress is not None else None
+    model.eval()
+    agree = float_ok = int_ok = 0
+    n = len(images)
+    for i in range(0, n, batch_size):
+        x = images[i : i + batch_size]
+        with torch.no_grad():
+            f = model(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255).argmax(1).numpy()
+        q = runner.run(x).argmax(1)
+        y = labels[i : i + batch_size]
+        agree += int((f == q).sum())
+        float_ok += int((f == y).sum())
+        int_ok += int((q == y).sum())
+        if report is not None:
+            report(min(n, i + batch_size), n)
+    n = max(1, n)
+    return {"float_accuracy": float_ok / n, "int8_accuracy": int_ok / n, "agreement": agree / n}
 
 
 @dataclass
@@ -131,7 +151,8 @@ def score_int8(model, spec: ArchSpec, dataset, *, seed: int = 0, val_limit: int 
         qnet = quantize(model, calib)
         h, w, c = spec.input
         val = adapt_images(dataset.x_val[:val_limit], h, w, c)
-        scores = evaluate_int8(qnet, model, val, np.asarray(dataset.y_val[:val_limit]))
+        scores = evaluate_int8(qnet, model, val, np.asarray(dataset.y_val[:val_limit]),
+                               progress=print_progress("int8 scoring"))
         return Int8Score(qnet, {**scores, "images": len(val), "calibration_images": len(calib)})
 
     from .detection import detection_calibration_images, evaluate_detection
@@ -144,7 +165,7 @@ def score_int8(model, spec: ArchSpec, dataset, *, seed: int = 0, val_limit: int 
     else:
         fl = {k: v for k, v in float_scores.items() if k != "loss"}
     i8 = evaluate_detection(qnet, dataset.val, spec, limit=val_limit, batch_size=4, wider_gt=wider_gt,
-                            wider_protocol=wider_protocol)
+                            wider_protocol=wider_protocol, progress=print_progress("int8 scoring"))
     return Int8Score(qnet, {
         "float_ap": fl["ap"], "int8_ap": i8["ap"], "float_ap_at_most_3": fl["ap_at_most_3"],
         "int8_ap_at_most_3": i8["ap_at_most_3"], "images": i8["images"], "faces": i8["faces"],

@@ -1,0 +1,397 @@
+/* qrnnpool.c - the int8 reference's RNNPool (quant/reference.py: QRNNPool.run) for a batch of
+ * images on the host, fast: a scoring helper built with the host's compiler (quant/native.py),
+ * never shipped to a device (the Cortex-M4 runs export/runtime/rnnpool.c).
+ *
+ * Fixed-point rules: exactly the reference's, in int64 as numpy computes them (reference.py's
+ * module docstring): every value, rounding and clamp below is the reference's expression.
+ *   RNN1 projection of padded pixel (y, x): wx = requant(W (x - in_zp), mW, sW), a padding pixel
+ *     holds in_zp; requant(a, m, s) = (a m + 2^(s-1)) >> s (int64, arithmetic shift).
+ *   step: pre = wx + requant(U h, mU, sU); z = gate(pre + bias_gate), c = update(pre + bias_update);
+ *     g = ((sz (ONE - z) + ONE/2) >> 24) + sn; h = (g c + z h + ONE/2) >> 24 (ONE = 2^24).
+ *   gate/update: quantSigmoid clamp((v + ONE + 1) >> 1, 0, ONE); quantTanh clamp(v, -ONE, ONE);
+ *     sigmoid/tanh u = clamp(v, -8 ONE, 8 ONE - 1) + 8 ONE, i = u >> 18,
+ *     y = T[i] + ((dT[i] (u & (2^18 - 1)) + 2^17) >> 18), T and dT the reference's own tables.
+ *   RNN2 projection: requant(W2 s, mW2, sW2) of an RNN1 summary s.
+ *   output k: clamp(out_zp + out_bias[k] + requant(h, out_mult[k], out_shift[k]), -128, 127),
+ *     replicate rows/columns copied from the last computed one.
+ * The reference's overflow checks (an accumulator that must fit int32, a Q24 product sum below
+ * 2^47) are made on the same values; a failed one makes qrnnpool_run return 1 and the caller runs
+ * the reference (which raises its OverflowError).
+ *
+ * How it is fast (same values): the sequences of a sweep run in lockstep, QRN_LANES at a time,
+ * state and pre-activations stored [unit][lane] so that every loop over lanes is a vector loop;
+ * a row of a patch is the same sequence (same pixels from the same start) as a row of the patch
+ * stride_h below when the patches overlap, so RNN1 sweeps each distinct padded row (and column)
+ * segment once and every patch reads its summaries; U h is summed in double (every product and
+ * partial sum is an integer below 2^53: exact); products of values that fit int32 are written as
+ * 32 x 32-bit ones; a table bin's value and slope are one 64-bit entry (one gather).
+ * No allocation: the caller passes qrnnpool_work_words(...) int64 words of scratch.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define QRN_Q 24
+#define QRN_ONE ((int64_t)1 << QRN_Q)
+#define QRN_LUT_SHIFT 18
+#ifndef QRN_LANES
+#define QRN_LANES 16
+#endif
+#define QRN_SIGMOID 0
+#define QRN_TANH 1
+#define QRN_QUANT_SIGMOID 2
+#define QRN_QUANT_TANH 3
+
+typedef struct {
+    const int8_t *w;              /* (hidden, input) */
+    const int8_t *u;              /* (hidden, hidden) */
+    const int64_t *w_mult, *w_shift, *u_mult, *u_shift, *bias_gate, *bias_update;
+    int64_t sz, sn;
+    int32_t input, hidden, gate, update;
+} qrn_cell_t;
+
+typedef struct {
+    qrn_cell_t rnn1, rnn2;
+    int32_t patch_h, patch_w, stride_h, stride_w, pad_top, pad_left;
+    int32_t patches_h, patches_w, replicate_h, replicate_w;
+    int64_t in_zp, out_zp;
+    const int64_t *out_mult, *out_shift, *out_bias;
+    const int32_t *w1t;                                    /* RNN1's W transposed: (input, hidden) */
+    const int64_t *sigmoid_table, *tanh_table;   /* 1024 entries: T[k] | dT[k] << 32 */
+} qrn_pool_t;
+
+static int64_t qrn_max(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* rows of the padded map the patches cover, and columns */
+static int64_t qrn_rows(const qrn_pool_t *p) { return (int64_t)(p->patches_h - 1) * p->stride_h + p->patch_h; }
+static int64_t qrn_cols(const qrn_pool_t *p) { return (int64_t)(p->patches_w - 1) * p->stride_w + p->patch_w; }
+
+/* Scratch (int64 words) for one image: the projection map, the row and column summaries, and a
+ * sweep's buffers (its inputs for every step, the state, the pre-activations, the products). */
+int64_t qrnnpool_work_words(const qrn_pool_t *p)
+{
+    const int64_t h1 = p->rnn1.hidden, h2 = p->rnn2.hidden, hmax = qrn_max(h1, h2);
+    const int64_t steps = qrn_max(p->patch_h, p->patch_w);
+    return qrn_rows(p) * qrn_cols(p) * h1                       /* the projection map */
+           + qrn_rows(p) * p->patches_w * h1                    /* row summaries */
+           + qrn_cols(p) * p->patches_h * h1                    /* column summaries */
+           + steps * h1 * QRN_LANES                             /* RNN2's summaries */
+           + steps * hmax * QRN_LANES                           /* a sweep's inputs */
+           + 4 * hmax * QRN_LANES                               /* its state, pre-activations, gates, h */
+           + 4 * h2 * QRN_LANES;                                /* RNN2's final states */
+}
+
+/* (a m + 2^(s-1)) >> s */
+static inline int64_t qrn_requant(int64_t a, int64_t m, int64_t s)
+{
+    return (a * m + ((int64_t)1 << (s - 1))) >> s;
+}
+
+/* nonzero when v does not fit int32 / when |v| >= 2^47 (branch-free: the loops stay vector loops) */
+#define QRN_OUT32(v) (((uint64_t)(v) + ((uint64_t)1 << 31)) >> 32)
+#define QRN_OUT47(v) (((uint64_t)(v) + (((uint64_t)1 << 47) - 1)) >> 48)
+
+/* the nonlinearity `code` of n values in place */
+static void qrn_nonlinearity(const qrn_pool_t *p, int code, int64_t *restrict v, int n)
+{
+    int i;
+    if (code == QRN_QUANT_SIGMOID) {
+        for (i = 0; i < n; ++i) {
+            const int64_t y = (v[i] + QRN_ONE + 1) >> 1;
+            v[i] = y < 0 ? 0 : (y > QRN_ONE ? QRN_ONE : y);
+        }
+    } else if (code == QRN_QUANT_TANH) {
+        for (i = 0; i < n; ++i) {
+            v[i] = v[i] < -QRN_ONE ? -QRN_ONE : (v[i] > QRN_ONE ? QRN_ONE : v[i]);
+        }
+    } else {   /* entry k: T[k] in the low word, dT[k] = T[k+1] - T[k] in the high word (one gather) */
+        const int64_t *const table = code == QRN_SIGMOID ? p->sigmoid_table : p->tanh_table;
+        for (i = 0; i < n; ++i) {
+            const int64_t c = v[i] < -8 * QRN_ONE ? -8 * QRN_ONE : (v[i] > 8 * QRN_ONE - 1 ? 8 * QRN_ONE - 1 : v[i]);
+            const int64_t u = c + 8 * QRN_ONE;
+            const int64_t e = table[u >> QRN_LUT_SHIFT];
+            const int32_t f = (int32_t)(u & (((int64_t)1 << QRN_LUT_SHIFT) - 1));
+            /* |dT| < 2^19, f < 2^18: a 32 x 32-bit product */
+            v[i] = (int64_t)(int32_t)e + (((int64_t)(int32_t)(e >> 32) * f + ((int64_t)1 << (QRN_LUT_SHIFT - 1)))
+                                          >> QRN_LUT_SHIFT);
+        }
+    }
+}
+
+/* one unit's pre-activations of every lane: v = x + requant(a), gate input z = v + bg, update
+ * input u = v + bu; the reference's checks of a and v OR-ed into *bad */
+static inline void qrn_pre(const int64_t *restrict a, const int64_t *restrict x, int64_t m, int64_t rnd, int64_t sh,
+                           int64_t bg, int64_t bu, int64_t *restrict z, int64_t *restrict u, uint64_t *bad)
+{
+    uint64_t b = 0;
+    int s;
+    for (s = 0; s < QRN_LANES; ++s) {
+        const int64_t v = x[s] + ((a[s] * m + rnd) >> sh);
+        b |= QRN_OUT47(a[s]) | QRN_OUT32(v);
+        z[s] = v + bg;
+        u[s] = v + bu;
+    }
+    *bad |= b;
+}
+
+/* Final states (h[unit][lane]) of `lanes` sequences of cell c over `steps` steps from h = 0;
+ * wx[t][unit][lane] are the step inputs (lanes past `lanes` hold 0). work: 3 * hidden * QRN_LANES.
+ * Returns 1 when one of the reference's checks fails. */
+static int qrn_sweep(const qrn_pool_t *p, const qrn_cell_t *c, const int64_t *wx, int steps, int64_t *restrict h,
+                     int64_t *restrict work)
+{
+    const int n = c->hidden;
+    int64_t *restrict const pre = work;
+    int64_t *restrict const z = pre + n * QRN_LANES;
+    double *restrict const hd = (double *)(z + n * QRN_LANES);   /* h as doubles */
+    uint64_t bad = 0;
+    int t, j, k, s;
+    memset(h, 0, sizeof(int64_t) * (size_t)n * QRN_LANES);
+    for (j = 0; j < n * QRN_LANES; ++j) {
+        hd[j] = 0;
+    }
+    for (t = 0; t < steps; ++t) {
+        const int64_t *restrict const x = wx + (ptrdiff_t)t * n * QRN_LANES;
+        for (j = 0; j < n; ++j) {   /* pre = wx + requant(U h), plus the gate's and the update's bias */
+            const int8_t *const u = c->u + (ptrdiff_t)j * n;
+            const int64_t m = c->u_mult[j], sh = c->u_shift[j], rnd = (int64_t)1 << (sh - 1);
+            const int64_t bg = c->bias_gate[j], bu = c->bias_update[j];
+            double ad[QRN_LANES];
+            int64_t a[QRN_LANES];
+            for (s = 0; s < QRN_LANES; ++s) {
+                ad[s] = 0;
+            }
+            /* U h in double: every product (|u| < 2^7, |h| < 2^31) and partial sum (< n 2^38) is an
+             * integer below 2^53, so the sum is exact in any order */
+            for (k = 0; k < n; ++k) {
+                const double uk = u[k];
+                const double *restrict const hk = hd + k * QRN_LANES;
+                for (s = 0; s < QRN_LANES; ++s) {
+                    ad[s] += uk * hk[s];
+                }
+            }
+            for (s = 0; s < QRN_LANES; ++s) {
+                a[s] = (int64_t)ad[s];
+            }
+            qrn_pre(a, x + j * QRN_LANES, m, rnd, sh, bg, bu, z + j * QRN_LANES, pre + j * QRN_LANES, &bad);
+        }
+        qrn_nonlinearity(p, c->gate, z, n * QRN_LANES);
+        qrn_nonlinearity(p, c->update, pre, n * QRN_LANES);
+        for (j = 0; j < n * QRN_LANES; ++j) {   /* z, c, h, sz, sn and g fit int32: 32 x 32-bit products */
+            const int64_t g = (((int64_t)(int32_t)c->sz * (int32_t)(QRN_ONE - z[j]) + QRN_ONE / 2) >> QRN_Q) + c->sn;
+            const int64_t v = ((int64_t)(int32_t)g * (int32_t)pre[j] + (int64_t)(int32_t)z[j] * (int32_t)h[j]
+                               + QRN_ONE / 2) >> QRN_Q;
+            bad |= QRN_OUT32(v);
+            h[j] = v;
+            hd[j] = (double)v;
+        }
+    }
+    return bad != 0;
+}
+
+/* out[t][j][lane] = src[off[lane] + t * step + j] (a sweep's inputs) */
+static void qrn_gather(const int64_t *restrict src, const ptrdiff_t *restrict off, ptrdiff_t step, int steps, int n,
+                       int64_t *restrict out)
+{
+    int t, j, s;
+    for (t = 0; t < steps; ++t) {
+        for (j = 0; j < n; ++j) {
+            int64_t *restrict const o = out + ((ptrdiff_t)t * n + j) * QRN_LANES;
+            const int64_t *restrict const from = src + t * step + j;
+            for (s = 0; s < QRN_LANES; ++s) {
+                o[s] = from[off[s]];
+            }
+        }
+    }
+}
+
+/* RNN2's inputs: requant(W2 s) of the summaries x[t][k][lane] into out[t][j][lane]. */
+static uint64_t qrn_project2(const qrn_cell_t *c, const int64_t *restrict x, int steps, int64_t *restrict out)
+{
+    const int n = c->hidden, n1 = c->input;
+    uint64_t bad = 0;
+    int t, j, k, s;
+    for (t = 0; t < steps; ++t) {
+        for (j = 0; j < n; ++j) {
+            const int8_t *const w = c->w + (ptrdiff_t)j * n1;
+            const int64_t m = c->w_mult[j], sh = c->w_shift[j], rnd = (int64_t)1 << (sh - 1);
+            int64_t *const o = out + ((ptrdiff_t)t * n + j) * QRN_LANES;
+            int64_t a[QRN_LANES];
+            for (s = 0; s < QRN_LANES; ++s) {
+                a[s] = 0;
+            }
+            for (k = 0; k < n1; ++k) {   /* summaries are RNN1 states: they fit int32 */
+                const int64_t wk = w[k];
+                const int64_t *restrict const xk = x + ((ptrdiff_t)t * n1 + k) * QRN_LANES;
+                for (s = 0; s < QRN_LANES; ++s) {
+                    a[s] += wk * (int64_t)(int32_t)xk[s];
+                }
+            }
+            for (s = 0; s < QRN_LANES; ++s) {
+                bad |= QRN_OUT47(a[s]);
+                o[s] = (a[s] * m + rnd) >> sh;
+            }
+        }
+    }
+    return bad;
+}
+
+/* RNN1's projection of every pixel of the padded map (rows x cols, h1 words each), QRN_CHUNK
+ * units at a time (their sums stay in registers). */
+#define QRN_CHUNK 32
+static uint64_t qrn_project1(const qrn_pool_t *p, const int8_t *x, int in_h, int in_w, int in_c, int64_t *map)
+{
+    const qrn_cell_t *const c = &p->rnn1;
+    const int n = c->hidden, rows = (int)qrn_rows(p), cols = (int)qrn_cols(p);
+    uint64_t bad = 0;
+    int y, xx, j, j0, k;
+    for (y = 0; y < rows; ++y) {
+        for (xx = 0; xx < cols; ++xx) {
+            const int iy = y - p->pad_top, ix = xx - p->pad_left;
+            const int inside = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w;   /* else padding: in_zp */
+            const int8_t *const px = inside ? x + ((ptrdiff_t)iy * in_w + ix) * in_c : 0;
+            int64_t *restrict const o = map + ((ptrdiff_t)y * cols + xx) * n;
+            for (j0 = 0; j0 < n; j0 += QRN_CHUNK) {
+                const int m = n - j0 < QRN_CHUNK ? n - j0 : QRN_CHUNK;
+                int64_t a[QRN_CHUNK] = {0};
+                for (k = 0; inside && k < in_c; ++k) {
+                    const int32_t v = (int32_t)((int64_t)px[k] - p->in_zp);   /* |v| <= 255 */
+                    const int32_t *restrict const wk = p->w1t + (ptrdiff_t)k * n + j0;
+                    for (j = 0; j < m; ++j) {
+                        a[j] += (int64_t)wk[j] * v;
+                    }
+                }
+                for (j = 0; j < m; ++j) {
+                    bad |= QRN_OUT32(a[j]);
+                    o[j0 + j] = qrn_requant(a[j], c->w_mult[j0 + j], c->w_shift[j0 + j]);
+                }
+            }
+        }
+    }
+    return bad;
+}
+
+/* RNN1's final states of `count` segments of the projection map into sums[q][h1]: segment q
+ * starts at cell (q / per) * major + (q % per) * minor and takes `steps` steps of `step` cells.
+ * Lanes past the last segment repeat the first (their results are not used). */
+static uint64_t qrn_segments(const qrn_pool_t *p, const int64_t *map, int count, int per, ptrdiff_t major,
+                             ptrdiff_t minor, ptrdiff_t step, int steps, int64_t *sums, int64_t *buf, int64_t *state,
+                             int64_t *sweep)
+{
+    const int h1 = p->rnn1.hidden;
+    ptrdiff_t off[QRN_LANES];
+    uint64_t bad = 0;
+    int q, s, j, lanes;
+    for (q = 0; q < count; q += QRN_LANES) {
+        lanes = count - q < QRN_LANES ? count - q : QRN_LANES;
+        for (s = 0; s < QRN_LANES; ++s) {
+            const int r = q + (s < lanes ? s : 0);
+            off[s] = ((r / per) * major + (r % per) * minor) * h1;
+        }
+        qrn_gather(map, off, step * h1, steps, h1, buf);
+        bad |= (uint64_t)qrn_sweep(p, &p->rnn1, buf, steps, state, sweep);
+        for (s = 0; s < lanes; ++s) {
+            for (j = 0; j < h1; ++j) {
+                sums[(ptrdiff_t)(q + s) * h1 + j] = state[j * QRN_LANES + s];
+            }
+        }
+    }
+    return bad;
+}
+
+/* One image: x (in_h, in_w, in_c) int8 -> out (patches_h + replicate_h, patches_w + replicate_w,
+ * 4 * h2) int8. Returns 0, or 1 when a check of the reference fails. */
+static int qrn_image(const qrn_pool_t *p, const int8_t *x, int in_h, int in_w, int in_c, int8_t *out,
+                     int64_t *work)
+{
+    const int h1 = p->rnn1.hidden, h2 = p->rnn2.hidden, out_c = 4 * h2;
+    const int rows = (int)qrn_rows(p), cols = (int)qrn_cols(p);
+    const int ph = p->patch_h, pw = p->patch_w, sr = p->stride_h, sc = p->stride_w;
+    const int py_n = p->patches_h, px_n = p->patches_w, out_w = px_n + p->replicate_w;
+    const int steps_max = (int)qrn_max(ph, pw), hmax = (int)qrn_max(h1, h2);
+    const ptrdiff_t part = (ptrdiff_t)h2 * QRN_LANES;
+    int64_t *const map = work;
+    int64_t *const row_sums = map + (ptrdiff_t)rows * cols * h1;       /* [y][px][h1] */
+    int64_t *const col_sums = row_sums + (ptrdiff_t)rows * px_n * h1;  /* [x][py][h1] */
+    int64_t *const sums = col_sums + (ptrdiff_t)cols * py_n * h1;      /* RNN2's summaries [t][k][lane] */
+    int64_t *const buf = sums + (ptrdiff_t)steps_max * h1 * QRN_LANES; /* a sweep's inputs [t][j][lane] */
+    int64_t *const state = buf + (ptrdiff_t)steps_max * hmax * QRN_LANES;
+    int64_t *const sweep = state + (ptrdiff_t)hmax * QRN_LANES;       /* the sweep's own 3 * hmax lanes */
+    int64_t *const finals = sweep + 3 * (ptrdiff_t)hmax * QRN_LANES;  /* [4][h2][lane] */
+    ptrdiff_t off[QRN_LANES];
+    uint64_t bad = qrn_project1(p, x, in_h, in_w, in_c, map);
+    int q, j, s, lanes, i, dir, part_i;
+
+    /* RNN1 over each distinct row segment (row y from column px * sc: q = y * px_n + px), then
+     * each distinct column segment (column x from row py * sr: q = x * py_n + py) */
+    bad |= qrn_segments(p, map, rows * px_n, px_n, cols, sc, 1, pw, row_sums, buf, state, sweep);
+    bad |= qrn_segments(p, map, cols * py_n, py_n, 1, (ptrdiff_t)sr * cols, cols, ph, col_sums, buf, state, sweep);
+    /* RNN2 of the patches (q = py * px_n + px): the rows' summaries forward and backward, then the
+     * columns' */
+    for (q = 0; q < py_n * px_n; q += QRN_LANES) {
+        lanes = py_n * px_n - q < QRN_LANES ? py_n * px_n - q : QRN_LANES;
+        for (dir = 0; dir < 2; ++dir) {
+            const int steps = dir == 0 ? ph : pw;
+            int lo, hi;
+            for (s = 0; s < QRN_LANES; ++s) {
+                const int r = q + (s < lanes ? s : 0), py = r / px_n, px = r % px_n;
+                off[s] = dir == 0 ? ((ptrdiff_t)py * sr * px_n + px) * h1 : ((ptrdiff_t)px * sc * py_n + py) * h1;
+            }
+            qrn_gather(dir == 0 ? row_sums : col_sums, off, dir == 0 ? (ptrdiff_t)px_n * h1 : (ptrdiff_t)py_n * h1,
+                       steps, h1, sums);
+            bad |= qrn_project2(&p->rnn2, sums, steps, buf);
+            bad |= (uint64_t)qrn_sweep(p, &p->rnn2, buf, steps, finals + 2 * dir * part, sweep);
+            for (lo = 0, hi = steps - 1; lo < hi; ++lo, --hi) {   /* the same inputs in reverse order */
+                for (j = 0; j < h2 * QRN_LANES; ++j) {
+                    const int64_t v = buf[(ptrdiff_t)lo * part + j];
+                    buf[(ptrdiff_t)lo * part + j] = buf[(ptrdiff_t)hi * part + j];
+                    buf[(ptrdiff_t)hi * part + j] = v;
+                }
+            }
+            bad |= (uint64_t)qrn_sweep(p, &p->rnn2, buf, steps, finals + (2 * dir + 1) * part, sweep);
+        }
+        for (s = 0; s < lanes; ++s) {   /* where lane s's patch goes */
+            off[s] = ((ptrdiff_t)((q + s) / px_n) * out_w + (q + s) % px_n) * out_c;
+        }
+        for (part_i = 0; part_i < 4; ++part_i) {   /* output channel part_i * h2 + j of lane s */
+            for (j = 0; j < h2; ++j) {
+                const int k = part_i * h2 + j;
+                const int64_t *const hk = finals + part_i * part + (ptrdiff_t)j * QRN_LANES;
+                const int64_t m = p->out_mult[k], sh = p->out_shift[k], b = p->out_zp + p->out_bias[k];
+                for (s = 0; s < lanes; ++s) {
+                    const int64_t v = b + qrn_requant(hk[s], m, sh);
+                    out[off[s] + k] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
+                }
+            }
+        }
+    }
+    for (q = 0; q < py_n; ++q) {   /* columns past the last patch repeat it */
+        for (i = 0; i < p->replicate_w; ++i) {
+            int8_t *const o = out + ((ptrdiff_t)q * out_w + px_n + i) * out_c;
+            memcpy(o, o - (ptrdiff_t)(i + 1) * out_c, (size_t)out_c);
+        }
+    }
+    for (i = 0; i < p->replicate_h; ++i) {   /* then rows past the last patch row */
+        const size_t row_bytes = (size_t)out_w * (size_t)out_c;
+        int8_t *const r = out + (size_t)(py_n + i) * row_bytes;
+        memcpy(r, r - row_bytes, row_bytes);
+    }
+    return bad != 0;
+}
+
+/* n images of (in_h, in_w, in_c) int8 at x -> n outputs at out; work: qrnnpool_work_words(p).
+ * Returns 0, or 1 when a check of the reference fails (the outputs are then incomplete). */
+int qrnnpool_run(const qrn_pool_t *p, const int8_t *x, int n, int in_h, int in_w, int in_c, int8_t *out,
+                 int64_t *work)
+{
+    const ptrdiff_t in_size = (ptrdiff_t)in_h * in_w * in_c;
+    const ptrdiff_t out_size = (ptrdiff_t)(p->patches_h + p->replicate_h) * (p->patches_w + p->replicate_w)
+                               * 4 * p->rnn2.hidden;
+    int i;
+    for (i = 0; i < n; ++i) {
+        if (qrn_image(p, x + i * in_size, in_h, in_w, in_c, out + i * out_size, work)) {
+            return 1;
+        }
+    }
+    return 0;
+}
