@@ -128,18 +128,35 @@ def test_streamed_kernels_bit_exact_host_asan_qemu(case, tmp_path):
     assert len(qemu) == 1 and qemu == host
 
 
+#: A layer with no row kernel (a 2x2 average pool) inside the prefix (the issue's "bad input").
+UNSTREAMABLE = _spec("e", (20, 19, 1), [
+    {"type": "conv", "c": 4, "kernel": 3, "stride": 1},
+    {"type": "pool", "kind": "avg", "kernel": 2},
+    {"type": "rnnpool", "patch_size": 4, "stride": 2, "h1": 4, "h2": 4},
+    {"type": "pool", "kind": "avg"}, {"type": "linear"}])
+
+
 def test_unstreamable_segment_falls_back_to_whole_maps():
-    """A layer with no row kernel (a 2x2 average pool) inside the prefix: the plan runs that
-    segment on whole maps and says so; the arena stays the cost model's, to the byte."""
-    spec = _spec("e", (20, 20, 1), [
-        {"type": "conv", "c": 4, "kernel": 3, "stride": 1},
-        {"type": "pool", "kind": "avg", "kernel": 2},
-        {"type": "rnnpool", "patch_size": 4, "stride": 2, "h1": 4, "h2": 4},
-        {"type": "pool", "kind": "avg"}, {"type": "linear"}])
-    arena = plan(expand(spec))
+    """The plan runs the pool's segment on whole maps and says so; the arena stays the cost
+    model's, to the byte."""
+    arena = plan(expand(UNSTREAMABLE))
     pool = next(seg for seg in arena.segments if "1.0" in seg.layers)
     assert not pool.streamed and "no row kernel for avgpool" in pool.note
-    assert evaluate(spec, "int8", "runtime").peak_ram_bytes == arena.arena_bytes
+    assert evaluate(UNSTREAMABLE, "int8", "runtime").peak_ram_bytes == arena.arena_bytes
+
+
+def test_unstreamable_segment_exports_bit_exact(tmp_path):
+    """Nothing crashes: the export runs the pool on whole maps (its call is not streamed, the stem
+    before it is), MODEL_ARENA_BYTES is the plan's arena, and both entry points give the
+    int8 reference's bytes on the host."""
+    out = tmp_path / "c"
+    doc = _export(UNSTREAMABLE, out)
+    arena = plan(expand(UNSTREAMABLE))
+    streamed = {c["layer"]: c["streamed"] for c in doc["calls"]}
+    assert streamed["1.0"] is False and streamed["0.0"] is True
+    assert doc["arena_bytes"] == arena.arena_bytes == evaluate(UNSTREAMABLE, "int8", "runtime").peak_ram_bytes
+    assert f"#define MODEL_ARENA_BYTES {arena.arena_bytes}" in (out / "model.h").read_text()
+    assert "model_run_stream" in _make(out, "check")
 
 
 def test_ring_rows_are_what_the_readers_need():
