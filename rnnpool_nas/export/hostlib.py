@@ -237,17 +237,6 @@ class HostRuntime:
 
     # ------------------------------------------------------------------ kernels
 
-    def conv2d(self, x, weight, bias, mult, shift, *, stride, pad, groups, in_zp, out_zp, act_min=-128, act_max=127):
-        x = _arr(x, np.int8)
-        h, w, c = x.shape
-        out_c, k = weight.shape[0], weight.shape[1]
-        shape = ((h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1, out_c)
-        wt, b, m, s = _arr(weight, np.int8), _arr(bias, np.int32), _arr(mult, np.int32), _arr(shift, np.int8)
-        out = self._buffer(shape)
-        self.lib.rn_conv2d(_ptr(x), h, w, c, _ptr(wt), _ptr(b), _ptr(m), _ptr(s), out_c, k, stride, pad, groups,
-                           in_zp, out_zp, act_min, act_max, _ptr(out))
-        return self._finish(out, shape)
-
     @staticmethod
     def _ring(x: np.ndarray, ring: int, first: int, last: int) -> np.ndarray:
         """A ring of ``ring`` row slots holding rows ``first..last-1`` of ``x`` (clipped to the map)
@@ -259,22 +248,26 @@ class HostRuntime:
             buf[y % ring] = x[y]
         return buf
 
-    def conv2d_ring(self, x, weight, bias, mult, shift, *, stride, pad, groups, in_zp, out_zp, ring,
-                    act_min=-128, act_max=127):
-        """``conv2d`` row by row through ``rn_conv2d_row``, the window's input rows in a ring of
-        ``ring`` slots (>= kernel) that holds nothing else (as in a streamed segment)."""
+    def conv2d(self, x, weight, bias, mult, shift, *, stride, pad, groups, in_zp, out_zp, act_min=-128, act_max=127,
+               ring: int | None = None):
+        """``rn_conv2d``; with ``ring``, row by row through ``rn_conv2d_row``, the window's input
+        rows in a ring of that many slots (>= kernel) that holds nothing else (as in a streamed
+        segment)."""
         x = _arr(x, np.int8)
         h, w, c = x.shape
         out_c, k = weight.shape[0], weight.shape[1]
         shape = ((h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1, out_c)
         wt, b, m, s = _arr(weight, np.int8), _arr(bias, np.int32), _arr(mult, np.int32), _arr(shift, np.int8)
         out = self._buffer(shape)
-        row = shape[1] * out_c
-        for oy in range(shape[0]):
-            iy0 = oy * stride - pad
-            rows = self._ring(x, ring, iy0, iy0 + k)
-            self.lib.rn_conv2d_row(_ptr(rows), ring, h, w, c, iy0, _ptr(wt), _ptr(b), _ptr(m), _ptr(s), out_c, k,
-                                   stride, pad, groups, in_zp, out_zp, act_min, act_max, _ptr(out[oy * row:]))
+        params = (_ptr(wt), _ptr(b), _ptr(m), _ptr(s), out_c, k, stride, pad, groups, in_zp, out_zp, act_min, act_max)
+        if ring is None:
+            self.lib.rn_conv2d(_ptr(x), h, w, c, *params, _ptr(out))
+        else:
+            row = shape[1] * out_c
+            for oy in range(shape[0]):
+                iy0 = oy * stride - pad
+                rows = self._ring(x, ring, iy0, iy0 + k)
+                self.lib.rn_conv2d_row(_ptr(rows), ring, h, w, c, iy0, *params, _ptr(out[oy * row:]))
         return self._finish(out, shape)
 
     def depthwise_conv2d(self, x, weight, bias, mult, shift, *, stride, pad, in_zp, out_zp, act_min=-128,

@@ -19,6 +19,8 @@
  * unpacked word feeds SMLADs of four (conv_taps4_packed) or one (conv_taps1_packed) output channels.
  * Output size: out_h = (in_h + 2*pad - kernel)/stride + 1, same for w.
  */
+#include <string.h>
+
 #include "rn_runtime.h"
 #include "rn_dot.h"
 #include "rn_dsp.h"
@@ -109,6 +111,17 @@ static inline int32_t conv_dots(const int8_t *x, const int8_t *w, int rows, int 
     return a;
 }
 
+/* Requantizes four accumulators into out; returns out + 4. */
+static inline int8_t *conv_out4(const int32_t *acc, const int32_t *mult, const int8_t *shift, int32_t out_zp,
+                                int32_t act_min, int32_t act_max, int8_t *out)
+{
+    int j;
+    for (j = 0; j < 4; ++j) {
+        out[j] = rn_clamp32(out_zp + rn_requant32(acc[j], mult[j], shift[j]), act_min, act_max);
+    }
+    return out + 4;
+}
+
 /* The window rows of one output row: run_a rows from top, then run_b rows from the ring's slot 0
  * (bottom), row_stride apart; the first is kernel row ky0. */
 typedef struct {
@@ -152,19 +165,13 @@ static void conv_row_packed(const conv_rows_t *win, int in_w, int in_c,
         for (o = 0; o < out_c; w_out += w_per_out) {   /* four, then one output channel per pass */
             if (o + 3 < out_c) {
                 int32_t acc[4];
-                int j;
-                acc[0] = bias[o];
-                acc[1] = bias[o + 1];
-                acc[2] = bias[o + 2];
-                acc[3] = bias[o + 3];
+                memcpy(acc, bias + o, sizeof acc);
                 conv_taps4_packed(win->top + col, w_out, run_a, seg, row_stride, w_row, w_per_out, nzp, acc);
                 if (run_b > 0) {
                     conv_taps4_packed(win->bottom + col, w_out + run_a * w_row, run_b, seg, row_stride, w_row,
                                       w_per_out, nzp, acc);
                 }
-                for (j = 0; j < 4; ++j) {
-                    *out++ = rn_clamp32(out_zp + rn_requant32(acc[j], mult[o + j], shift[o + j]), act_min, act_max);
-                }
+                out = conv_out4(acc, mult + o, shift + o, out_zp, act_min, act_max, out);
                 o += 4;
                 w_out += 3 * w_per_out;
             } else {
@@ -226,19 +233,13 @@ void rn_conv2d_row(const int8_t *rows, int ring, int in_h, int in_w, int in_c, i
         if (groups == 1 && any) {   /* dense: four output channels per pass */
             for (; o + 3 < out_c; o += 4, w_out += 4 * w_per_out) {
                 int32_t acc[4];
-                int j;
-                acc[0] = bias[o];
-                acc[1] = bias[o + 1];
-                acc[2] = bias[o + 2];
-                acc[3] = bias[o + 3];
+                memcpy(acc, bias + o, sizeof acc);
                 conv_taps4(win.top + col, w_out, win.run_a, seg, win.row_stride, w_row, w_per_out, in_zp, acc);
                 if (win.run_b > 0) {
                     conv_taps4(win.bottom + col, w_out + win.run_a * w_row, win.run_b, seg, win.row_stride, w_row,
                                w_per_out, in_zp, acc);
                 }
-                for (j = 0; j < 4; ++j) {
-                    *out++ = rn_clamp32(out_zp + rn_requant32(acc[j], mult[o + j], shift[o + j]), act_min, act_max);
-                }
+                out = conv_out4(acc, mult + o, shift + o, out_zp, act_min, act_max, out);
             }
         }
         for (; o < out_c; ++o, w_out += w_per_out) {
