@@ -60,6 +60,13 @@ CASES = {
         {"type": "rnnpool", "patch_size": 2, "stride": 2, "h1": 4, "h2": 4},
         {"type": "bottleneck", "t": 4, "c": 8, "n": 1, "s": 2, "kernel": 3},
         {"type": "pool", "kind": "avg"}, {"type": "linear"}]),
+    # the same with 9 channels a group: the group's depthwise row and the assembled row stay
+    # word-aligned in the scratch (RN_MBCONV_SPLIT_SCRATCH_BYTES), so the projection runs packed
+    "split-mbconv-odd-groups": _spec("h", (29, 22, 1), [
+        {"type": "conv", "c": 4, "kernel": 3, "stride": 1},
+        {"type": "rnnpool", "patch_size": 2, "stride": 2, "h1": 4, "h2": 3},
+        {"type": "bottleneck", "t": 3, "c": 8, "n": 1, "s": 2, "kernel": 3},
+        {"type": "pool", "kind": "avg"}, {"type": "linear"}]),
     # a wide 1x1 conv into a global max pool: streamed, the pool keeps one row of maxima
     "wide-head-global-max": _spec("g", (18, 25, 2), [
         {"type": "conv", "c": 4, "kernel": 3, "stride": 2},
@@ -184,6 +191,29 @@ def test_split_mbconv_is_planned_where_it_lowers_the_peak():
     assert arena.buffers["1.0/out"].rows == 3
     unsplit = plan(expand(spec), stream=True)
     assert unsplit.arena_bytes == arena.arena_bytes  # deterministic
+
+
+def test_split_scratch_macro_matches_the_planner(tmp_path):
+    """RN_MBCONV_SPLIT_SCRATCH_BYTES (what stream.c lays out) is the planner's formula, odd group
+    sizes included (the words it rounds up to)."""
+    import shutil
+    import subprocess
+
+    from rnnpool_nas.export import RUNTIME_DIR
+
+    cc = shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no host gcc")
+    cases = [(4, 3, 11, 6, 64), (4, 3, 11, 6, 36), (8, 3, 15, 8, 72), (2, 5, 7, 4, 30)]
+    body = "".join(f'    printf("%d\\n", RN_MBCONV_SPLIT_SCRATCH_BYTES({g}, {k}, {iw}, {ow}, {hd}));\n'
+                   for g, k, iw, ow, hd in cases)
+    src = tmp_path / "macro.c"
+    src.write_text(f'#include <stdio.h>\n#include "rn_stream.h"\nint main(void)\n{{\n{body}    return 0;\n}}\n')
+    subprocess.run([cc, "-std=c99", "-Wall", "-Werror", "-pedantic", f"-I{RUNTIME_DIR}", "-o", str(tmp_path / "m"),
+                    str(src)], check=True)
+    printed = subprocess.run([str(tmp_path / "m")], capture_output=True, text=True, check=True).stdout.split()
+    assert [int(v) for v in printed] == [mbconv_split_scratch_bytes(*case) for case in cases]
+    assert mbconv_split_scratch_bytes(4, 3, 11, 6, 36) == 300 + 56 + 6 * 36  # 297 and 54 rounded up to words
 
 
 def test_whole_map_residual_blocks_run_in_place_and_global_pools_stream():

@@ -83,9 +83,12 @@ typedef struct {
  * hidden/G channels, the window's input rows into a ring of `kernel` rows of hidden/G channels,
  * runs the depthwise on them, and projects the assembled row: the window's rows are expanded
  * again for every output row that reads them (kernel/stride times; used with stride 2), for a
- * scratch of RN_MBCONV_SPLIT_SCRATCH_BYTES, and it reads `kernel` input rows at once. */
+ * scratch of RN_MBCONV_SPLIT_SCRATCH_BYTES, and it reads `kernel` input rows at once. The group's
+ * depthwise row and the assembled row start on a word (the projection's packed path needs that). */
+#define RN_ALIGN4(n) (((n) + 3) & ~3)
 #define RN_MBCONV_SPLIT_SCRATCH_BYTES(groups, kernel, in_w, out_w, hidden) \
-  ((kernel) * (in_w) * ((hidden) / (groups)) + (out_w) * ((hidden) / (groups)) + (out_w) * (hidden))
+  (RN_ALIGN4((kernel) * (in_w) * ((hidden) / (groups))) + RN_ALIGN4((out_w) * ((hidden) / (groups))) \
+   + (out_w) * (hidden))
 
 typedef struct {
     const rn_map_t *maps;   /* maps[0] is the segment's input */

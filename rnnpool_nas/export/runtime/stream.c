@@ -91,11 +91,11 @@ static void node_row(const rn_run_t *r, const rn_node_t *n, int oy, int8_t *dst)
         if (n->groups > 1) {   /* channel groups: expand the window's rows per group, then the depthwise */
             const int gs = p->hidden / n->groups;
             const int kk = p->kernel * p->kernel;
-            int8_t *const tmp = scratch + p->kernel * in->w * gs;
+            int8_t *const tmp = scratch + RN_ALIGN4(p->kernel * in->w * gs);   /* word-aligned (rn_stream.h) */
             const int lo = iy0 > 0 ? iy0 : 0;
             const int hi = iy0 + p->kernel < in->h ? iy0 + p->kernel : in->h;
             int g, iy, ox;
-            dw_out = tmp + out_w * gs;
+            dw_out = tmp + RN_ALIGN4(out_w * gs);
             for (g = 0; g < n->groups; ++g) {
                 const int c0 = g * gs;
                 for (iy = lo; iy < hi; ++iy) {
