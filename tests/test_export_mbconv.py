@@ -160,19 +160,25 @@ def test_mbconv_rejects_what_it_cannot_run(rt):
         hostlib.mbconv_struct(QBlock("conv", block.ops[:1]))
 
 
-def test_mbconv_scratch_macro_matches_the_python_formula(tmp_path):
+def macro_values(tmp_path, header: str, macro: str, cases: list[tuple]) -> list[int]:
+    """What the runtime's ``macro`` of ``header`` gives for each tuple of arguments (compiled with
+    the host's gcc; the test is skipped without one)."""
     cc = shutil.which("gcc")
     if cc is None:
         pytest.skip("no host gcc")
-    cases = [(1, 3, 13, 13, 30), (0, 5, 7, 4, 11), (1, 5, 9, 5, 18), (0, 3, 1, 1, 1), (1, 1, 10, 5, 6)]
-    body = "".join(f'    printf("%d\\n", RN_MBCONV_SCRATCH_BYTES({e}, {k}, {iw}, {ow}, {hd}));\n'
-                   for e, k, iw, ow, hd in cases)
+    body = "".join(f'    printf("%d\\n", {macro}({", ".join(map(str, case))}));\n' for case in cases)
     src = tmp_path / "macro.c"
-    src.write_text(f'#include <stdio.h>\n#include "rn_runtime.h"\nint main(void)\n{{\n{body}    return 0;\n}}\n')
+    src.write_text(f'#include <stdio.h>\n#include "{header}"\nint main(void)\n{{\n{body}    return 0;\n}}\n')
     subprocess.run([cc, "-std=c99", "-Wall", "-Werror", "-pedantic", f"-I{RUNTIME_DIR}", "-o", str(tmp_path / "m"),
                     str(src)], check=True)
     printed = subprocess.run([str(tmp_path / "m")], capture_output=True, text=True, check=True).stdout.split()
-    assert [int(v) for v in printed] == [hostlib.mbconv_scratch_bytes(bool(e), *rest) for e, *rest in cases]
+    return [int(v) for v in printed]
+
+
+def test_mbconv_scratch_macro_matches_the_python_formula(tmp_path):
+    cases = [(1, 3, 13, 13, 30), (0, 5, 7, 4, 11), (1, 5, 9, 5, 18), (0, 3, 1, 1, 1), (1, 1, 10, 5, 6)]
+    got = macro_values(tmp_path, "rn_runtime.h", "RN_MBCONV_SCRATCH_BYTES", cases)
+    assert got == [hostlib.mbconv_scratch_bytes(bool(e), *rest) for e, *rest in cases]
     # the saving the kernel exists for: a 3x3, t = 6 block over a 20x20x16 map
     fused = hostlib.mbconv_scratch_bytes(True, 3, 20, 20, 96)
     assert fused * 10 == 2 * 20 * 20 * 96  # a tenth of the expanded and depthwise maps held whole

@@ -196,23 +196,11 @@ def test_split_mbconv_is_planned_where_it_lowers_the_peak():
 def test_split_scratch_macro_matches_the_planner(tmp_path):
     """RN_MBCONV_SPLIT_SCRATCH_BYTES (what stream.c lays out) is the planner's formula, odd group
     sizes included (the words it rounds up to)."""
-    import shutil
-    import subprocess
+    from .test_export_mbconv import macro_values
 
-    from rnnpool_nas.export import RUNTIME_DIR
-
-    cc = shutil.which("gcc")
-    if cc is None:
-        pytest.skip("no host gcc")
     cases = [(4, 3, 11, 6, 64), (4, 3, 11, 6, 36), (8, 3, 15, 8, 72), (2, 5, 7, 4, 30)]
-    body = "".join(f'    printf("%d\\n", RN_MBCONV_SPLIT_SCRATCH_BYTES({g}, {k}, {iw}, {ow}, {hd}));\n'
-                   for g, k, iw, ow, hd in cases)
-    src = tmp_path / "macro.c"
-    src.write_text(f'#include <stdio.h>\n#include "rn_stream.h"\nint main(void)\n{{\n{body}    return 0;\n}}\n')
-    subprocess.run([cc, "-std=c99", "-Wall", "-Werror", "-pedantic", f"-I{RUNTIME_DIR}", "-o", str(tmp_path / "m"),
-                    str(src)], check=True)
-    printed = subprocess.run([str(tmp_path / "m")], capture_output=True, text=True, check=True).stdout.split()
-    assert [int(v) for v in printed] == [mbconv_split_scratch_bytes(*case) for case in cases]
+    got = macro_values(tmp_path, "rn_stream.h", "RN_MBCONV_SPLIT_SCRATCH_BYTES", cases)
+    assert got == [mbconv_split_scratch_bytes(*case) for case in cases]
     assert mbconv_split_scratch_bytes(4, 3, 11, 6, 36) == 300 + 56 + 6 * 36  # 297 and 54 rounded up to words
 
 
