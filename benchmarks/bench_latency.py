@@ -44,7 +44,11 @@ DETECTORS = ("rnnpool-face-m4",)
 #: Runtime functions by kernel family (anything else: "other").
 FAMILY_OF = {"rn_pointwise_conv2d": "pointwise", "rn_depthwise_row": "depthwise", "rn_dw3_run_s1": "depthwise",
              "rn_dw3_run_s2": "depthwise", "rn_depthwise_conv2d": "depthwise", "rn_conv2d": "conv",
-             "conv_packed": "conv", "rn_fully_connected": "fc", "rn_add": "add", "rn_mbconv": "mbconv (row loop)",
+             "rn_conv2d_row": "conv", "conv_row_packed": "conv", "rn_fully_connected": "fc", "rn_add": "add",
+             "rn_mbconv": "mbconv (row loop)", "mbconv_rows": "mbconv (row loop)",
+             "rn_mbconv_inplace": "mbconv (row loop)",
+             "push": "stream driver", "node_row": "stream driver", "map_row": "stream driver",
+             "rn_stream_run": "stream driver",
              "rn_l2norm": "l2norm", "memmove": "rnnpool",  # rnnpool.c moves the columns a patch takes over
              "rn_maxout": "maxout", "rn_avgpool": "pool", "rn_maxpool": "pool"}
 FAMILIES = ("pointwise", "depthwise", "conv", "rnnpool", "fc")

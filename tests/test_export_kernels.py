@@ -96,6 +96,19 @@ def test_conv2d_matches_reference(rt, case):
         np.testing.assert_array_equal(got, ref[i])
 
 
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_row_on_a_ring_matches_reference(rt, case):
+    """rn_conv2d_row (a streamed segment's conv) with the window's rows in a ring of `kernel` and of
+    `kernel + 1` slots (every way a window wraps round the ring's end), nothing else in it."""
+    h, w, cin, cout, k, stride, groups, act = case
+    op, x, _ = _conv_case(sum(case[:7]), h, w, cin, cout, k, stride, groups, act)
+    args, q = _conv_args(op)
+    ref = op.run(x)
+    for ring in (k, k + 1):
+        got = rt.conv2d(x[0], *args, stride=stride, pad=k // 2, groups=groups, ring=ring, **q)
+        np.testing.assert_array_equal(got, ref[0])
+
+
 def test_conv2d_without_padding_is_the_interior_of_the_padded_one(rt):
     op, x, _ = _conv_case(3, 9, 8, 5, 6, 5, 1, 1)
     args, q = _conv_args(op)
@@ -305,6 +318,16 @@ RNNPOOL_CASES = [  # h, w, cin, patch, stride, padding, h1, h2, gate, update
 def test_rnnpool_matches_reference(rt, case):
     op, x, _ = _rnnpool_case(sum(case[:3]) + case[6] + case[7], *case)
     np.testing.assert_array_equal(rt.run(op, x), op.run(x))  # scratch: exact size, garbage, guarded
+
+
+@pytest.mark.parametrize("case", RNNPOOL_CASES)
+def test_rnnpool_row_on_a_ring_matches_reference(rt, case):
+    """rn_rnnpool_row (a streamed segment's RNNPool) with the patch rows in a ring of patch_h and
+    patch_h + 1 slots, nothing else in it: the same bytes, the left neighbour's columns reused."""
+    op, x, _ = _rnnpool_case(sum(case[:3]) + case[6] + case[7], *case)
+    ref = op.run(x)
+    for ring in (case[3][0], case[3][0] + 1):
+        np.testing.assert_array_equal(rt.rnnpool(op, x[1], ring=ring), ref[1])
 
 
 @pytest.mark.parametrize("case", [RNNPOOL_CASES[0], RNNPOOL_CASES[1], RNNPOOL_CASES[2]])

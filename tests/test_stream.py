@@ -60,6 +60,13 @@ CASES = {
         {"type": "rnnpool", "patch_size": 2, "stride": 2, "h1": 4, "h2": 4},
         {"type": "bottleneck", "t": 4, "c": 8, "n": 1, "s": 2, "kernel": 3},
         {"type": "pool", "kind": "avg"}, {"type": "linear"}]),
+    # the same with 9 channels a group: the group's depthwise row and the assembled row stay
+    # word-aligned in the scratch (RN_MBCONV_SPLIT_SCRATCH_BYTES), so the projection runs packed
+    "split-mbconv-odd-groups": _spec("h", (29, 22, 1), [
+        {"type": "conv", "c": 4, "kernel": 3, "stride": 1},
+        {"type": "rnnpool", "patch_size": 2, "stride": 2, "h1": 4, "h2": 3},
+        {"type": "bottleneck", "t": 3, "c": 8, "n": 1, "s": 2, "kernel": 3},
+        {"type": "pool", "kind": "avg"}, {"type": "linear"}]),
     # a wide 1x1 conv into a global max pool: streamed, the pool keeps one row of maxima
     "wide-head-global-max": _spec("g", (18, 25, 2), [
         {"type": "conv", "c": 4, "kernel": 3, "stride": 2},
@@ -128,18 +135,35 @@ def test_streamed_kernels_bit_exact_host_asan_qemu(case, tmp_path):
     assert len(qemu) == 1 and qemu == host
 
 
+#: A layer with no row kernel (a 2x2 average pool) inside the prefix (the issue's "bad input").
+UNSTREAMABLE = _spec("e", (20, 19, 1), [
+    {"type": "conv", "c": 4, "kernel": 3, "stride": 1},
+    {"type": "pool", "kind": "avg", "kernel": 2},
+    {"type": "rnnpool", "patch_size": 4, "stride": 2, "h1": 4, "h2": 4},
+    {"type": "pool", "kind": "avg"}, {"type": "linear"}])
+
+
 def test_unstreamable_segment_falls_back_to_whole_maps():
-    """A layer with no row kernel (a 2x2 average pool) inside the prefix: the plan runs that
-    segment on whole maps and says so; the arena stays the cost model's, to the byte."""
-    spec = _spec("e", (20, 20, 1), [
-        {"type": "conv", "c": 4, "kernel": 3, "stride": 1},
-        {"type": "pool", "kind": "avg", "kernel": 2},
-        {"type": "rnnpool", "patch_size": 4, "stride": 2, "h1": 4, "h2": 4},
-        {"type": "pool", "kind": "avg"}, {"type": "linear"}])
-    arena = plan(expand(spec))
+    """The plan runs the pool's segment on whole maps and says so; the arena stays the cost
+    model's, to the byte."""
+    arena = plan(expand(UNSTREAMABLE))
     pool = next(seg for seg in arena.segments if "1.0" in seg.layers)
     assert not pool.streamed and "no row kernel for avgpool" in pool.note
-    assert evaluate(spec, "int8", "runtime").peak_ram_bytes == arena.arena_bytes
+    assert evaluate(UNSTREAMABLE, "int8", "runtime").peak_ram_bytes == arena.arena_bytes
+
+
+def test_unstreamable_segment_exports_bit_exact(tmp_path):
+    """Nothing crashes: the export runs the pool on whole maps (its call is not streamed, the stem
+    before it is), MODEL_ARENA_BYTES is the plan's arena, and both entry points give the
+    int8 reference's bytes on the host."""
+    out = tmp_path / "c"
+    doc = _export(UNSTREAMABLE, out)
+    arena = plan(expand(UNSTREAMABLE))
+    streamed = {c["layer"]: c["streamed"] for c in doc["calls"]}
+    assert streamed["1.0"] is False and streamed["0.0"] is True
+    assert doc["arena_bytes"] == arena.arena_bytes == evaluate(UNSTREAMABLE, "int8", "runtime").peak_ram_bytes
+    assert f"#define MODEL_ARENA_BYTES {arena.arena_bytes}" in (out / "model.h").read_text()
+    assert "model_run_stream" in _make(out, "check")
 
 
 def test_ring_rows_are_what_the_readers_need():
@@ -167,6 +191,17 @@ def test_split_mbconv_is_planned_where_it_lowers_the_peak():
     assert arena.buffers["1.0/out"].rows == 3
     unsplit = plan(expand(spec), stream=True)
     assert unsplit.arena_bytes == arena.arena_bytes  # deterministic
+
+
+def test_split_scratch_macro_matches_the_planner(tmp_path):
+    """RN_MBCONV_SPLIT_SCRATCH_BYTES (what stream.c lays out) is the planner's formula, odd group
+    sizes included (the words it rounds up to)."""
+    from .test_export_mbconv import macro_values
+
+    cases = [(4, 3, 11, 6, 64), (4, 3, 11, 6, 36), (8, 3, 15, 8, 72), (2, 5, 7, 4, 30)]
+    got = macro_values(tmp_path, "rn_stream.h", "RN_MBCONV_SPLIT_SCRATCH_BYTES", cases)
+    assert got == [mbconv_split_scratch_bytes(*case) for case in cases]
+    assert mbconv_split_scratch_bytes(4, 3, 11, 6, 36) == 300 + 56 + 6 * 36  # 297 and 54 rounded up to words
 
 
 def test_whole_map_residual_blocks_run_in_place_and_global_pools_stream():

@@ -99,7 +99,7 @@ def evaluate(
     per_layer: dict[str, float] = {}
     cycles = None
     try:  # stage rows are layer names and head_name(j), as predict_spec names them
-        per_layer, cycles = predict_spec(spec, layers)
+        per_layer, cycles = predict_spec(spec, layers, arena=arena)
     except UncalibratedKernel:  # a kernel newer than cost/latency_m4.json: unknown latency
         per_layer, cycles = {}, None
     stages = []

@@ -1,9 +1,10 @@
 """Cortex-M4 latency of the exported C runtime, predicted from the shapes of its kernel calls.
 
-Torch-free and fast: the cost model scores thousands of specs a second. A spec is lowered to
-the runtime's kernel calls (:func:`rnnpool_nas.cost.arena.lower`, the same calls in the same
-order as the generated ``model.c``); each call's cycles are a linear model of counts that follow
-the loop structure of its C kernel (``rnnpool_nas/export/runtime/*.c``):
+Torch-free and fast: the cost model scores thousands of specs a second. A spec is lowered and
+planned by the one lowering (:func:`rnnpool_nas.lower.plan.plan`: the same calls in the same order
+as the generated ``model.c``, and which of them run row by row in a streamed segment); each call's
+cycles are a linear model of counts that follow the loop structure of its C kernel
+(``rnnpool_nas/export/runtime/*.c``):
 
 ==========  ====================================================================================
 family      features (each a count of one loop level's iterations; ``calls`` is 1 per call)
@@ -28,7 +29,11 @@ conv        dense, four output channels per pass: t4 (taps of a block), r4 (wind
             calls
 mbconv      expand, depthwise, project, add: the cycles the pointwise, depthwise and add models
             give its row calls (expand rows 1 x in_w, the depthwise row by row, project rows
-            1 x out_w, the residual add row by row); rows (output rows), expanded_rows, calls
+            1 x out_w, the residual add row by row); rows (output rows), expanded_rows, calls;
+            in G > 1 channel groups (a stride-2 block of a streamed segment, ``split``): every
+            window row expanded again per output row and group (hidden/G channels), the depthwise
+            per group, copies (the groups' depthwise pixels copied into the assembled row: out_w x G
+            per row) and split_rows (output rows x groups)
 add         elements, calls
 avgpool,    taps, row_loops, outputs, pixels, calls
 maxpool
@@ -50,6 +55,12 @@ rnnpool     macs_s8p / macs_s8 (RNN1's int8 projections of the patch pixels insi
 l2norm      elements (a 64-bit division each), pixels (an integer square root each), calls
 maxout      pixels, calls
 ==========  ====================================================================================
+
+Streamed segments (``stream.c``): convolutions, depthwise and RNNPool run the same row functions
+as their whole-map kernels (``rn_conv2d`` etc. are loops of them), so they are predicted alike; a
+streamed pointwise, L2Norm or max-out is one call per output row (``calls`` = rows, and the
+pointwise blocks of one row at a time); the driver's own bookkeeping (a few cycles per row pushed
+and per node) is not modelled.
 
 Word-aligned buffers are assumed (the arena, the weights and rn_mbconv's rows are): the packed
 paths need in_c % 4 == 0 and aligned pointers. Requantization is assumed to take its usual path
@@ -74,7 +85,7 @@ from pathlib import Path
 from typing import Any
 
 from ..arch.spec import Layer, head_index
-from ..lower.plan import HeadSpec, Step, head_specs, lower
+from ..lower.plan import ArenaPlan, HeadSpec, Segment, Step, head_specs, plan
 from ..units import DEFAULT_CLOCK_MHZ, cycles_to_ms  # noqa: F401 (re-exported)
 
 MODEL_FILE = Path(__file__).with_name("latency_m4.json")
@@ -94,7 +105,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
                 "proj_q24", "units", "units_lut", "steps", "outputs", "patches", "moved", "calls"),
     "l2norm": ("elements", "pixels", "calls"),
     "maxout": ("pixels", "calls"),
-    "mbconv": ("expand", "depthwise", "project", "add", "rows", "expanded_rows", "calls"),
+    "mbconv": ("expand", "depthwise", "project", "add", "rows", "expanded_rows", "calls", "copies", "split_rows"),
 }
 #: Families whose features are other families' predicted cycles (fitted after those).
 COMPOSITE = ("mbconv",)
@@ -162,6 +173,22 @@ def call_args(step: Step, layer: Layer | None, heads: list[HeadSpec] | None = No
     if op in ("avgpool", "maxpool"):
         return {"kernel": tuple(a["kernel"]), "stride": tuple(a["stride"])}
     return {}
+
+
+def plan_args(step: Step, segment: Segment, layer: Layer | None, heads: list[HeadSpec] | None = None) -> dict[str, Any]:
+    """:func:`call_args` and how the plan runs the call: ``streamed`` (in a row-streamed segment)
+    and, for an MBConv block, ``split`` (its channel groups, 1 unless split)."""
+    args = call_args(step, layer, heads)
+    if segment.streamed:
+        args["streamed"] = True
+    if step.op == "mbconv":
+        args["split"] = step.groups
+    return args
+
+
+def _rows_of(features: dict[str, float], rows: int) -> dict[str, float]:
+    """The features of ``rows`` calls of one row each (every count scales; ``calls`` is ``rows``)."""
+    return {k: v * rows for k, v in features.items()}
 
 
 def _pointwise(hi: int, wi: int, ci: int, ho: int, wo: int, co: int, stride: int) -> dict[str, float]:
@@ -244,6 +271,8 @@ def call_features(op: str, in_shape, out_shape, args: dict[str, Any],
     hi, wi, ci = in_shape
     ho, wo, co = out_shape
     if op == "pointwise":
+        if args.get("streamed"):  # rn_pointwise_conv2d on input rows 0, s, 2s, ...
+            return _rows_of(_pointwise(1, wi, ci, 1, wo, co, args.get("stride", 1)), ho)
         return _pointwise(hi, wi, ci, ho, wo, co, args.get("stride", 1))
     if op == "depthwise":
         return _depthwise(hi, wi, ci, ho, wo, args["kernel"], args["stride"], args["pad"])
@@ -253,15 +282,21 @@ def call_features(op: str, in_shape, out_shape, args: dict[str, Any],
         model = model or load_model()
         k, s, t, pad = args["kernel"], args["stride"], args["t"], args.get("pad", args["kernel"] // 2)
         hidden = t * ci
-        n_exp = _expanded_rows(hi, ho, k, s, pad) if t != 1 else 0
-        expand = model.call_cycles("pointwise", _pointwise(1, wi, ci, 1, wi, hidden, 1)) if t != 1 else 0.0
-        dw = _depthwise(hi, wi, hidden, ho, wo, k, s, pad)
-        dw_cycles = model.call_cycles("depthwise", {**dw, "calls": 0})
+        split = args.get("split", 1) if t != 1 else 1
+        gs = hidden // split
+        # expansions: each row once, or (split) every window row again per output row and group
+        n_exp = (_expanded_rows(hi, ho, k, s, pad) if split == 1 else split * valid_taps(hi, ho, k, s, pad)) \
+            if t != 1 else 0
+        expand = model.call_cycles("pointwise", _pointwise(1, wi, ci, 1, wi, gs, 1)) if t != 1 else 0.0
+        dw = _depthwise(hi, wi, gs, ho, wo, k, s, pad)
+        dw_cycles = split * model.call_cycles("depthwise", {**dw, "calls": 0})
         project = model.call_cycles("pointwise", _pointwise(1, wo, hidden, 1, wo, co, 1))
         add = model.call_cycles("add", {"elements": wo * co, "calls": 1}) if args.get("residual") else 0.0
+        grouped = split > 1
         return {"expand": n_exp * expand, "depthwise": dw_cycles, "project": ho * project, "add": ho * add,
-                "rows": ho, "expanded_rows": n_exp, "calls": 1,
-                "macs_total": n_exp * wi * ci * hidden + dw["macs_total"] + ho * wo * hidden * co}
+                "rows": ho, "expanded_rows": n_exp, "calls": 1, "copies": ho * wo * split if grouped else 0,
+                "split_rows": ho * split if grouped else 0,
+                "macs_total": n_exp * wi * ci * gs + split * dw["macs_total"] + ho * wo * hidden * co}
     if op == "add":
         return {"elements": ho * wo * co, "calls": 1, "macs_total": 0}
     if op in ("avgpool", "maxpool"):
@@ -309,10 +344,11 @@ def call_features(op: str, in_shape, out_shape, args: dict[str, Any],
             # the operator's MACs, as the reference defines them (every patch's own projections and sweeps)
             "macs_total": inside * ci * h1 + nominal_q24,
         }
+    calls = ho if args.get("streamed") else 1  # a streamed L2Norm or max-out: one call per row
     if op == "l2norm":
-        return {"elements": hi * wi * ci, "pixels": hi * wi, "calls": 1, "macs_total": 0}
+        return {"elements": hi * wi * ci, "pixels": hi * wi, "calls": calls, "macs_total": 0}
     if op == "maxout":
-        return {"pixels": hi * wi, "calls": 1, "macs_total": 0}
+        return {"pixels": hi * wi, "calls": calls, "macs_total": 0}
     raise UncalibratedKernel(f"no latency features for kernel {op!r}")
 
 
@@ -323,8 +359,8 @@ def call_macs(op: str, features: dict[str, float]) -> int:
 
 #: The runtime files the calibrated kernels compile from (new kernels elsewhere do not stale it).
 KERNEL_SOURCES = ("add.c", "conv.c", "depthwise.c", "fastgrnn.c", "fastgrnn_lut.c", "fully_connected.c", "head.c",
-                  "mbconv.c", "pointwise.c", "pool.c", "rnnpool.c", "rn_dot.h", "rn_dsp.h", "rn_requant.h",
-                  "rn_runtime.h")
+                  "mbconv.c", "pointwise.c", "pool.c", "rnnpool.c", "stream.c", "rn_dot.h", "rn_dsp.h", "rn_requant.h",
+                  "rn_runtime.h", "rn_stream.h")
 
 
 def runtime_hash(runtime_dir: Path = RUNTIME_DIR) -> str:
@@ -391,63 +427,61 @@ class CallLatency:
     macs: int
 
 
-def predict_calls(layers: list[Layer], model: LatencyModel | None = None,
-                  heads: list[HeadSpec] | None = None) -> list[CallLatency]:
+_CALL_CACHE: dict[tuple, tuple[float, int]] = {}
+
+
+def _call(model: LatencyModel, step: Step, args: dict[str, Any]) -> tuple[float, int]:
+    """(cycles, MACs) of one call, memoized on its kernel, shapes and arguments (a call's cycles do
+    not depend on its neighbours, only on how the plan runs it: ``args``)."""
+    key = (id(model), step.op, step.in_shape, step.out_shape, tuple(sorted(args.items())))
+    hit = _CALL_CACHE.get(key)
+    if hit is None:
+        if len(_CALL_CACHE) > 100_000:
+            _CALL_CACHE.clear()
+        features = call_features(step.op, step.in_shape, step.out_shape, args, model)
+        hit = _CALL_CACHE[key] = (model.call_cycles(step.op, features), call_macs(step.op, features))
+    return hit
+
+
+def predict_calls(layers: list[Layer], model: LatencyModel | None = None, heads: list[HeadSpec] | None = None,
+                  arena: ArenaPlan | None = None) -> list[CallLatency]:
     """Predicted cycles of every kernel call of ``layers`` and detection ``heads`` (in the order of
-    ``model.c``)."""
+    ``model.c``), run as the plan runs them (``arena``: that plan, default ``plan(layers,
+    heads=heads)``)."""
     model = model or load_model()
+    arena = arena or plan(layers, heads=heads)
     by_name = {layer.name: layer for layer in layers}
-    steps, _ = lower(layers, heads)
     out = []
-    for step in steps:
-        features = call_features(step.op, step.in_shape, step.out_shape,
-                                 call_args(step, by_name.get(step.layer), heads), model)
-        out.append(CallLatency(step.layer, step.op, model.call_cycles(step.op, features), call_macs(step.op, features)))
+    for seg in arena.segments:
+        for step in arena.steps[seg.first:seg.last + 1]:
+            cycles, macs = _call(model, step, plan_args(step, seg, by_name.get(step.layer), heads))
+            out.append(CallLatency(step.layer, step.op, cycles, macs))
     return out
 
 
-_LAYER_CACHE: dict[tuple, float] = {}
-
-
-def layer_cycles(layer: Layer, model: LatencyModel | None = None) -> float:
-    """Predicted cycles of the kernel calls of one layer (its lowering alone: a layer's calls do
-    not depend on its neighbours), memoized on the layer's kind, shapes and arguments."""
-    model = model or load_model()
-    key = (id(model), layer.kind, layer.in_shape, layer.out_shape, tuple(layer.args.items()))
-    cycles = _LAYER_CACHE.get(key)
-    if cycles is None:
-        if len(_LAYER_CACHE) > 100_000:
-            _LAYER_CACHE.clear()
-        cycles = sum(c.cycles for c in predict_calls([layer], model))
-        _LAYER_CACHE[key] = cycles
-    return cycles
-
-
-def predict_layers(layers: list[Layer], model: LatencyModel | None = None,
-                   heads: list[HeadSpec] | None = None) -> tuple[dict[str, float], float]:
+def predict_layers(layers: list[Layer], model: LatencyModel | None = None, heads: list[HeadSpec] | None = None,
+                   arena: ArenaPlan | None = None) -> tuple[dict[str, float], float]:
     """``({layer name: cycles}, total cycles)``; detection heads appear as ``head<j>`` (the
     arena's step names); the total adds the per-inference overhead (the copy-out of the outputs)."""
     model = model or load_model()
-    per_layer = {layer.name: layer_cycles(layer, model) for layer in layers}
-    if heads:
-        names = set(per_layer)
-        for call in predict_calls(layers, model, heads):
-            if call.layer not in names:  # a head's step
-                per_layer[call.layer] = per_layer.get(call.layer, 0.0) + call.cycles
+    per_layer = {layer.name: 0.0 for layer in layers}
+    for call in predict_calls(layers, model, heads, arena):
+        per_layer[call.layer] = per_layer.get(call.layer, 0.0) + call.cycles
     return per_layer, sum(per_layer.values()) + model.overhead_cycles
 
 
-def predict_spec(spec, layers: list[Layer] | None = None,
-                 model: LatencyModel | None = None) -> tuple[dict[str, float], float]:
+def predict_spec(spec, layers: list[Layer] | None = None, model: LatencyModel | None = None,
+                 arena: ArenaPlan | None = None) -> tuple[dict[str, float], float]:
     """``({stage row name: cycles}, total cycles)`` of an ArchSpec, classifier or detector: the rows
-    are named as :func:`rnnpool_nas.cost.evaluate`'s stages (layer names, ``arch.spec.head_name``)."""
+    are named as :func:`rnnpool_nas.cost.evaluate`'s stages (layer names, ``arch.spec.head_name``).
+    ``arena``: the spec's plan when the caller has it (``plan(layers, heads=head_specs(spec))``)."""
     from ..arch.spec import expand
 
     layers = expand(spec) if layers is None else layers
     heads = head_specs(spec) if spec.detection is not None else None
-    return predict_layers(layers, model, heads)
+    return predict_layers(layers, model, heads, arena)
 
 
 __all__ = ["COMPOSITE", "FEATURES", "LatencyModel", "UncalibratedKernel", "CallLatency", "call_args", "call_features",
-           "call_macs", "cycles_to_ms", "layer_cycles", "load_model", "predict_calls", "predict_layers", "predict_spec",
+           "call_macs", "cycles_to_ms", "load_model", "plan_args", "predict_calls", "predict_layers", "predict_spec",
            "runtime_hash", "stale", "valid_taps"]

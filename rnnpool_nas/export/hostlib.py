@@ -200,6 +200,8 @@ _SIGNATURES = {
     "rn_fastgrnn_step": [ctypes.POINTER(RnFastGRNN), _P, _P, _P],
     "rn_fastgrnn_sweep": [ctypes.POINTER(RnFastGRNN), _P, _I, _I, _P, _P],
     "rn_rnnpool": [ctypes.POINTER(RnRNNPool), _P, _I, _I, _I, _P, _P],
+    "rn_conv2d_row": [_P, _I, _I, _I, _I, _I, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I32, _I32, _I32, _I32, _P],
+    "rn_rnnpool_row": [ctypes.POINTER(RnRNNPool), _P, _I, _I, _I, _I, _I, _P, _P],
 }
 
 
@@ -235,15 +237,37 @@ class HostRuntime:
 
     # ------------------------------------------------------------------ kernels
 
-    def conv2d(self, x, weight, bias, mult, shift, *, stride, pad, groups, in_zp, out_zp, act_min=-128, act_max=127):
+    @staticmethod
+    def _ring(x: np.ndarray, ring: int, first: int, last: int) -> np.ndarray:
+        """A ring of ``ring`` row slots holding rows ``first..last-1`` of ``x`` (clipped to the map)
+        at slot ``row % ring``, the other slots garbage: what a streamed segment's ring holds when
+        an output row needs those rows."""
+        h, w, c = x.shape
+        buf = np.full((ring, w, c), 0x3C, dtype=np.int8)
+        for y in range(max(first, 0), min(last, h)):
+            buf[y % ring] = x[y]
+        return buf
+
+    def conv2d(self, x, weight, bias, mult, shift, *, stride, pad, groups, in_zp, out_zp, act_min=-128, act_max=127,
+               ring: int | None = None):
+        """``rn_conv2d``; with ``ring``, row by row through ``rn_conv2d_row``, the window's input
+        rows in a ring of that many slots (>= kernel) that holds nothing else (as in a streamed
+        segment)."""
         x = _arr(x, np.int8)
         h, w, c = x.shape
         out_c, k = weight.shape[0], weight.shape[1]
         shape = ((h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1, out_c)
         wt, b, m, s = _arr(weight, np.int8), _arr(bias, np.int32), _arr(mult, np.int32), _arr(shift, np.int8)
         out = self._buffer(shape)
-        self.lib.rn_conv2d(_ptr(x), h, w, c, _ptr(wt), _ptr(b), _ptr(m), _ptr(s), out_c, k, stride, pad, groups,
-                           in_zp, out_zp, act_min, act_max, _ptr(out))
+        params = (_ptr(wt), _ptr(b), _ptr(m), _ptr(s), out_c, k, stride, pad, groups, in_zp, out_zp, act_min, act_max)
+        if ring is None:
+            self.lib.rn_conv2d(_ptr(x), h, w, c, *params, _ptr(out))
+        else:
+            row = shape[1] * out_c
+            for oy in range(shape[0]):
+                iy0 = oy * stride - pad
+                rows = self._ring(x, ring, iy0, iy0 + k)
+                self.lib.rn_conv2d_row(_ptr(rows), ring, h, w, c, iy0, *params, _ptr(out[oy * row:]))
         return self._finish(out, shape)
 
     def depthwise_conv2d(self, x, weight, bias, mult, shift, *, stride, pad, in_zp, out_zp, act_min=-128,
@@ -312,9 +336,10 @@ class HostRuntime:
         self.lib.rn_maxpool(_ptr(x), h, w, c, kh, kw, sh, sw, _ptr(out))
         return self._finish(out, shape)
 
-    def rnnpool(self, op: QRNNPool, x) -> np.ndarray:
+    def rnnpool(self, op: QRNNPool, x, ring: int | None = None) -> np.ndarray:
         """RNNPool of one HWC image; the scratch is exactly ``RN_RNNPOOL_SCRATCH_WORDS`` words (plus the
-        checked guard) and starts as garbage."""
+        checked guard) and starts as garbage. ``ring``: row of patches by row of patches through
+        ``rn_rnnpool_row``, the patch's input rows in a ring of that many slots (>= patch height)."""
         x = _arr(x, np.int8)
         h, w, c = x.shape
         p, keep = rnnpool_struct(op, h, w)
@@ -323,7 +348,18 @@ class HostRuntime:
         words = rnnpool_scratch_words(p.patch_h, p.patch_w, h1, h2)
         scratch = self._buffer((words,), np.int32, fill=-0x5A5A5A5B)
         out = self._buffer(shape)
-        self.lib.rn_rnnpool(ctypes.byref(p), _ptr(x), h, w, c, _ptr(out), _ptr(scratch))
+        if ring is None:
+            self.lib.rn_rnnpool(ctypes.byref(p), _ptr(x), h, w, c, _ptr(out), _ptr(scratch))
+        else:  # row of patches by row of patches, the patch rows in a ring (replicated rows: the last again)
+            row = shape[1] * shape[2]
+            for py in range(shape[0]):
+                if py < p.patches_h:
+                    y0 = py * p.stride_h - p.pad_top
+                    rows = self._ring(x, ring, y0, y0 + p.patch_h)
+                    self.lib.rn_rnnpool_row(ctypes.byref(p), _ptr(rows), ring, h, w, c, py, _ptr(out[py * row:]),
+                                            _ptr(scratch))
+                else:
+                    out[py * row:(py + 1) * row] = out[(py - 1) * row:py * row]
         self._finish(scratch, (words,), fill=-0x5A5A5A5B)
         del keep
         return self._finish(out, shape)

@@ -83,9 +83,10 @@ SPLITS = (1, 2, 4, 8)
 
 def mbconv_split_scratch_bytes(groups: int, kernel: int, in_w: int, out_w: int, hidden: int) -> int:
     """``RN_MBCONV_SPLIT_SCRATCH_BYTES`` of ``rn_stream.h``: a ring of ``kernel`` rows of one
-    channel group, one depthwise row of it, and the assembled depthwise output row."""
+    channel group, one depthwise row of it, and the assembled depthwise output row (the last two
+    word-aligned)."""
     gs = hidden // groups
-    return kernel * in_w * gs + out_w * gs + out_w * hidden
+    return _align(kernel * in_w * gs) + _align(out_w * gs) + out_w * hidden
 
 
 def _splits(step: "Step", split: int) -> bool:

@@ -85,8 +85,8 @@ def measure(export_dir: str | Path, clock_mhz: float = DEFAULT_CLOCK_MHZ, log=pr
     ART-accelerator-like cache (:mod:`.emulate`'s model: code and weights in flash, the arena in
     zero-wait SRAM); the predictor stays the zero-wait one."""
     from ..arch.spec import ArchSpec, expand
-    from ..lower.plan import head_specs, lower
-    from ..cost.latency import UncalibratedKernel, call_args, call_features, call_macs, load_model, predict_calls
+    from ..lower.plan import head_specs, plan
+    from ..cost.latency import UncalibratedKernel, call_macs, load_model, plan_args, predict_calls
     from .emulate import emulate
 
     if not (clock_mhz > 0 and math.isfinite(clock_mhz)):
@@ -106,14 +106,16 @@ def measure(export_dir: str | Path, clock_mhz: float = DEFAULT_CLOCK_MHZ, log=pr
     spec = ArchSpec.from_dict(doc["spec"])
     layers = expand(spec)
     heads = head_specs(spec) if spec.detection is not None else None
-    steps, _ = lower(layers, heads)
+    arena = plan(layers, heads=heads)   # the plan model.c was generated from
+    steps = arena.steps
+    segment_of = [part for part in arena.segments for _ in range(part.first, part.last + 1)]
     calls = doc["calls"]
     if [(c["layer"], c["op"]) for c in calls] != [(s.layer, s.op) for s in steps]:
         raise UserError(f"{export_dir}/export.json lists other kernel calls than its spec lowers to: re-export it")
     by_name = {layer.name: layer for layer in layers}
     model = load_model()
     try:
-        predicted = [p.cycles for p in predict_calls(layers, model, heads)]
+        predicted = [p.cycles for p in predict_calls(layers, model, heads, arena)]
     except UncalibratedKernel:  # a kernel newer than the latency model: measured, not predicted
         predicted = [None] * len(steps)
 
@@ -121,12 +123,12 @@ def measure(export_dir: str | Path, clock_mhz: float = DEFAULT_CLOCK_MHZ, log=pr
         return cycles_to_ms(cycles, clock_mhz)
 
     rows = []
-    for call, step, pred in zip(calls, steps, predicted):
+    for call, step, part, pred in zip(calls, steps, segment_of, predicted):
         seg = run.segments.get(call["marker"])
         if seg is None:
             raise UserError(f"kernel call {call['marker']} ({call['layer']} {call['op']}) never ran: its marker "
                             "was not written")
-        macs = call_macs(step.op, _features(step, by_name.get(step.layer), heads, model))
+        macs = call_macs(step.op, _features(step, plan_args(step, part, by_name.get(step.layer), heads), model))
         rows.append({"marker": call["marker"], "layer": call["layer"], "op": call["op"], "in_shape": call["in_shape"],
                      "out_shape": call["out_shape"], "macs": macs, "instructions": seg.instructions,
                      "cycles": seg.cycles, "cycles_per_mac": seg.cycles / macs if macs else None,
@@ -179,11 +181,11 @@ def measure(export_dir: str | Path, clock_mhz: float = DEFAULT_CLOCK_MHZ, log=pr
     return result
 
 
-def _features(step, layer, heads, model) -> dict[str, float]:
-    from ..cost.latency import UncalibratedKernel, call_args, call_features
+def _features(step, args, model) -> dict[str, float]:
+    from ..cost.latency import UncalibratedKernel, call_features
 
     try:
-        return call_features(step.op, step.in_shape, step.out_shape, call_args(step, layer, heads), model)
+        return call_features(step.op, step.in_shape, step.out_shape, args, model)
     except UncalibratedKernel:
         return {}
 

@@ -7,7 +7,8 @@
 Generates a seeded grid of single-kernel calls per kernel family (shapes drawn from the ranges
 networks of the presets and search spaces use: 1-224 px maps, 1-384 channels, 1x1-5x5 kernels,
 strides 1-2, RNNPool patches 2-8 with h1/h2 2-16 and both kinds of nonlinearity, fused MBConv
-blocks with t 1-6, the detection heads' L2Norm and max-out), runs them on the emulated Cortex-M4 (:mod:`rnnpool_nas.measure.microbench`: one build, one emulation), and fits each
+blocks with t 1-6, stride-2 ones also in 2-8 channel groups as a streamed segment runs them
+(``stream.c``), the detection heads' L2Norm and max-out), runs them on the emulated Cortex-M4 (:mod:`rnnpool_nas.measure.microbench`: one build, one emulation), and fits each
 family's cycles as a non-negative linear combination of its features
 (:data:`rnnpool_nas.cost.latency.FEATURES`; MBConv's features are the fitted pointwise, depthwise
 and add models' cycles of its row calls), least squares on relative error. Writes the
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..cost.latency import COMPOSITE, FEATURES, MODEL_FILE, LatencyModel, call_features, runtime_hash
+from ..lower.plan import SPLITS
 from ..ops.geometry import axis_geometry
 from .microbench import Bench, m4_flags, run_benches
 
@@ -70,7 +72,9 @@ def _conv_bench(rng: random.Random, op: str) -> Bench | None:
     return Bench(op, (size, size, cin), (ho, wo, cout), args)
 
 
-def _mbconv_bench(rng: random.Random) -> Bench | None:
+def _mbconv_bench(rng: random.Random, split_rng: random.Random) -> Bench | None:
+    """A fused block; stride-2 ones with an expansion sometimes in channel groups (drawn from
+    ``split_rng``, so the other benches of a seed stay what they were)."""
     size = rng.choice([2, 3, 4, 5, 7, 8, 10, 14, 15, 20, 28, 30, 40, 56])
     width = size if rng.random() < 0.7 else rng.choice([size + 1, 4 * size // 3 + 1])
     cin = rng.choice([8, 8, 12, 16, 16, 24, 32, 32, 48, 64, 96, 160])
@@ -82,6 +86,9 @@ def _mbconv_bench(rng: random.Random) -> Bench | None:
         return None
     args = {"kernel": k, "stride": stride, "t": t, "residual": stride == 1 and cin == cout, "pad": k // 2,
             "relu": 0}
+    splits = [g for g in SPLITS if g > 1 and (t * cin) % g == 0 and t * cin // g >= 4]
+    if stride == 2 and t != 1 and splits and split_rng.random() < 0.4:  # a streamed segment's channel groups
+        args["split"] = split_rng.choice(splits)
     return Bench("mbconv", (size, width, cin), (ho, wo, cout), args)
 
 
@@ -161,6 +168,7 @@ def grid(per_family: int = 45, seed: int = 0) -> list[Bench]:
     """``per_family`` seeded random benches of every kernel family (RNNPool and the
     convolutions twice as many: they have more features)."""
     rng = random.Random(seed)
+    split_rng = random.Random(seed + 1)
     benches: list[Bench] = []
     for op in FEATURES:
         want = per_family * (2 if op in ("rnnpool", "conv", "depthwise", "pointwise", "mbconv") else 1)
@@ -174,7 +182,7 @@ def grid(per_family: int = 45, seed: int = 0) -> list[Bench]:
             elif op == "rnnpool":
                 b = _rnnpool_bench(rng)
             elif op == "mbconv":
-                b = _mbconv_bench(rng)
+                b = _mbconv_bench(rng, split_rng)
             elif op in ("l2norm", "maxout"):
                 b = _head_bench(rng, op)
             else:

@@ -27,10 +27,17 @@
  * Without an expand (t == 1) the depthwise reads the input itself. The depthwise output row
  * (out_w * hidden bytes) is then projected pixel by pixel straight into `out`, and the residual is
  * added in place. RAM: RN_MBCONV_SCRATCH_BYTES instead of the whole expanded maps.
+ * rn_mbconv_inplace (a block with an expansion and a residual) writes output row oy over input
+ * row oy through one projected row of scratch (RN_MBCONV_INPLACE_SCRATCH_BYTES): the same rows,
+ * the same operations.
  */
 #include "rn_runtime.h"
 
-void rn_mbconv(const rn_mbconv_t *p, const int8_t *in, int in_h, int in_w, int8_t *out, int8_t *scratch)
+/* The block row by row; inplace: out == in, each projected row goes through scratch (after the
+ * expanded ring and the depthwise row) and is added over input row oy, which no later output row
+ * reads again: its expansion happened first (see rn_mbconv_inplace in rn_runtime.h). */
+static void mbconv_rows(const rn_mbconv_t *p, const int8_t *in, int in_h, int in_w, int8_t *out, int8_t *scratch,
+                        int inplace)
 {
     const int kernel = p->kernel, stride = p->stride, pad = p->kernel / 2;
     const int in_c = p->in_c, hidden = p->hidden, out_c = p->out_c;
@@ -42,11 +49,13 @@ void rn_mbconv(const rn_mbconv_t *p, const int8_t *in, int in_h, int in_w, int8_
     const int8_t *const rows = expand ? scratch : in;   /* what the depthwise reads */
     const int ring = expand ? kernel : in_h;
     int8_t *const dw_out = expand ? scratch + kernel * in_w * hidden : scratch;
+    int8_t *const projected = dw_out + out_w * hidden;   /* inplace only */
     int next = 0;   /* rows below `next` are expanded (or never needed) */
     int oy, iy;
 
     for (oy = 0; oy < out_h; ++oy, out += out_row) {
         const int iy0 = oy * stride - pad;
+        int8_t *const y = inplace ? projected : out;
         if (expand) {
             const int last = iy0 + kernel < in_h ? iy0 + kernel : in_h;   /* one past the window */
             for (iy = iy0 > next ? iy0 : next; iy < last; ++iy) {
@@ -61,10 +70,20 @@ void rn_mbconv(const rn_mbconv_t *p, const int8_t *in, int in_h, int in_w, int8_
         rn_depthwise_row(rows, ring, in_h, in_w, hidden, iy0, p->dw_w, p->dw_bias, p->dw_mult, p->dw_shift, kernel,
                          stride, pad, p->dw_in_zp, p->dw_out_zp, p->dw_act_min, p->dw_act_max, dw_out);
         rn_pointwise_conv2d(dw_out, 1, out_w, hidden, p->proj_w, p->proj_bias, p->proj_mult, p->proj_shift, out_c,
-                            1, p->dw_out_zp, p->proj_out_zp, p->proj_act_min, p->proj_act_max, out);
+                            1, p->dw_out_zp, p->proj_out_zp, p->proj_act_min, p->proj_act_max, y);
         if (p->has_residual) {   /* stride 1, in_c == out_c: output row oy is over input row oy */
-            rn_add(in + oy * in_row, out, out_row, p->add_a_zp, p->add_a_mult, p->add_a_shift, p->add_b_zp,
+            rn_add(in + oy * in_row, y, out_row, p->add_a_zp, p->add_a_mult, p->add_a_shift, p->add_b_zp,
                    p->add_b_mult, p->add_b_shift, p->add_out_zp, out);
         }
     }
+}
+
+void rn_mbconv(const rn_mbconv_t *p, const int8_t *in, int in_h, int in_w, int8_t *out, int8_t *scratch)
+{
+    mbconv_rows(p, in, in_h, in_w, out, scratch, 0);
+}
+
+void rn_mbconv_inplace(const rn_mbconv_t *p, int8_t *inout, int h, int w, int8_t *scratch)
+{
+    mbconv_rows(p, inout, h, w, inout, scratch, 1);
 }

@@ -31,6 +31,14 @@ void rn_conv2d(const int8_t *in, int in_h, int in_w, int in_c,
                int out_c, int kernel, int stride, int pad, int groups,
                int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out);
 
+/* conv.c: output row of rn_conv2d whose window starts at input row iy0 = oy*stride - pad, with input
+ * row iy (0 <= iy < in_h) read from rows + (iy % ring) * in_w * in_c: a ring of `ring` row slots (a
+ * streamed segment's), or the whole map with ring == in_h (rn_conv2d is this over every row). */
+void rn_conv2d_row(const int8_t *rows, int ring, int in_h, int in_w, int in_c, int iy0,
+                   const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                   int out_c, int kernel, int stride, int pad, int groups,
+                   int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out);
+
 /* depthwise.c: groups == in_c == out_c; weight layout (c, kernel, kernel), i.e. (c, k, k, 1). */
 void rn_depthwise_conv2d(const int8_t *in, int in_h, int in_w, int c,
                          const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
@@ -79,6 +87,13 @@ typedef struct {
 #define RN_MBCONV_SCRATCH_BYTES(expand, kernel, in_w, out_w, hidden) \
   ((expand) ? (kernel) * (in_w) * (hidden) + (out_w) * (hidden) : (out_w) * (hidden))
 void rn_mbconv(const rn_mbconv_t *p, const int8_t *in, int in_h, int in_w, int8_t *out, int8_t *scratch);
+/* mbconv.c: rn_mbconv in place, for a block with an expansion and a residual (stride 1, in_c ==
+ * out_c): output row oy overwrites input row oy once no later row needs it (the expansion of every
+ * row an output row reads happens first; the residual reads row oy itself, added through a
+ * projected row in scratch). Scratch: RN_MBCONV_INPLACE_SCRATCH_BYTES. */
+#define RN_MBCONV_INPLACE_SCRATCH_BYTES(kernel, w, hidden, out_c) \
+  ((kernel) * (w) * (hidden) + (w) * (hidden) + (w) * (out_c))
+void rn_mbconv_inplace(const rn_mbconv_t *p, int8_t *inout, int h, int w, int8_t *scratch);
 
 /* ------------------------------------------------------------------ elementwise, pooling, dense */
 
@@ -154,6 +169,11 @@ void rn_fastgrnn_sweep(const rn_fastgrnn_t *cell, const int32_t *wx, int steps, 
   ((ph)*(pw)*(h1) + ((ph)+(pw))*(h1) + ((ph)>(pw)?(ph):(pw))*(h2) + 4*((h1)>(h2)?(h1):(h2)))
 void rn_rnnpool(const rn_rnnpool_t *p, const int8_t *in, int in_h, int in_w, int in_c,
                 int8_t *out, int32_t *scratch);
+/* rnnpool.c: output row py of rn_rnnpool (its patches_w computed patches, then replicate_w
+ * copies), input row y read from rows + (y % ring) * in_w * in_c (as rn_conv2d_row); rn_rnnpool
+ * is this over every row of patches, then the replicate_h copied rows. */
+void rn_rnnpool_row(const rn_rnnpool_t *p, const int8_t *rows, int ring, int in_h, int in_w, int in_c, int py,
+                    int8_t *out, int32_t *scratch);
 
 /* ------------------------------------------------------------------ detection heads (S3FD) */
 

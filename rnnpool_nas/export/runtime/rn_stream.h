@@ -11,8 +11,9 @@
  * `kernel` among a map's readers never overwrites a row still needed (rnnpool_nas/lower/plan.py
  * sizes the rings and places them in the arena). No recomputation: each row is computed once.
  *
- * The nodes call the kernels' row functions (or the kernels on one row), so a streamed segment
- * computes byte for byte what the whole-map kernels compute.
+ * The nodes call the kernels' row functions (rn_conv2d_row, rn_depthwise_row, rn_rnnpool_row in
+ * rn_runtime.h, which the whole-map kernels are loops of) or the kernels on one row, so a streamed
+ * segment computes byte for byte what the whole-map kernels compute.
  */
 #ifndef RN_STREAM_H
 #define RN_STREAM_H
@@ -82,9 +83,12 @@ typedef struct {
  * hidden/G channels, the window's input rows into a ring of `kernel` rows of hidden/G channels,
  * runs the depthwise on them, and projects the assembled row: the window's rows are expanded
  * again for every output row that reads them (kernel/stride times; used with stride 2), for a
- * scratch of RN_MBCONV_SPLIT_SCRATCH_BYTES, and it reads `kernel` input rows at once. */
+ * scratch of RN_MBCONV_SPLIT_SCRATCH_BYTES, and it reads `kernel` input rows at once. The group's
+ * depthwise row and the assembled row start on a word (the projection's packed path needs that). */
+#define RN_ALIGN4(n) (((n) + 3) & ~3)
 #define RN_MBCONV_SPLIT_SCRATCH_BYTES(groups, kernel, in_w, out_w, hidden) \
-  ((kernel) * (in_w) * ((hidden) / (groups)) + (out_w) * ((hidden) / (groups)) + (out_w) * (hidden))
+  (RN_ALIGN4((kernel) * (in_w) * ((hidden) / (groups))) + RN_ALIGN4((out_w) * ((hidden) / (groups))) \
+   + (out_w) * (hidden))
 
 typedef struct {
     const rn_map_t *maps;   /* maps[0] is the segment's input */
@@ -102,26 +106,6 @@ typedef int (*rn_read_row_t)(void *ctx, int32_t row, int8_t *dst);
  * read_row returned. */
 int rn_stream_run(const rn_stream_t *s, int8_t *arena, const int8_t *input, int8_t *output, int32_t *next,
                   volatile uint32_t *mark, rn_read_row_t read_row, void *ctx, int in_slots);
-
-/* stream.c: output row of rn_conv2d whose window starts at input row iy0 = oy*stride - pad, input
- * row iy (0 <= iy < in_h) read from rows + (iy % ring) * in_w * in_c (as rn_depthwise_row). */
-void rn_conv2d_row(const int8_t *rows, int ring, int in_h, int in_w, int in_c, int iy0,
-                   const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
-                   int out_c, int kernel, int stride, int pad, int groups,
-                   int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out);
-
-/* stream.c: output row py of rn_rnnpool (its patches_w computed patches, then replicate_w copies),
- * input rows read from a ring as above. scratch: RN_RNNPOOL_SCRATCH_WORDS words. */
-void rn_rnnpool_row(const rn_rnnpool_t *p, const int8_t *rows, int ring, int in_h, int in_w, int in_c, int py,
-                    int8_t *out, int32_t *scratch);
-
-/* stream.c: rn_mbconv in place, for a block with an expansion and a residual (stride 1, in_c ==
- * out_c): output row oy overwrites input row oy once no later row needs it (the expansion of every
- * row an output row reads happens first; the residual reads row oy itself, added through a
- * projected row in scratch). Scratch: RN_MBCONV_INPLACE_SCRATCH_BYTES. */
-#define RN_MBCONV_INPLACE_SCRATCH_BYTES(kernel, w, hidden, out_c) \
-  ((kernel) * (w) * (hidden) + (w) * (hidden) + (w) * (out_c))
-void rn_mbconv_inplace(const rn_mbconv_t *p, int8_t *inout, int h, int w, int8_t *scratch);
 
 #ifdef __cplusplus
 }

@@ -1,177 +1,30 @@
-/* stream.c - the row-streaming driver of rn_stream.h and the two row functions it needs beyond the
- * kernels' own (rn_conv2d_row, rn_rnnpool_row).
+/* stream.c - the row-streaming driver of rn_stream.h. Its nodes call the kernels' row functions
+ * (rn_conv2d_row in conv.c, rn_depthwise_row, rn_rnnpool_row in rnnpool.c, ...), which the
+ * whole-map kernels run too, so every computation is written once.
  *
  * Fixed-point rules: none of its own. Every output row is computed by the same integer operations
  * as the whole-map kernel (bit-exact with rnnpool_nas/train/quant.py):
- *   conv       rn_conv2d_row: conv.c's rules (acc = bias + sum over taps inside the input of
- *              w (x - in_zp), int32; out = clamp(out_zp + requant(acc, mult, shift), act_min,
- *              act_max), int64 product, halves round toward +inf), one output row at a time with
- *              the window's input rows read from a ring;
+ *   conv       rn_conv2d_row (conv.c) on the ring: acc = bias + sum over taps inside the input
+ *              of w (x - in_zp), int32; out = clamp(out_zp + requant(acc, mult, shift), act_min,
+ *              act_max), int64 product, halves round toward +inf;
  *   depthwise  rn_depthwise_row (depthwise.c) on the ring;
  *   pointwise  rn_pointwise_conv2d (pointwise.c) on one row (stride s: rows 0, s, 2s, ...);
  *   MBConv     mbconv.c's row scheme: each input row expanded once into a ring of `kernel` rows,
  *              rn_depthwise_row, the projection on one row, rn_add on one row; or (groups > 1)
  *              the same per group of hidden channels, the expansion of a channel subset being the
  *              same pointwise sums (rn_pointwise_conv2d with the subset's weights and requant);
- *   RNNPool    rn_rnnpool_row: rnnpool.c's rules (RNN1 over the rows and columns of each patch,
+ *   RNNPool    rn_rnnpool_row (rnnpool.c) on the ring (RNN1 over the rows and columns of each patch,
  *              RNN2 over the summaries, Q24; out = clamp(out_zp + out_bias + requant(h, out_mult,
  *              out_shift), -128, 127)), one row of patches at a time; replicated rows and columns
  *              repeat the last computed ones;
  *   L2Norm, max-out: rn_l2norm / rn_maxout (head.c) on one row;
  *   global pool: pool.c's rules with the window sum (or max) accumulated row by row in int32
  *              (integer addition: the same total in any order).
- * rn_mbconv_inplace: mbconv.c's rules, its output written over its input (see rn_stream.h).
  * No dynamic memory; the recursion of the push is as deep as the segment's longest chain of nodes.
  */
 #include <string.h>
 
 #include "rn_stream.h"
-#include "rn_dot.h"
-
-/* ------------------------------------------------------------------ dense convolution, one row */
-
-/* acc[j] += sum of `seg` taps of w_j[e] (x[e] - zp) for four output channels w_j = w + j * wpo */
-static inline void srow_taps4(const int8_t *x, const int8_t *w, int seg, int wpo, int32_t zp, int32_t *acc)
-{
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    const int wpo3 = 3 * wpo;
-    int e;
-    for (e = 0; e < seg; ++e) {
-        const int32_t v = x[e] - zp;
-        a0 += w[e] * v;
-        a1 += w[e + wpo] * v;
-        a2 += w[e + 2 * wpo] * v;
-        a3 += w[e + wpo3] * v;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-}
-
-void rn_conv2d_row(const int8_t *rows, int ring, int in_h, int in_w, int in_c, int iy0,
-                   const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
-                   int out_c, int kernel, int stride, int pad, int groups,
-                   int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max, int8_t *out)
-{
-    const int out_w = (in_w + 2 * pad - kernel) / stride + 1;
-    const int cin_g = in_c / groups;
-    const int cout_g = out_c / groups;
-    const int w_per_out = kernel * kernel * cin_g;
-    const int row_bytes = in_w * in_c;
-    const int ky0 = iy0 < 0 ? -iy0 : 0;
-    const int ky1 = iy0 + kernel > in_h ? in_h - iy0 : kernel;
-    int ox, o, ky, kx;
-
-    for (ox = 0; ox < out_w; ++ox) {
-        const int ix0 = ox * stride - pad;
-        const int kx0 = ix0 < 0 ? -ix0 : 0;
-        const int kx1 = ix0 + kernel > in_w ? in_w - ix0 : kernel;
-        const int nkx = kx1 - kx0;
-        const int any = ky1 > ky0 && nkx > 0;   /* a tap inside the input */
-        const int nseg = groups == 1 ? 1 : nkx;
-        const int seg = groups == 1 ? nkx * in_c : cin_g;
-        const int col = any ? (ix0 + kx0) * in_c : 0;
-        const int8_t *w_out = weight + (ky0 * kernel + kx0) * cin_g;
-        o = 0;
-        if (groups == 1 && any) {   /* dense: four output channels per pass */
-            for (; o + 3 < out_c; o += 4, w_out += 4 * w_per_out) {
-                int32_t acc[4];
-                int j;
-                acc[0] = bias[o];
-                acc[1] = bias[o + 1];
-                acc[2] = bias[o + 2];
-                acc[3] = bias[o + 3];
-                for (ky = ky0; ky < ky1; ++ky) {
-                    srow_taps4(rows + ((iy0 + ky) % ring) * row_bytes + col, w_out + (ky - ky0) * kernel * in_c, seg,
-                               w_per_out, in_zp, acc);
-                }
-                for (j = 0; j < 4; ++j) {
-                    *out++ = rn_clamp32(out_zp + rn_requant32(acc[j], mult[o + j], shift[o + j]), act_min, act_max);
-                }
-            }
-        }
-        for (; o < out_c; ++o, w_out += w_per_out) {
-            int32_t acc = bias[o];
-            if (any) {
-                for (ky = ky0; ky < ky1; ++ky) {
-                    const int8_t *x = rows + ((iy0 + ky) % ring) * row_bytes + col + (o / cout_g) * cin_g;
-                    const int8_t *w = w_out + (ky - ky0) * kernel * cin_g;
-                    for (kx = 0; kx < nseg; ++kx, x += in_c, w += cin_g) {
-                        acc += rn_dot_s8(x, w, seg, in_zp);
-                    }
-                }
-            }
-            *out++ = rn_clamp32(out_zp + rn_requant32(acc, mult[o], shift[o]), act_min, act_max);
-        }
-    }
-}
-
-/* ------------------------------------------------------------------ RNNPool, one row of patches */
-
-void rn_rnnpool_row(const rn_rnnpool_t *p, const int8_t *rows, int ring, int in_h, int in_w, int in_c, int py,
-                    int8_t *out, int32_t *scratch)
-{
-    const int ph = p->patch_h;
-    const int pw = p->patch_w;
-    const int h1 = p->rnn1.hidden;
-    const int h2 = p->rnn2.hidden;
-    const int out_c = 4 * h2;
-    const int row_bytes = in_w * in_c;
-    const int y0 = py * p->stride_h - p->pad_top;
-    int32_t *const wx = scratch;
-    int32_t *const summaries = wx + ph * pw * h1;
-    int32_t *const proj = summaries + (ph + pw) * h1;
-    int32_t *const state = proj + (ph > pw ? ph : pw) * h2;
-    int8_t *o = out;
-    int px, i, j, k;
-
-    for (px = 0; px < p->patches_w; ++px, o += out_c) {
-        const int x0 = px * p->stride_w - p->pad_left;
-        int32_t *v = wx;
-        for (i = 0; i < ph; ++i) {   /* RNN1 projections of the patch (zero outside the input) */
-            const int y = y0 + i;
-            const int8_t *const row = y >= 0 && y < in_h ? rows + (y % ring) * row_bytes : 0;
-            for (j = 0; j < pw; ++j, v += h1) {
-                const int x = x0 + j;
-                if (row && x >= 0 && x < in_w) {
-                    rn_fastgrnn_project_s8(&p->rnn1, row + x * in_c, p->in_zp, v);
-                } else {
-                    for (k = 0; k < h1; ++k) {
-                        v[k] = 0;
-                    }
-                }
-            }
-        }
-        for (i = 0; i < ph + pw; ++i) {   /* RNN1: the rows, then the columns */
-            if (i < ph) {
-                rn_fastgrnn_sweep(&p->rnn1, wx + i * pw * h1, pw, h1, summaries + i * h1, state);
-            } else {
-                rn_fastgrnn_sweep(&p->rnn1, wx + (i - ph) * h1, ph, pw * h1, summaries + i * h1, state);
-            }
-        }
-        for (i = 0; i < 4; ++i) {   /* RNN2: rows forward, backward, columns forward, backward */
-            const int n = i < 2 ? ph : pw;
-            if ((i & 1) == 0) {
-                const int32_t *const s = summaries + (i == 0 ? 0 : ph * h1);
-                for (j = 0; j < n; ++j) {
-                    rn_fastgrnn_project_q24(&p->rnn2, s + j * h1, proj + j * h2);
-                }
-                rn_fastgrnn_sweep(&p->rnn2, proj, n, h2, state, state + h2);
-            } else {
-                rn_fastgrnn_sweep(&p->rnn2, proj + (n - 1) * h2, n, -h2, state, state + h2);
-            }
-            for (j = 0; j < h2; ++j) {
-                k = i * h2 + j;
-                o[k] = rn_clamp_s8((int64_t)p->out_zp + p->out_bias[k]
-                                   + rn_requant(state[j], p->out_mult[k], p->out_shift[k]), -128, 127);
-            }
-        }
-    }
-    for (i = 0; i < p->replicate_w; ++i, o += out_c) {   /* o: just past the last patch */
-        memcpy(o, o - (i + 1) * out_c, (size_t)out_c);
-    }
-}
 
 /* ------------------------------------------------------------------ the driver */
 
@@ -238,11 +91,11 @@ static void node_row(const rn_run_t *r, const rn_node_t *n, int oy, int8_t *dst)
         if (n->groups > 1) {   /* channel groups: expand the window's rows per group, then the depthwise */
             const int gs = p->hidden / n->groups;
             const int kk = p->kernel * p->kernel;
-            int8_t *const tmp = scratch + p->kernel * in->w * gs;
+            int8_t *const tmp = scratch + RN_ALIGN4(p->kernel * in->w * gs);   /* word-aligned (rn_stream.h) */
             const int lo = iy0 > 0 ? iy0 : 0;
             const int hi = iy0 + p->kernel < in->h ? iy0 + p->kernel : in->h;
             int g, iy, ox;
-            dw_out = tmp + out_w * gs;
+            dw_out = tmp + RN_ALIGN4(out_w * gs);
             for (g = 0; g < n->groups; ++g) {
                 const int c0 = g * gs;
                 for (iy = lo; iy < hi; ++iy) {
@@ -401,35 +254,4 @@ int rn_stream_run(const rn_stream_t *s, int8_t *arena, const int8_t *input, int8
         push(&r, 0);
     }
     return 0;
-}
-
-/* ------------------------------------------------------------------ MBConv in place */
-
-void rn_mbconv_inplace(const rn_mbconv_t *p, int8_t *inout, int h, int w, int8_t *scratch)
-{
-    const int kernel = p->kernel, pad = p->kernel / 2;
-    const int hidden = p->hidden, c = p->in_c;
-    const int row = w * c;
-    int8_t *const dw_out = scratch + kernel * w * hidden;
-    int8_t *const proj = dw_out + w * hidden;
-    int next = 0;   /* rows below `next` are expanded */
-    int oy, iy;
-    for (oy = 0; oy < h; ++oy) {   /* stride 1: out_h == h, out_w == w */
-        const int iy0 = oy - pad;
-        const int last = iy0 + kernel < h ? iy0 + kernel : h;
-        for (iy = iy0 > next ? iy0 : next; iy < last; ++iy) {
-            rn_pointwise_conv2d(inout + iy * row, 1, w, c, p->exp_w, p->exp_bias, p->exp_mult, p->exp_shift, hidden,
-                                1, p->in_zp, p->exp_out_zp, p->exp_act_min, p->exp_act_max,
-                                scratch + (iy % kernel) * w * hidden);
-        }
-        if (last > next) {
-            next = last;
-        }
-        rn_depthwise_row(scratch, kernel, h, w, hidden, iy0, p->dw_w, p->dw_bias, p->dw_mult, p->dw_shift, kernel, 1,
-                         pad, p->dw_in_zp, p->dw_out_zp, p->dw_act_min, p->dw_act_max, dw_out);
-        rn_pointwise_conv2d(dw_out, 1, w, hidden, p->proj_w, p->proj_bias, p->proj_mult, p->proj_shift, p->out_c, 1,
-                            p->dw_out_zp, p->proj_out_zp, p->proj_act_min, p->proj_act_max, proj);
-        rn_add(inout + oy * row, proj, row, p->add_a_zp, p->add_a_mult, p->add_a_shift, p->add_b_zp, p->add_b_mult,
-               p->add_b_shift, p->add_out_zp, inout + oy * row);
-    }
 }
