@@ -441,3 +441,22 @@ def test_nnls_recovers_non_negative_coefficients():
     x = np.array([3.0, 0.0, 1.5, 7.0])
     assert np.allclose(nnls(a, a @ x), x, atol=1e-8)
     assert (nnls(a, a @ np.array([1.0, -2.0, 0.5, 0.0])) >= 0).all()
+
+
+def test_runtime_hash_ignores_comments_but_not_code(tmp_path):
+    """A comment that explains a kernel leaves the calibration valid; a changed line of code makes
+    it stale."""
+    import shutil
+
+    from rnnpool_nas.cost import latency
+
+    runtime = tmp_path / "runtime"
+    shutil.copytree(latency.RUNTIME_DIR, runtime)
+    (tmp_path / "templates").mkdir()
+    base = latency.runtime_hash(runtime)
+    pool = runtime / "pool.c"
+    text = pool.read_text()
+    pool.write_text("/* a new comment */\n" + text.replace("{", "{ // and another\n", 1))
+    assert latency.runtime_hash(runtime) == base
+    pool.write_text(text.replace("(in_h - kh) / sh + 1", "(in_h - kh) / sh + 2", 1))
+    assert latency.runtime_hash(runtime) != base

@@ -80,6 +80,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -363,13 +364,22 @@ KERNEL_SOURCES = ("add.c", "conv.c", "depthwise.c", "fastgrnn.c", "fastgrnn_lut.
                   "rn_runtime.h", "rn_stream.h")
 
 
+def _code_only(source: bytes) -> bytes:
+    """C source without its comments, whitespace runs as one space: what the compiler sees (a
+    comment that explains a kernel must not mark the calibration stale)."""
+    source = re.sub(rb"/\*.*?\*/", b" ", source, flags=re.S)
+    source = re.sub(rb"//[^\n]*", b" ", source)
+    return b" ".join(source.split())
+
+
 def runtime_hash(runtime_dir: Path = RUNTIME_DIR) -> str:
-    """sha256 over the calibrated kernels' sources (:data:`KERNEL_SOURCES`, names and bytes) and
-    the ``M4FLAGS`` line of the exported projects' Makefile: what the cycles depend on."""
+    """sha256 over the calibrated kernels' code (:data:`KERNEL_SOURCES`, names and the sources
+    without comments or layout, :func:`_code_only`) and the ``M4FLAGS`` line of the exported
+    projects' Makefile: what the cycles depend on."""
     h = hashlib.sha256()
     for name in KERNEL_SOURCES:
         path = runtime_dir / name
-        h.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"") + b"\0")
+        h.update(name.encode() + b"\0" + (_code_only(path.read_bytes()) if path.is_file() else b"") + b"\0")
     makefile = runtime_dir.parent / "templates" / "Makefile"
     if makefile.is_file():
         h.update(b"".join(line for line in makefile.read_bytes().splitlines() if line.startswith(b"M4FLAGS")))

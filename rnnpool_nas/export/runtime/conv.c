@@ -255,6 +255,8 @@ void rn_conv2d_row(const int8_t *rows, int ring, int in_h, int in_w, int in_c, i
     }
 }
 
+/* The whole-map call is a loop of row calls (rn_depthwise_conv2d in depthwise.c has the same six
+ * lines over its own row kernel: each kernel file keeps its own whole-map entry point). */
 void rn_conv2d(const int8_t *in, int in_h, int in_w, int in_c,
                const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
                int out_c, int kernel, int stride, int pad, int groups,

@@ -135,7 +135,9 @@ static RN_NOINLINE void rn_dw3_run_s1(const int8_t *p0, const int8_t *p1, const 
     }
 }
 
-/* The same with stride 2 (windows 2c apart). */
+/* The same with stride 2 (windows 2c apart). A deliberate copy of rn_dw3_run_s1: the stride is a
+ * compile-time constant in each, so the four windows' loads stay immediate offsets instead of
+ * register-computed ones in the hottest loop of the runtime. */
 static RN_NOINLINE void rn_dw3_run_s2(const int8_t *p0, const int8_t *p1, const int8_t *p2, const int8_t *w, int c,
                                    int blocks, dw_rq_t q, int8_t *y)
 {
@@ -337,6 +339,7 @@ void rn_depthwise_row(const int8_t *rows, int ring, int in_h, int in_w, int c, i
     }
 }
 
+/* A loop of row calls, as rn_conv2d in conv.c (one whole-map entry point per kernel file). */
 void rn_depthwise_conv2d(const int8_t *in, int in_h, int in_w, int c,
                          const int8_t *weight, const int32_t *bias, const int32_t *mult, const int8_t *shift,
                          int kernel, int stride, int pad,
