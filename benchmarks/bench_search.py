@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=4000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--samplers", default="nsga2,random", help="comma-separated; nsga2-cold: no warm start")
+    ap.add_argument("--samplers", default=f"{SearchConfig.sampler},random", help="comma-separated; nsga2-cold: no warm start")
     args = ap.parse_args()
     budget = Budget(ram_bytes=parse_bytes(args.ram_budget), convention=args.convention)
     rows, phases = [], []

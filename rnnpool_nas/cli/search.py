@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="score candidates on this seeded, stratified fraction of the training images, held out "
                    "(default 0.1); the test set is never seen by the search (`rnnpool-nas finalize` reports it)")
     p.add_argument("--objectives", help="comma-separated: accuracy,peak_ram,madds,latency (default accuracy,peak_ram)")
-    p.add_argument("--sampler", choices=("nsga2", "tpe", "random"), help="default nsga2")
+    p.add_argument("--sampler", choices=("nsga2", "tpe", "random"), help="default tpe")
     p.add_argument("--seed", type=int, help="default 0")
     p.add_argument("--no-warm-start", action="store_true",
                    help="let the sampler start from random candidates instead of feasible ones spread over the budget")
@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 #: defaults of a new run (on --resume, config.json gives these)
 DEFAULTS = {"space": "fashion-mnist", "trials": 20, "epochs": 2, "workers": 2, "objectives": "accuracy,peak_ram",
-            "sampler": "nsga2", "seed": 0}
+            "sampler": "tpe", "seed": 0}
 
 
 def _objectives(text: str) -> list[str]:
