@@ -49,7 +49,7 @@ from rnnpool_nas.cost.arena import head_specs, lower
 from rnnpool_nas.cost.latency import call_args, call_features, valid_taps
 from rnnpool_nas.export import RUNTIME_DIR, runtime_files
 from rnnpool_nas.measure.emulate import emulate
-from rnnpool_nas.measure.microbench import TEMPLATES, Bench, m4_flags, run_benches
+from rnnpool_nas.measure.microbench import FILL_C, TEMPLATES, Bench, m4_flags, run_benches
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CMSIS = ROOT.parent / "shared" / "third_party" / "cmsis-nn"
@@ -179,20 +179,7 @@ int32_t bx_in[%(in_words)d], bx_w[%(w_words)d], bx_w2[%(w2_words)d], bx_out[%(ou
 int32_t bx_scratch[%(scratch_words)d];
 int32_t bx_bias[%(channels)d], bx_mult[%(channels)d], bx_cshift[%(channels)d];
 int8_t bx_shift[%(channels)d];
-static uint32_t seed = 12345u;
-
-static uint32_t next(void) {
-    seed = seed * 1664525u + 1013904223u;
-    return seed >> 8;
-}
-
-static void fill8(int8_t *p, int n, int symmetric) {
-    int i;
-    for (i = 0; i < n; i++) {
-        const int8_t v = (int8_t)(next() & 0xFFu);
-        p[i] = symmetric && v == -128 ? (int8_t)-127 : v;
-    }
-}
+%(fill)s
 
 static void fail(const char *what, int i) {
     char msg[64];
@@ -329,6 +316,7 @@ def driver_source(cases: list[Case], scratch_bytes: int) -> str:
                   r["k"] ** 2 * r["in_c"] * (1 if r["fam"] == 2 else r["out_c"]) for r in rows)
     w2_bytes = max([r["k"] ** 2 * r["in_c"] for r in rows if r["fam"] == 2] + [4])
     return DRIVER % {
+        "fill": FILL_C,
         "w2_words": (w2_bytes + 3) // 4 + 4,
         "enum": ", ".join(f"F_{f}" for f in FIELDS), "nbench": len(rows),
         "rows": ",\n".join("    {" + ", ".join(str(r[f]) for f in FIELDS) + "}" for r in rows),
