@@ -48,6 +48,14 @@ def _steps_off(qp: QParams, q: np.ndarray, reference: np.ndarray) -> float:
 # ------------------------------------------------------------------------------ convolutions
 
 
+def _reference_sweep(cell, wx: np.ndarray) -> np.ndarray:
+    """The reference cell stepped over the rows of ``wx`` from h = 0 (int64 state)."""
+    h = np.zeros(cell.u.shape[0], dtype=np.int64)
+    for row in wx:
+        h = cell.step(row.astype(np.int64), h)
+    return h
+
+
 def _conv_case(seed: int, h: int, w: int, cin: int, cout: int, k: int, stride: int, groups: int, act: str = "none"):
     """A QConv quantized from a random float conv (the exporter's own path, quant._qconv), its
     input batch, and the float output of that conv on the dequantized input (NHWC)."""
@@ -429,9 +437,7 @@ def test_fastgrnn_packed_halves_match_reference(rt):
             c = hostlib.fastgrnn_struct(cell, keep)
             for big in (2 * ONE, 1 << 29):   # pre-activations in and far past the tables' range
                 wx = rng.integers(-big, big, size=(9, hidden)).astype(np.int32)
-                h_ref = np.zeros(hidden, dtype=np.int64)
-                for t in range(9):
-                    h_ref = cell.step(wx[t].astype(np.int64), h_ref)
+                h_ref = _reference_sweep(cell, wx)
                 h, tmp = np.zeros(hidden, np.int32), np.zeros(hidden, np.int32)
                 rt.lib.rn_fastgrnn_sweep(c, wx.ctypes.data, 9, hidden, h.ctypes.data, tmp.ctypes.data)
                 np.testing.assert_array_equal(h, h_ref)
@@ -492,16 +498,11 @@ def test_fastgrnn_sweep_matches_reference_step_by_step(rt):
         c = hostlib.fastgrnn_struct(cell, keep)
         hidden = cell.u.shape[0]
         wx = rng.integers(-2 * ONE, 2 * ONE, size=(7, hidden)).astype(np.int32)
-        h_ref = np.zeros(hidden, dtype=np.int64)
-        for t in range(7):
-            h_ref = cell.step(wx[t].astype(np.int64), h_ref)
+        h_ref = _reference_sweep(cell, wx)
         h, tmp = np.zeros(hidden, np.int32), np.zeros(hidden, np.int32)
         rt.lib.rn_fastgrnn_sweep(c, wx.ctypes.data, 7, hidden, h.ctypes.data, tmp.ctypes.data)
         np.testing.assert_array_equal(h, h_ref)
-        back = np.ascontiguousarray(wx[::-1])
-        h_ref = np.zeros(hidden, dtype=np.int64)
-        for t in range(7):
-            h_ref = cell.step(back[t].astype(np.int64), h_ref)
+        h_ref = _reference_sweep(cell, wx[::-1])
         rt.lib.rn_fastgrnn_sweep(c, wx[6:].ctypes.data, 7, -hidden, h.ctypes.data, tmp.ctypes.data)
         np.testing.assert_array_equal(h, h_ref)
 
