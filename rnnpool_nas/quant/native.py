@@ -45,6 +45,15 @@ SOURCES = (CSRC / "qops.c", CSRC / "qrnnpool.c")
 #: int64 arithmetic wraps as numpy's does (only ever reached when a reference check fails).
 CFLAGS = ("-std=c99", "-O3", "-march=native", "-fwrapv", "-ffp-contract=fast", "-shared", "-fPIC")
 NONLINEARITY_CODES = {"sigmoid": 0, "tanh": 1, "quantSigmoid": 2, "quantTanh": 3}
+#: ``QRN_UNITS`` of qrnnpool.c: the rows of a cell's U are padded to a multiple of it.
+UNITS = 4
+#: ``QOP_V`` of qops.c: the lanes of its vectors (output channels of a 'g' or 'd' block).
+VECTOR = 16
+#: Fewer output channels than this, many inputs per window row: the dot-product form 't'.
+FEW_OUTPUTS = 16
+#: Fewer output channels per group than this: the row form 'r' (a vector of pixels) rather than
+#: the matrix product 'g' (a vector of output channels).
+GEMM_MIN_OUTPUTS = 8
 #: The int32 accumulator of a convolution is exact while every |partial sum| stays below this.
 INT32_LIMIT = 2**31
 
@@ -58,14 +67,14 @@ class _Conv(ctypes.Structure):
     """``qop_conv_t``."""
 
     _fields_ = [("w", _P), ("w8", _P), ("bias", _P), ("mult", _P), ("shift", _P),
-                *[(name, _I32) for name in ("kernel", "stride", "groups", "in_c", "out_c", "depthwise", "in_zp",
+                *[(name, _I32) for name in ("kernel", "stride", "groups", "in_c", "out_c", "form", "in_zp",
                                             "out_zp", "act_min", "act_max")]]
 
 
 class _Cell(ctypes.Structure):
     """``qrn_cell_t``."""
 
-    _fields_ = [("w", _P), ("u", _P), *[(name, _P) for name in ("w_mult", "w_shift", "u_mult", "u_shift",
+    _fields_ = [("w", _P), ("u", _P), ("ud", _P), *[(name, _P) for name in ("w_mult", "w_shift", "u_mult", "u_shift",
                                                                "bias_gate", "bias_update")],
                 ("sz", _I64), ("sn", _I64), ("input", _I32), ("hidden", _I32), ("gate", _I32), ("update", _I32)]
 
@@ -82,7 +91,7 @@ class _Pool(ctypes.Structure):
 
 _SIGNATURES: dict[str, tuple[list, Any]] = {
     "qop_conv": ([ctypes.POINTER(_Conv), _P, _INT, _INT, _INT, _P, _P], None),
-    "qop_conv_work": ([ctypes.POINTER(_Conv), _INT], _I64),
+    "qop_conv_work": ([ctypes.POINTER(_Conv), _INT, _INT], _I64),
     "qop_pool": ([_P, _INT, _INT, _INT, _INT, _INT, _INT, _INT, _INT, _INT, _I64, _I64, _I64, _I64, _P], None),
     "qop_add": ([_P, _P, _I64, _I64, _I64, _I64, _I64, _I64, _I64, _I64, _P], None),
     "qop_l2norm": ([_P, _I64, _INT, _P, _I64, _I64, _P], _INT),
@@ -196,6 +205,12 @@ class _Arrays:
         return arr.ctypes.data
 
 
+def _pad_last(x: np.ndarray, multiple: int, fill: int = 0) -> np.ndarray:
+    """``x`` with its last axis padded with ``fill`` to a multiple of ``multiple``."""
+    extra = -x.shape[-1] % multiple
+    return np.concatenate([x, np.full((*x.shape[:-1], extra), fill, x.dtype)], axis=-1) if extra else x
+
+
 def _i8(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.int8)
 
@@ -211,15 +226,27 @@ class NativeConv:
         bound = 255 * np.abs(w).reshape(cout, -1).sum(axis=1) + np.abs(op.bias.astype(np.int64))
         self.exact = bool(bound.max(initial=0) < INT32_LIMIT)
         self.in_c = cin_g * op.groups
-        depthwise = op.groups == cout == self.in_c and cin_g == 1
-        if depthwise:
-            arranged = w[..., 0].transpose(1, 2, 0)  # [ky][kx][c]
-        else:  # [g][ky][kx][ci][co]
-            cout_g = cout // op.groups
+        cout_g = cout // op.groups
+        bias, mult, shift = (np.asarray(v, np.int64) for v in (op.bias, op.multiplier, op.shift))
+        if op.groups == cout == self.in_c and cin_g == 1:
+            self.form = "d"  # [ky][kx][c], channels padded to whole vectors
+            arranged = _pad_last(w[..., 0].transpose(1, 2, 0), VECTOR)
+            bias, mult, shift = (_pad_last(v, VECTOR, fill) for v, fill in ((bias, 0), (mult, 0), (shift, 1)))
+        elif op.groups == 1 and cout_g < FEW_OUTPUTS and k * self.in_c >= 2 * FEW_OUTPUTS:
+            self.form, arranged = "t", np.zeros(1, np.int64)  # reads the reference's own weights
+        elif cout_g < GEMM_MIN_OUTPUTS:
+            self.form = "r"  # [g][ky][kx][ci][co]
             arranged = w.reshape(op.groups, cout_g, k, k, cin_g).transpose(0, 2, 3, 4, 1)
+        else:  # "g": [g][block][ky][kx][ci][VECTOR], a group's channels padded to whole vectors
+            self.form = "g"
+            blocks = -(-cout_g // VECTOR)
+            wg = _pad_last(w.reshape(op.groups, cout_g, k * k * cin_g).transpose(0, 2, 1), VECTOR)
+            arranged = wg.reshape(op.groups, -1, blocks, VECTOR).transpose(0, 2, 1, 3)
+            bias, mult, shift = (_pad_last(v.reshape(op.groups, cout_g), VECTOR, fill)
+                                 for v, fill in ((bias, 0), (mult, 0), (shift, 1)))
         a = self.arrays
-        self.params = _Conv(a(arranged, np.int32), a(op.weight, np.int8), a(op.bias, np.int32), a(op.multiplier, np.int64),
-                            a(op.shift, np.int64), k, op.stride, op.groups, self.in_c, cout, int(depthwise),
+        self.params = _Conv(a(arranged, np.int32), a(op.weight, np.int8), a(bias, np.int32), a(mult, np.int64),
+                            a(shift, np.int64), k, op.stride, op.groups, self.in_c, cout, ord(self.form),
                             op.input.zero_point, op.output.zero_point, op.act_min, op.act_max)
 
     @property
@@ -233,7 +260,7 @@ class NativeConv:
         k, s = op.kernel, op.stride
         pad = k // 2
         out = np.empty((n, (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1, self.params.out_c), np.int8)
-        acc = np.empty(self.lib.qop_conv_work(ctypes.byref(self.params), out.shape[2]), np.int32)
+        acc = np.empty(self.lib.qop_conv_work(ctypes.byref(self.params), w, out.shape[2]), np.int32)
         x = _i8(x)
         self.lib.qop_conv(ctypes.byref(self.params), x.ctypes.data, n, h, w, out.ctypes.data, acc.ctypes.data)
         return out
@@ -311,7 +338,11 @@ class NativeRNNPool:
         hidden, inp = cell.w.shape
         i64 = [a(getattr(cell, name), np.int64) for name in ("w_mult", "w_shift", "u_mult", "u_shift", "bias_gate",
                                                               "bias_update")]
-        return _Cell(a(cell.w, np.int8), a(cell.u, np.int8), *i64, int(cell.sz), int(cell.sn), inp, hidden,
+        rows = -(-hidden // UNITS) * UNITS  # U as doubles, zero rows up to a multiple of QRN_UNITS
+        ud = np.zeros((rows, hidden), np.float64)
+        ud[:hidden] = cell.u
+        return _Cell(a(cell.w, np.int8), a(cell.u, np.int8), a(ud, np.float64), *i64, int(cell.sz), int(cell.sn), inp,
+                     hidden,
                      NONLINEARITY_CODES[cell.gate], NONLINEARITY_CODES[cell.update])
 
     def _params(self, h: int, w: int) -> tuple[_Pool, int]:

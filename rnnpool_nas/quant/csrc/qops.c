@@ -13,30 +13,42 @@
  *   add:   out = clamp(out_zp + requant(a - a_zp, ma, sa) + requant(b - b_zp, mb, sb), -128, 127).
  *   L2Norm: per pixel d = x - in_zp, ss = sum d^2, r = isqrt(ss << 32) (floor),
  *          q = div_round(d m[c], r) (half away from zero), or 0 when r = 0; out = clamp(out_zp + q).
- * A convolution runs in the form whose innermost loop is longest (a vector loop; qop_form):
- * output channels per pixel (weights arranged [g][ky][kx][ci][co] int32, depthwise [ky][kx][c]),
- * a row's pixels per output channel (few channels or taps), or a dot product over each window
- * row's consecutive input bytes (few channels, many inputs: detection heads, the linear layer;
- * weights as the reference holds them). The sums are the same integers in every form.
+ * A convolution runs one output row at a time in one of four forms, chosen by the caller
+ * (native.py: NativeConv), which arranges the weights for it:
+ *   'g' a matrix product of the row's taps and the weights, QOP_PX pixels by QOP_V output channels
+ *       at a time (weights [g][block][ky][kx][ci][QOP_V], zero past a group's last channel);
+ *   'd' depthwise, QOP_V channels at a time (weights [ky][kx][c], zero past the last channel);
+ *   'r' few output channels per group: a row's pixels per output channel (weights
+ *       [g][ky][kx][ci][co]);
+ *   't' few output channels, many inputs per window row (detection heads, the linear layer): a dot
+ *       product over each window row's consecutive input bytes (weights as the reference's).
+ * The sums are the same integers in every form.
  * No allocation: the caller passes the scratch (qop_conv_work).
  */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+/* GCC/Clang vector extensions: QOP_V lanes, lowered to whatever vector unit the host has (the
+ * library is built with -march=native), or to scalar code; no ISA intrinsics. */
+#define QOP_V 16
+typedef int32_t qop_vi __attribute__((vector_size(4 * QOP_V)));
+typedef int8_t qop_vb __attribute__((vector_size(QOP_V)));
+typedef int32_t qop_vh __attribute__((vector_size(32)));   /* half a vector, 8 lanes */
+typedef int64_t qop_vq __attribute__((vector_size(64)));   /* 8 int64 lanes */
+typedef int8_t qop_vb8 __attribute__((vector_size(8)));
+/* output pixels a 'g' block computes together */
+#define QOP_PX 4
 
 typedef struct {
-    const int32_t *w;          /* arranged as above */
+    const int32_t *w;          /* arranged for the form (see qop_conv) */
     const int8_t *w8;          /* as the reference holds them: (out_c, k, k, in_c / groups) */
-    const int32_t *bias;
-    const int64_t *mult, *shift;
-    int32_t kernel, stride, groups, in_c, out_c, depthwise;
+    const int32_t *bias;       /* 'g' and 'd': padded to whole vectors, as the weights' outputs */
+    const int64_t *mult, *shift;   /* likewise */
+    int32_t kernel, stride, groups, in_c, out_c, form;
     int32_t in_zp, out_zp, act_min, act_max;
 } qop_conv_t;
-
-/* see qop_form */
-#ifndef QOP_FEW
-#define QOP_FEW 16
-#endif
 
 static inline int64_t qop_requant(int64_t a, int64_t m, int64_t s)
 {
@@ -46,6 +58,47 @@ static inline int64_t qop_requant(int64_t a, int64_t m, int64_t s)
 static inline int64_t qop_clamp(int64_t v, int64_t lo, int64_t hi)
 {
     return v < lo ? lo : (v > hi ? hi : v);
+}
+
+static inline qop_vi qop_load(const int32_t *src)
+{
+    qop_vi v;
+    memcpy(&v, src, sizeof v);
+    return v;
+}
+
+/* the first `count` lanes of acc requantized with the lanes' (m, s), offset, clamped, to dst:
+ * in two halves of 8 int64 lanes, clamped by arithmetic (v - hi) & ((v - hi) >> 63) (no vector
+ * comparisons, which some compilers scalarize) */
+static inline void qop_store_v(const qop_conv_t *p, qop_vi acc, const int64_t *restrict m, const int64_t *restrict s,
+                               int8_t *restrict dst, int count)
+{
+    int8_t b[QOP_V];
+    int half;
+    for (half = 0; half < 2; ++half) {
+        qop_vh a32;
+        qop_vq a, mv, sv, v, d;
+        qop_vb8 out;
+        memcpy(&a32, (const int32_t *)&acc + 8 * half, sizeof a32);
+        memcpy(&mv, m + 8 * half, sizeof mv);
+        memcpy(&sv, s + 8 * half, sizeof sv);
+        a = __builtin_convertvector(a32, qop_vq);
+        v = ((a * mv + (((qop_vq){0} + 1) << (sv - 1))) >> sv) + p->out_zp;
+        d = v - p->act_max;
+        v = p->act_max + (d & (d >> 63));   /* min(v, act_max) */
+        d = v - p->act_min;
+        v = p->act_min + (d & ~(d >> 63));  /* max(v, act_min) */
+        out = __builtin_convertvector(v, qop_vb8);
+        memcpy(b + 8 * half, &out, sizeof out);
+    }
+    if (count == QOP_V) {
+        memcpy(dst, b, QOP_V);
+    } else {
+        int i;
+        for (i = 0; i < count; ++i) {
+            dst[i] = b[i];
+        }
+    }
 }
 
 /* acc (out_c words) -> out: requantized, offset, clamped */
@@ -58,29 +111,63 @@ static void qop_store(const qop_conv_t *p, const int32_t *restrict acc, int8_t *
     }
 }
 
-/* A dense or grouped convolution with few output channels per group, one output row at a time
- * with the row's pixels as the vector: col[t][ox] holds tap t = (ky k + kx) cin_g + ci of group g
- * for every output pixel of the row (0 in the padding), acc[ox] one output channel. */
-static void qop_conv_rows(const qop_conv_t *p, const int8_t *img, int h, int w, int oy, int out_w, int8_t *dst,
-                          int32_t *restrict col, int32_t *restrict acc)
+/* col[t][ox] (cols_major != 0) or col[ox][t]: tap t = (ky k + kx) cin_g + ci of group g for every
+ * output pixel of row oy, x - in_zp (0 in the padding) */
+static void qop_im2col(const qop_conv_t *p, const int8_t *img, int h, int w, int oy, int out_w, int g,
+                       int cols_major, int32_t *restrict col)
 {
-    const int k = p->kernel, st = p->stride, pad = k / 2, cin = p->in_c, cout = p->out_c;
-    const int cin_g = cin / p->groups, cout_g = cout / p->groups, taps = k * k * cin_g;
-    int g, ky, kx, ci, ox, o, t;
-    for (g = 0; g < p->groups; ++g) {
-        for (ky = 0; ky < k; ++ky) {
-            const int iy = oy * st - pad + ky;
-            for (kx = 0; kx < k; ++kx) {
-                for (ci = 0; ci < cin_g; ++ci) {
-                    int32_t *restrict const c = col + (ptrdiff_t)((ky * k + kx) * cin_g + ci) * out_w;
-                    for (ox = 0; ox < out_w; ++ox) {
-                        const int ix = ox * st - pad + kx;
-                        c[ox] = iy >= 0 && iy < h && ix >= 0 && ix < w
-                                ? (int32_t)img[((ptrdiff_t)iy * w + ix) * cin + g * cin_g + ci] - p->in_zp : 0;
+    const int k = p->kernel, st = p->stride, pad = k / 2, cin = p->in_c, cin_g = cin / p->groups;
+    const int taps = k * k * cin_g;
+    int ky, kx, ci, ox;
+    if (!cols_major && cin_g >= 4) {   /* a window's inputs are runs of cin_g bytes: copied run by run */
+        for (ox = 0; ox < out_w; ++ox) {
+            int32_t *restrict c = col + (ptrdiff_t)ox * taps;
+            for (ky = 0; ky < k; ++ky) {
+                const int iy = oy * st - pad + ky;
+                for (kx = 0; kx < k; ++kx, c += cin_g) {
+                    const int ix = ox * st - pad + kx;
+                    const int8_t *restrict const px = img + ((ptrdiff_t)iy * w + ix) * cin + g * cin_g;
+                    if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
+                        for (ci = 0; ci < cin_g; ++ci) {
+                            c[ci] = 0;
+                        }
+                        continue;
+                    }
+                    for (ci = 0; ci < cin_g; ++ci) {
+                        c[ci] = (int32_t)px[ci] - p->in_zp;
                     }
                 }
             }
         }
+        return;
+    }
+    for (ky = 0; ky < k; ++ky) {
+        const int iy = oy * st - pad + ky;
+        for (kx = 0; kx < k; ++kx) {
+            for (ci = 0; ci < cin_g; ++ci) {
+                const int t = (ky * k + kx) * cin_g + ci;
+                int32_t *restrict const c = cols_major ? col + (ptrdiff_t)t * out_w : col + t;
+                const ptrdiff_t step = cols_major ? 1 : taps;
+                for (ox = 0; ox < out_w; ++ox) {
+                    const int ix = ox * st - pad + kx;
+                    c[ox * step] = iy >= 0 && iy < h && ix >= 0 && ix < w
+                                   ? (int32_t)img[((ptrdiff_t)iy * w + ix) * cin + g * cin_g + ci] - p->in_zp : 0;
+                }
+            }
+        }
+    }
+}
+
+/* 'r': few output channels per group: one output row at a time with the row's pixels as the
+ * vector, acc[ox] one output channel (weights [g][ky][kx][ci][co]) */
+static void qop_conv_rows(const qop_conv_t *p, const int8_t *img, int h, int w, int oy, int out_w, int8_t *dst,
+                          int32_t *restrict col, int32_t *restrict acc)
+{
+    const int k = p->kernel, cin = p->in_c, cout = p->out_c;
+    const int cin_g = cin / p->groups, cout_g = cout / p->groups, taps = k * k * cin_g;
+    int g, ox, o, t;
+    for (g = 0; g < p->groups; ++g) {
+        qop_im2col(p, img, h, w, oy, out_w, g, 1, col);
         for (o = 0; o < cout_g; ++o) {
             const int oc = g * cout_g + o;
             const int32_t *const wg = p->w + (ptrdiff_t)g * taps * cout_g + o;
@@ -103,9 +190,92 @@ static void qop_conv_rows(const qop_conv_t *p, const int8_t *img, int h, int w, 
     }
 }
 
-/* A dense convolution with few output channels and many inputs per window row (a detection
+/* 'g': a dense or grouped convolution as a matrix product of the row's taps (col[ox][t]) and the
+ * weights ([g][block][t][QOP_V]: QOP_V output channels of a group, zero past the last), QOP_PX
+ * pixels by QOP_V channels at a time (their sums stay in registers) */
+static void qop_conv_gemm(const qop_conv_t *p, const int8_t *img, int h, int w, int oy, int out_w, int8_t *dst,
+                          int32_t *restrict col)
+{
+    const int k = p->kernel, cout = p->out_c, cin_g = p->in_c / p->groups, cout_g = cout / p->groups;
+    const int taps = k * k * cin_g, blocks = (cout_g + QOP_V - 1) / QOP_V;
+    int g, b, ox, t, i;
+    for (g = 0; g < p->groups; ++g) {
+        qop_im2col(p, img, h, w, oy, out_w, g, 0, col);
+        for (b = 0; b < blocks; ++b) {
+            const int q = g * blocks + b, o0 = g * cout_g + b * QOP_V;
+            const int count = cout_g - b * QOP_V < QOP_V ? cout_g - b * QOP_V : QOP_V;
+            const int32_t *const wb = p->w + (ptrdiff_t)q * taps * QOP_V;
+            const qop_vi bias = qop_load(p->bias + (ptrdiff_t)q * QOP_V);
+            const int64_t *const m = p->mult + (ptrdiff_t)q * QOP_V, *const s = p->shift + (ptrdiff_t)q * QOP_V;
+            for (ox = 0; ox < out_w; ox += QOP_PX) {
+                const int32_t *c[QOP_PX];
+                qop_vi a[QOP_PX];
+                for (i = 0; i < QOP_PX; ++i) {   /* past the row's end: its last pixel again (not stored) */
+                    c[i] = col + (ptrdiff_t)(ox + i < out_w ? ox + i : out_w - 1) * taps;
+                    a[i] = bias;
+                }
+                for (t = 0; t < taps; ++t) {
+                    const qop_vi wt = qop_load(wb + (ptrdiff_t)t * QOP_V);
+                    for (i = 0; i < QOP_PX; ++i) {
+                        a[i] += wt * c[i][t];
+                    }
+                }
+                for (i = 0; i < QOP_PX && ox + i < out_w; ++i) {
+                    qop_store_v(p, a[i], m, s, dst + (ptrdiff_t)(ox + i) * cout + o0, count);
+                }
+            }
+        }
+    }
+}
+
+/* 'd': depthwise, QOP_V channels of one output pixel at a time over the window (weights
+ * [ky][kx][c], c padded to whole vectors with zeros). rows: the window's k input rows as int32
+ * x - in_zp, padded (columns and channels past the input: 0), so every load is a whole vector. */
+static void qop_conv_depthwise(const qop_conv_t *p, const int8_t *img, int h, int w, int oy, int out_w, int8_t *dst,
+                               int32_t *restrict rows)
+{
+    const int k = p->kernel, st = p->stride, pad = k / 2, c = p->in_c;
+    const int c_up = (c + QOP_V - 1) / QOP_V * QOP_V, row_w = w + 2 * pad;
+    const ptrdiff_t row_words = (ptrdiff_t)row_w * c_up;
+    int ox, c0, ky, kx, x, ch;
+    for (ky = 0; ky < k; ++ky) {
+        const int iy = oy * st - pad + ky;
+        int32_t *restrict const r = rows + ky * row_words;
+        if (iy < 0 || iy >= h) {
+            memset(r, 0, sizeof(int32_t) * (size_t)row_words);
+            continue;
+        }
+        memset(r, 0, sizeof(int32_t) * (size_t)pad * c_up);
+        memset(r + (ptrdiff_t)(pad + w) * c_up, 0, sizeof(int32_t) * (size_t)pad * c_up);
+        for (x = 0; x < w; ++x) {
+            const int8_t *restrict const px = img + ((ptrdiff_t)iy * w + x) * c;
+            int32_t *restrict const o = r + (ptrdiff_t)(x + pad) * c_up;
+            for (ch = 0; ch < c; ++ch) {
+                o[ch] = (int32_t)px[ch] - p->in_zp;
+            }
+            for (; ch < c_up; ++ch) {
+                o[ch] = 0;
+            }
+        }
+    }
+    for (ox = 0; ox < out_w; ++ox) {
+        for (c0 = 0; c0 < c; c0 += QOP_V) {
+            qop_vi a = qop_load(p->bias + c0);
+            for (ky = 0; ky < k; ++ky) {
+                const int32_t *const r = rows + ky * row_words + (ptrdiff_t)ox * st * c_up + c0;
+                const int32_t *const wk = p->w + (ptrdiff_t)ky * k * c_up + c0;
+                for (kx = 0; kx < k; ++kx) {
+                    a += qop_load(wk + (ptrdiff_t)kx * c_up) * qop_load(r + (ptrdiff_t)kx * c_up);
+                }
+            }
+            qop_store_v(p, a, p->mult + c0, p->shift + c0, dst + (ptrdiff_t)ox * c + c0, c - c0 < QOP_V ? c - c0 : QOP_V);
+        }
+    }
+}
+
+/* 't': a dense convolution with few output channels and many inputs per window row (a detection
  * head): per output pixel and channel, one dot product per window row over its k * in_c
- * consecutive input bytes (and the channel's consecutive weights). */
+ * consecutive input bytes (and the channel's consecutive weights, w8). */
 static void qop_conv_dots(const qop_conv_t *p, const int8_t *img, int h, int w, int oy, int out_w, int8_t *dst,
                           int32_t *restrict acc)
 {
@@ -138,89 +308,49 @@ static void qop_conv_dots(const qop_conv_t *p, const int8_t *img, int h, int w, 
     }
 }
 
-/* how a convolution runs: 'd' depthwise, 'v' per pixel with the output channels as the vector,
- * 'r' row by row (qop_conv_rows: few output channels per group, or few taps per output: the
- * per-pixel form's overhead would dominate), 't' by window-row dot products (qop_conv_dots: few
- * output channels, many input bytes per window row) */
-static int qop_form(const qop_conv_t *p)
+/* the int32 scratch words qop_conv needs for inputs in_w pixels wide (outputs out_w wide) */
+int64_t qop_conv_work(const qop_conv_t *p, int in_w, int out_w)
 {
-    const int cout_g = p->out_c / p->groups, taps = p->kernel * p->kernel * (p->in_c / p->groups);
-    if (p->depthwise) {
-        return 'd';
+    const int64_t taps = (int64_t)p->kernel * p->kernel * (p->in_c / p->groups);
+    switch (p->form) {
+    case 'r':
+        return (int64_t)out_w * (1 + taps);   /* a row's accumulators and its taps */
+    case 'g':
+        return (int64_t)out_w * taps;         /* a row's taps */
+    case 't':
+        return p->out_c;                      /* one pixel's accumulators */
+    case 'd':                                 /* the window's rows, padded */
+        return (int64_t)p->kernel * (in_w + p->kernel / 2 * 2) * ((p->in_c + QOP_V - 1) / QOP_V * QOP_V);
+    default:
+        return 1;
     }
-    if (p->groups == 1 && cout_g < QOP_FEW && p->kernel * p->in_c >= 2 * QOP_FEW) {
-        return 't';
-    }
-    return cout_g < QOP_FEW || taps <= QOP_FEW ? 'r' : 'v';
 }
 
-/* the int32 scratch words qop_conv needs for outputs out_w pixels wide: a row's accumulators and
- * its taps, or one pixel's accumulators */
-int64_t qop_conv_work(const qop_conv_t *p, int out_w)
-{
-    return qop_form(p) == 'r' ? (int64_t)out_w * (1 + p->kernel * p->kernel * (p->in_c / p->groups)) : p->out_c;
-}
-
-/* n images (h, w, in_c) -> (out_h, out_w, out_c); acc: qop_conv_work(p, out_w) int32 words. */
-void qop_conv(const qop_conv_t *p, const int8_t *x, int n, int h, int w, int8_t *out, int32_t *restrict acc)
+/* n images (h, w, in_c) -> (out_h, out_w, out_c), one output row at a time in the form the caller
+ * chose (and arranged the weights for): 'g' matrix product, 'd' depthwise, 'r' rows, 't' dots;
+ * scratch: qop_conv_work(p, w, out_w) int32 words. */
+void qop_conv(const qop_conv_t *p, const int8_t *x, int n, int h, int w, int8_t *out, int32_t *restrict work)
 {
     const int k = p->kernel, st = p->stride, pad = k / 2, cin = p->in_c, cout = p->out_c;
     const int out_h = (h + 2 * pad - k) / st + 1, out_w = (w + 2 * pad - k) / st + 1;
-    const int cin_g = cin / p->groups, cout_g = cout / p->groups;
-    const int form = qop_form(p);
-    int i, oy, ox, ky, kx, g, ci, o;
+    int i, oy;
     for (i = 0; i < n; ++i) {
         const int8_t *const img = x + (ptrdiff_t)i * h * w * cin;
-        if (form == 'r' || form == 't') {
-            for (oy = 0; oy < out_h; ++oy) {
-                int8_t *const dst = out + ((ptrdiff_t)i * out_h + oy) * out_w * cout;
-                if (form == 'r') {
-                    qop_conv_rows(p, img, h, w, oy, out_w, dst, acc + out_w, acc);
-                } else {
-                    qop_conv_dots(p, img, h, w, oy, out_w, dst, acc);
-                }
-            }
-            continue;
-        }
         for (oy = 0; oy < out_h; ++oy) {
-            for (ox = 0; ox < out_w; ++ox) {
-                int8_t *const dst = out + (((ptrdiff_t)i * out_h + oy) * out_w + ox) * cout;
-                for (o = 0; o < cout; ++o) {
-                    acc[o] = p->bias[o];
-                }
-                for (ky = 0; ky < k; ++ky) {
-                    const int iy = oy * st - pad + ky;
-                    if (iy < 0 || iy >= h) {
-                        continue;   /* zero padding of x - in_zp */
-                    }
-                    for (kx = 0; kx < k; ++kx) {
-                        const int ix = ox * st - pad + kx;
-                        const int8_t *restrict px;
-                        if (ix < 0 || ix >= w) {
-                            continue;
-                        }
-                        px = img + ((ptrdiff_t)iy * w + ix) * cin;
-                        if (p->depthwise) {   /* channel c of the input makes channel c */
-                            const int32_t *restrict const wk = p->w + (ptrdiff_t)(ky * k + kx) * cin;
-                            for (o = 0; o < cout; ++o) {
-                                acc[o] += wk[o] * ((int32_t)px[o] - p->in_zp);
-                            }
-                            continue;
-                        }
-                        for (g = 0; g < p->groups; ++g) {
-                            const int32_t *restrict const wg = p->w + ((ptrdiff_t)(g * k + ky) * k + kx) * cin_g * cout_g;
-                            int32_t *restrict const ag = acc + g * cout_g;
-                            for (ci = 0; ci < cin_g; ++ci) {
-                                const int32_t v = (int32_t)px[g * cin_g + ci] - p->in_zp;
-                                const int32_t *restrict const wr = wg + (ptrdiff_t)ci * cout_g;
-                                for (o = 0; o < cout_g; ++o) {
-                                    ag[o] += wr[o] * v;
-                                }
-                            }
-                        }
-                    }
-                }
-                qop_store(p, acc, dst);
+            int8_t *const dst = out + ((ptrdiff_t)i * out_h + oy) * out_w * cout;
+            switch (p->form) {
+            case 'g':
+                qop_conv_gemm(p, img, h, w, oy, out_w, dst, work);
+                break;
+            case 'd':
+                qop_conv_depthwise(p, img, h, w, oy, out_w, dst, work);
+                break;
+            case 'r':
+                qop_conv_rows(p, img, h, w, oy, out_w, dst, work + out_w, work);
+                break;
+            default:
+                qop_conv_dots(p, img, h, w, oy, out_w, dst, work);
+                break;
             }
         }
     }

@@ -45,6 +45,7 @@
 typedef struct {
     const int8_t *w;              /* (hidden, input) */
     const int8_t *u;              /* (hidden, hidden) */
+    const double *ud;             /* U as doubles, rows padded with zeros to a multiple of QRN_UNITS */
     const int64_t *w_mult, *w_shift, *u_mult, *u_shift, *bias_gate, *bias_update;
     int64_t sz, sn;
     int32_t input, hidden, gate, update;
@@ -153,25 +154,34 @@ static int qrn_sweep(const qrn_pool_t *p, const qrn_cell_t *c, const int64_t *wx
     for (t = 0; t < steps; ++t) {
         const int64_t *restrict const x = wx + (ptrdiff_t)t * n * QRN_LANES;
         for (j = 0; j < n; ++j) {   /* pre = wx + requant(U h), plus the gate's and the update's bias */
-            const int8_t *const u = c->u + (ptrdiff_t)j * n;
             const int64_t m = c->u_mult[j], sh = c->u_shift[j], rnd = (int64_t)1 << (sh - 1);
             const int64_t bg = c->bias_gate[j], bu = c->bias_update[j];
-            double ad[QRN_LANES];
+            double ad[QRN_LANES], ae[QRN_LANES];
             int64_t a[QRN_LANES];
+            const double *const ud = c->ud + (ptrdiff_t)j * n;
             for (s = 0; s < QRN_LANES; ++s) {
-                ad[s] = 0;
+                ad[s] = ae[s] = 0;
             }
             /* U h in double: every product (|u| < 2^7, |h| < 2^31) and partial sum (< n 2^38) is an
-             * integer below 2^53, so the sum is exact in any order */
-            for (k = 0; k < n; ++k) {
-                const double uk = u[k];
+             * integer below 2^53, so the sum is exact in any order (two partial sums: their
+             * multiply-adds overlap) */
+            for (k = 0; k + 1 < n; k += 2) {
+                const double uk = ud[k], uk1 = ud[k + 1];
+                const double *restrict const hk = hd + k * QRN_LANES;
+                for (s = 0; s < QRN_LANES; ++s) {
+                    ad[s] += uk * hk[s];
+                    ae[s] += uk1 * hk[s + QRN_LANES];
+                }
+            }
+            if (k < n) {
+                const double uk = ud[k];
                 const double *restrict const hk = hd + k * QRN_LANES;
                 for (s = 0; s < QRN_LANES; ++s) {
                     ad[s] += uk * hk[s];
                 }
             }
             for (s = 0; s < QRN_LANES; ++s) {
-                a[s] = (int64_t)ad[s];
+                a[s] = (int64_t)(ad[s] + ae[s]);
             }
             qrn_pre(a, x + j * QRN_LANES, m, rnd, sh, bg, bu, z + j * QRN_LANES, pre + j * QRN_LANES, &bad);
         }
