@@ -78,6 +78,17 @@ def test_classifier_logits_are_the_references_bytes(name):
         np.testing.assert_array_equal(got, ref)
 
 
+def test_the_plain_c_kernels_give_the_same_bytes():
+    """QOP_GENERIC: the build a host without AVX2 gets (the x86 vector instructions left out)."""
+    _lib()
+    generic = native.variant("QOP_GENERIC")
+    for name in ("odd-convs-pools", "mobilenet-rnnpool"):
+        _, qnet, x = _net(CLASSIFIERS[name], images=3)
+        runner = native.NativeNet(qnet, generic, threads=1)
+        assert {op.form for b in runner.net.blocks for op in b.ops if isinstance(op, native.NativeConv)} >= {"g", "d"}
+        np.testing.assert_array_equal(runner.run(x), qnet.run(x))
+
+
 @pytest.mark.parametrize("name", sorted(DETECTORS))
 def test_detector_outputs_are_the_references_bytes(name):
     _, qnet, x = _net(DETECTORS[name], images=3)

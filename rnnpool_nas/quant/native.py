@@ -54,6 +54,10 @@ FEW_OUTPUTS = 16
 #: Fewer output channels per group than this: the row form 'r' (a vector of pixels) rather than
 #: the matrix product 'g' (a vector of output channels).
 GEMM_MIN_OUTPUTS = 8
+#: ``QRN_PV`` of qrnnpool.c: RNN1's W (transposed) is padded to a multiple of these units.
+PROJECTION_UNITS = 8
+#: ``QRN_MAX_IN`` of qrnnpool.c: the most input channels its RNNPool takes.
+RNNPOOL_MAX_INPUT = 256
 #: The int32 accumulator of a convolution is exact while every |partial sum| stays below this.
 INT32_LIMIT = 2**31
 
@@ -110,12 +114,12 @@ def _cpu() -> str:
     return "\n".join(sorted(set(wanted))) or platform.processor() or platform.machine()
 
 
-def build_key(cc: str) -> str:
+def build_key(cc: str, defines: tuple[str, ...] = ()) -> str:
     """A digest of what the build depends on: the sources, the compiler, the flags and the CPU."""
     digest = hashlib.sha256()
     for source in SOURCES:
         digest.update(source.read_bytes())
-    for part in (cc, *CFLAGS, _cpu(), platform.machine(), platform.system()):
+    for part in (cc, *CFLAGS, *defines, _cpu(), platform.machine(), platform.system()):
         digest.update(b"\0" + part.encode())
     return digest.hexdigest()[:16]
 
@@ -134,10 +138,12 @@ def _compiler() -> str | None:
     return shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("cc")
 
 
-def _build(cc: str) -> Path:
+def _build(cc: str, defines: tuple[str, ...] = ()) -> Path:
     """The cached library (built now if it is not there yet); ``RuntimeError`` with the
-    compiler's output when it cannot be built, ``OSError`` when no folder takes it."""
-    name = f"qnet-{build_key(cc)}.so"
+    compiler's output when it cannot be built, ``OSError`` when no folder takes it. ``defines``:
+    extra ``-D`` flags (the tests build ``QOP_GENERIC``, the plain-C kernels without x86 vector
+    instructions, to check them on a host that has those)."""
+    name = f"qnet-{build_key(cc, defines)}.so"
     for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"rnnpool_nas-{os.getuid()}"):
         so = folder / name
         if so.is_file():
@@ -145,7 +151,7 @@ def _build(cc: str) -> Path:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             tmp = so.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-            cmd = [cc, *CFLAGS, "-o", str(tmp), *map(str, SOURCES), "-lm"]
+            cmd = [cc, *CFLAGS, *(f"-D{d}" for d in defines), "-o", str(tmp), *map(str, SOURCES), "-lm"]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
             if proc.returncode != 0:
                 raise RuntimeError(f"{' '.join(cmd)}: {(proc.stderr or proc.stdout).strip()[-300:]}")
@@ -172,11 +178,24 @@ def library() -> ctypes.CDLL | None:
         if lib is None:
             print(f"rnnpool_nas: {why}: int8 scoring runs the numpy reference (slow)", flush=True)
         else:
-            for name, (args, res) in _SIGNATURES.items():
-                fn = getattr(lib, name)
-                fn.argtypes, fn.restype = args, res
+            _declare(lib)
         _state["lib"] = lib
         return lib
+
+
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """``lib`` with the argument and result types of its entry points set."""
+    for name, (args, res) in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = args, res
+    return lib
+
+
+def variant(*defines: str) -> ctypes.CDLL | None:
+    """The kernels built with extra ``-D`` defines (not cached in this process), ``None`` without a
+    C compiler. For tests: ``variant("QOP_GENERIC")`` is the plain-C build a host without AVX2 runs."""
+    cc = _compiler()
+    return None if cc is None else _declare(ctypes.CDLL(str(_build(cc, defines))))
 
 
 def default_threads() -> int:
@@ -237,15 +256,17 @@ class NativeConv:
         elif cout_g < GEMM_MIN_OUTPUTS:
             self.form = "r"  # [g][ky][kx][ci][co]
             arranged = w.reshape(op.groups, cout_g, k, k, cin_g).transpose(0, 2, 3, 4, 1)
-        else:  # "g": [g][block][ky][kx][ci][VECTOR], a group's channels padded to whole vectors
+        else:  # "g": [g][block][tap / 2][VECTOR][2] int16, channels and taps padded (zeros)
             self.form = "g"
-            blocks = -(-cout_g // VECTOR)
-            wg = _pad_last(w.reshape(op.groups, cout_g, k * k * cin_g).transpose(0, 2, 1), VECTOR)
-            arranged = wg.reshape(op.groups, -1, blocks, VECTOR).transpose(0, 2, 1, 3)
+            blocks, taps = -(-cout_g // VECTOR), k * k * cin_g
+            wg = _pad_last(w.reshape(op.groups, cout_g, taps), 2)  # (g, cout_g, taps rounded up to even)
+            wg = _pad_last(wg.transpose(0, 2, 1), VECTOR)  # (g, tp, blocks * VECTOR)
+            wg = wg.reshape(op.groups, -1, 2, blocks, VECTOR)  # (g, tp / 2, 2, blocks, VECTOR)
+            arranged = wg.transpose(0, 3, 1, 4, 2)
             bias, mult, shift = (_pad_last(v.reshape(op.groups, cout_g), VECTOR, fill)
                                  for v, fill in ((bias, 0), (mult, 0), (shift, 1)))
         a = self.arrays
-        self.params = _Conv(a(arranged, np.int32), a(op.weight, np.int8), a(bias, np.int32), a(mult, np.int64),
+        self.params = _Conv(a(arranged, np.int16 if self.form == "g" else np.int32), a(op.weight, np.int8), a(bias, np.int32), a(mult, np.int64),
                             a(shift, np.int64), k, op.stride, op.groups, self.in_c, cout, ord(self.form),
                             op.input.zero_point, op.output.zero_point, op.act_min, op.act_max)
 
@@ -332,12 +353,17 @@ class NativeRNNPool:
         self.op, self.lib, self.arrays = op, lib, _Arrays()
         self._shapes: dict[tuple[int, int], tuple[_Pool, int]] = {}
         self._lock = threading.Lock()
+        w1 = op.rnn1.w.astype(np.int64)  # (h1, input): RNN1's projection sums in int32 (qrn_project1)
+        self.exact = bool(255 * np.abs(w1).sum(axis=1).max(initial=0) < INT32_LIMIT
+                          and w1.shape[1] <= RNNPOOL_MAX_INPUT)
 
     def _cell(self, cell: QRNN) -> _Cell:
         a = self.arrays
         hidden, inp = cell.w.shape
-        i64 = [a(getattr(cell, name), np.int64) for name in ("w_mult", "w_shift", "u_mult", "u_shift", "bias_gate",
-                                                              "bias_update")]
+        w_mult, w_shift = (_pad_last(np.asarray(getattr(cell, name), np.int64), PROJECTION_UNITS, fill)
+                           for name, fill in (("w_mult", 0), ("w_shift", 1)))
+        i64 = [a(w_mult, np.int64), a(w_shift, np.int64),
+               *(a(getattr(cell, name), np.int64) for name in ("u_mult", "u_shift", "bias_gate", "bias_update"))]
         rows = -(-hidden // UNITS) * UNITS  # U as doubles, zero rows up to a multiple of QRN_UNITS
         ud = np.zeros((rows, hidden), np.float64)
         ud[:hidden] = cell.u
@@ -356,13 +382,16 @@ class NativeRNNPool:
                 p = _Pool(self._cell(op.rnn1), self._cell(op.rnn2), r, c, sr, sc, gy.pad_before, gx.pad_before,
                           gy.patches, gx.patches, gy.replicate, gx.replicate, op.input.zero_point,
                           op.output.zero_point, a(op.out_mult, np.int64), a(op.out_shift, np.int64),
-                          a(op.out_bias, np.int64), a(op.rnn1.w.T, np.int32), *tables)
+                          a(op.out_bias, np.int64), a(_pad_last(op.rnn1.w.T.astype(np.int64), PROJECTION_UNITS), np.int32),
+                          *tables)
                 self._shapes[(h, w)] = (p, int(self.lib.qrnnpool_work_words(ctypes.byref(p))))
             return self._shapes[(h, w)]
 
     def run(self, x: np.ndarray) -> np.ndarray:
         x = _i8(x)
         n, h, w, c = x.shape
+        if not self.exact or c != self.op.rnn1.w.shape[1]:
+            return self.op.run(x)  # the reference: its own checks, its own errors
         p, words = self._params(h, w)
         out = np.empty((n, p.patches_h + p.replicate_h, p.patches_w + p.replicate_w, 4 * p.rnn2.hidden), np.int8)
         work = np.empty(words, np.int64)

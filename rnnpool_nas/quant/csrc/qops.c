@@ -16,7 +16,8 @@
  * A convolution runs one output row at a time in one of four forms, chosen by the caller
  * (native.py: NativeConv), which arranges the weights for it:
  *   'g' a matrix product of the row's taps and the weights, QOP_PX pixels by QOP_V output channels
- *       at a time (weights [g][block][ky][kx][ci][QOP_V], zero past a group's last channel);
+ *       at a time, taps in int16 pairs (weights [g][block][tap / 2][QOP_V][2] int16, zero past a
+ *       group's last channel and last tap);
  *   'd' depthwise, QOP_V channels at a time (weights [ky][kx][c], zero past the last channel);
  *   'r' few output channels per group: a row's pixels per output channel (weights
  *       [g][ky][kx][ci][co]);
@@ -29,6 +30,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__AVX2__) || defined(__AVX512BW__)
+#include <immintrin.h>
+#endif
 
 /* GCC/Clang vector extensions: QOP_V lanes, lowered to whatever vector unit the host has (the
  * library is built with -march=native), or to scalar code; no ISA intrinsics. */
@@ -42,7 +46,7 @@ typedef int8_t qop_vb8 __attribute__((vector_size(8)));
 #define QOP_PX 4
 
 typedef struct {
-    const int32_t *w;          /* arranged for the form (see qop_conv) */
+    const int32_t *w;          /* arranged for the form (see qop_conv); 'g': int16 */
     const int8_t *w8;          /* as the reference holds them: (out_c, k, k, in_c / groups) */
     const int32_t *bias;       /* 'g' and 'd': padded to whole vectors, as the weights' outputs */
     const int64_t *mult, *shift;   /* likewise */
@@ -66,6 +70,47 @@ static inline qop_vi qop_load(const int32_t *src)
     memcpy(&v, src, sizeof v);
     return v;
 }
+
+/* acc + the pairwise products of w (QOP_V pairs of int16: lane o gets w[2o] x0 + w[2o + 1] x1)
+ * and the int16 pair (x0, x1) packed in `pair` (x0 in the low half, as it lies in memory). Every
+ * product and pair sum is exact in int32. AVX-512 (VNNI or BW) or AVX2 when the host has them
+ * (vpmaddwd: one instruction per pair), else plain C. QOP_GENERIC forces the plain C (tests). */
+#if !defined(QOP_GENERIC) && QOP_V == 16 && defined(__AVX512VNNI__)
+static inline qop_vi qop_madd(qop_vi acc, const int16_t *w, int32_t pair)
+{
+    return (qop_vi)_mm512_dpwssd_epi32((__m512i)acc, _mm512_loadu_si512(w), _mm512_set1_epi32(pair));
+}
+#elif !defined(QOP_GENERIC) && QOP_V == 16 && defined(__AVX512BW__)
+static inline qop_vi qop_madd(qop_vi acc, const int16_t *w, int32_t pair)
+{
+    return acc + (qop_vi)_mm512_madd_epi16(_mm512_loadu_si512(w), _mm512_set1_epi32(pair));
+}
+#elif !defined(QOP_GENERIC) && QOP_V == 16 && defined(__AVX2__)
+static inline qop_vi qop_madd(qop_vi acc, const int16_t *w, int32_t pair)
+{
+    const __m256i x = _mm256_set1_epi32(pair);
+    __m256i r[2];
+    qop_vi v;
+    r[0] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)w), x);
+    r[1] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(w + 16)), x);
+    memcpy(&v, r, sizeof v);
+    return acc + v;
+}
+#else
+static inline qop_vi qop_madd(qop_vi acc, const int16_t *w, int32_t pair)
+{
+    int16_t x[2];
+    int32_t a[QOP_V];
+    int o;
+    memcpy(x, &pair, sizeof x);
+    memcpy(a, &acc, sizeof a);
+    for (o = 0; o < QOP_V; ++o) {
+        a[o] += (int32_t)w[2 * o] * x[0] + (int32_t)w[2 * o + 1] * x[1];
+    }
+    memcpy(&acc, a, sizeof a);
+    return acc;
+}
+#endif
 
 /* the first `count` lanes of acc requantized with the lanes' (m, s), offset, clamped, to dst:
  * in two halves of 8 int64 lanes, clamped by arithmetic (v - hi) & ((v - hi) >> 63) (no vector
@@ -111,49 +156,70 @@ static void qop_store(const qop_conv_t *p, const int32_t *restrict acc, int8_t *
     }
 }
 
-/* col[t][ox] (cols_major != 0) or col[ox][t]: tap t = (ky k + kx) cin_g + ci of group g for every
- * output pixel of row oy, x - in_zp (0 in the padding) */
+/* col[t][ox]: tap t = (ky k + kx) cin_g + ci of group g for every output pixel of row oy,
+ * x - in_zp (0 in the padding) */
 static void qop_im2col(const qop_conv_t *p, const int8_t *img, int h, int w, int oy, int out_w, int g,
-                       int cols_major, int32_t *restrict col)
+                       int32_t *restrict col)
 {
     const int k = p->kernel, st = p->stride, pad = k / 2, cin = p->in_c, cin_g = cin / p->groups;
-    const int taps = k * k * cin_g;
     int ky, kx, ci, ox;
-    if (!cols_major && cin_g >= 4) {   /* a window's inputs are runs of cin_g bytes: copied run by run */
-        for (ox = 0; ox < out_w; ++ox) {
-            int32_t *restrict c = col + (ptrdiff_t)ox * taps;
-            for (ky = 0; ky < k; ++ky) {
-                const int iy = oy * st - pad + ky;
-                for (kx = 0; kx < k; ++kx, c += cin_g) {
-                    const int ix = ox * st - pad + kx;
-                    const int8_t *restrict const px = img + ((ptrdiff_t)iy * w + ix) * cin + g * cin_g;
-                    if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
-                        for (ci = 0; ci < cin_g; ++ci) {
-                            c[ci] = 0;
-                        }
-                        continue;
-                    }
-                    for (ci = 0; ci < cin_g; ++ci) {
-                        c[ci] = (int32_t)px[ci] - p->in_zp;
-                    }
-                }
-            }
-        }
-        return;
-    }
     for (ky = 0; ky < k; ++ky) {
         const int iy = oy * st - pad + ky;
         for (kx = 0; kx < k; ++kx) {
             for (ci = 0; ci < cin_g; ++ci) {
-                const int t = (ky * k + kx) * cin_g + ci;
-                int32_t *restrict const c = cols_major ? col + (ptrdiff_t)t * out_w : col + t;
-                const ptrdiff_t step = cols_major ? 1 : taps;
+                int32_t *restrict const c = col + (ptrdiff_t)((ky * k + kx) * cin_g + ci) * out_w;
                 for (ox = 0; ox < out_w; ++ox) {
                     const int ix = ox * st - pad + kx;
-                    c[ox * step] = iy >= 0 && iy < h && ix >= 0 && ix < w
-                                   ? (int32_t)img[((ptrdiff_t)iy * w + ix) * cin + g * cin_g + ci] - p->in_zp : 0;
+                    c[ox] = iy >= 0 && iy < h && ix >= 0 && ix < w
+                            ? (int32_t)img[((ptrdiff_t)iy * w + ix) * cin + g * cin_g + ci] - p->in_zp : 0;
                 }
             }
+        }
+    }
+}
+
+/* col[ox][t] as int16 (|x - in_zp| <= 255), t < taps rounded up to even (the last one 0): the row's
+ * taps of group g in pairs, as qop_madd takes them */
+static void qop_pairs(const qop_conv_t *p, const int8_t *img, int h, int w, int oy, int out_w, int g,
+                      int16_t *restrict col)
+{
+    const int k = p->kernel, st = p->stride, pad = k / 2, cin = p->in_c, cin_g = cin / p->groups;
+    const int taps = k * k * cin_g, tp = (taps + 1) & ~1;
+    int ky, kx, ci, ox;
+    if (cin_g < 4) {   /* few channels: tap by tap across the row */
+        for (ky = 0; ky < k; ++ky) {
+            const int iy = oy * st - pad + ky;
+            for (kx = 0; kx < k; ++kx) {
+                for (ci = 0; ci < cin_g; ++ci) {
+                    int16_t *restrict const c = col + (ky * k + kx) * cin_g + ci;
+                    for (ox = 0; ox < out_w; ++ox) {
+                        const int ix = ox * st - pad + kx;
+                        c[(ptrdiff_t)ox * tp] = (int16_t)(iy >= 0 && iy < h && ix >= 0 && ix < w
+                                                          ? img[((ptrdiff_t)iy * w + ix) * cin + g * cin_g + ci] - p->in_zp : 0);
+                    }
+                }
+            }
+        }
+        for (ox = 0; tp > taps && ox < out_w; ++ox) {
+            col[(ptrdiff_t)ox * tp + taps] = 0;
+        }
+        return;
+    }
+    for (ox = 0; ox < out_w; ++ox) {
+        int16_t *restrict c = col + (ptrdiff_t)ox * tp;
+        for (ky = 0; ky < k; ++ky) {
+            const int iy = oy * st - pad + ky;
+            for (kx = 0; kx < k; ++kx, c += cin_g) {
+                const int ix = ox * st - pad + kx;
+                const int8_t *restrict const px = img + ((ptrdiff_t)iy * w + ix) * cin + g * cin_g;
+                const int inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
+                for (ci = 0; ci < cin_g; ++ci) {
+                    c[ci] = (int16_t)(inside ? px[ci] - p->in_zp : 0);
+                }
+            }
+        }
+        if (tp > taps) {
+            *c = 0;
         }
     }
 }
@@ -167,7 +233,7 @@ static void qop_conv_rows(const qop_conv_t *p, const int8_t *img, int h, int w, 
     const int cin_g = cin / p->groups, cout_g = cout / p->groups, taps = k * k * cin_g;
     int g, ox, o, t;
     for (g = 0; g < p->groups; ++g) {
-        qop_im2col(p, img, h, w, oy, out_w, g, 1, col);
+        qop_im2col(p, img, h, w, oy, out_w, g, col);
         for (o = 0; o < cout_g; ++o) {
             const int oc = g * cout_g + o;
             const int32_t *const wg = p->w + (ptrdiff_t)g * taps * cout_g + o;
@@ -190,34 +256,38 @@ static void qop_conv_rows(const qop_conv_t *p, const int8_t *img, int h, int w, 
     }
 }
 
-/* 'g': a dense or grouped convolution as a matrix product of the row's taps (col[ox][t]) and the
- * weights ([g][block][t][QOP_V]: QOP_V output channels of a group, zero past the last), QOP_PX
- * pixels by QOP_V channels at a time (their sums stay in registers) */
+/* 'g': a dense or grouped convolution as a matrix product of the row's taps (col[ox][t], int16
+ * pairs) and the weights ([g][block][t / 2][QOP_V][2] int16: QOP_V output channels of a group, zero
+ * past the last channel and the last tap), QOP_PX pixels by QOP_V channels at a time (their sums
+ * stay in registers) */
 static void qop_conv_gemm(const qop_conv_t *p, const int8_t *img, int h, int w, int oy, int out_w, int8_t *dst,
-                          int32_t *restrict col)
+                          int16_t *restrict col)
 {
     const int k = p->kernel, cout = p->out_c, cin_g = p->in_c / p->groups, cout_g = cout / p->groups;
-    const int taps = k * k * cin_g, blocks = (cout_g + QOP_V - 1) / QOP_V;
+    const int taps = k * k * cin_g, tp = (taps + 1) & ~1, blocks = (cout_g + QOP_V - 1) / QOP_V;
+    const int16_t *const w16 = (const int16_t *)p->w;
     int g, b, ox, t, i;
     for (g = 0; g < p->groups; ++g) {
-        qop_im2col(p, img, h, w, oy, out_w, g, 0, col);
+        qop_pairs(p, img, h, w, oy, out_w, g, col);
         for (b = 0; b < blocks; ++b) {
             const int q = g * blocks + b, o0 = g * cout_g + b * QOP_V;
             const int count = cout_g - b * QOP_V < QOP_V ? cout_g - b * QOP_V : QOP_V;
-            const int32_t *const wb = p->w + (ptrdiff_t)q * taps * QOP_V;
+            const int16_t *const wb = w16 + (ptrdiff_t)q * tp * QOP_V;
             const qop_vi bias = qop_load(p->bias + (ptrdiff_t)q * QOP_V);
             const int64_t *const m = p->mult + (ptrdiff_t)q * QOP_V, *const s = p->shift + (ptrdiff_t)q * QOP_V;
             for (ox = 0; ox < out_w; ox += QOP_PX) {
-                const int32_t *c[QOP_PX];
+                const int16_t *c[QOP_PX];
                 qop_vi a[QOP_PX];
                 for (i = 0; i < QOP_PX; ++i) {   /* past the row's end: its last pixel again (not stored) */
-                    c[i] = col + (ptrdiff_t)(ox + i < out_w ? ox + i : out_w - 1) * taps;
+                    c[i] = col + (ptrdiff_t)(ox + i < out_w ? ox + i : out_w - 1) * tp;
                     a[i] = bias;
                 }
-                for (t = 0; t < taps; ++t) {
-                    const qop_vi wt = qop_load(wb + (ptrdiff_t)t * QOP_V);
+                for (t = 0; t < tp; t += 2) {
+                    const int16_t *const wt = wb + (ptrdiff_t)t * QOP_V;
                     for (i = 0; i < QOP_PX; ++i) {
-                        a[i] += wt * c[i][t];
+                        int32_t pair;
+                        memcpy(&pair, c[i] + t, sizeof pair);
+                        a[i] = qop_madd(a[i], wt, pair);
                     }
                 }
                 for (i = 0; i < QOP_PX && ox + i < out_w; ++i) {
@@ -316,7 +386,7 @@ int64_t qop_conv_work(const qop_conv_t *p, int in_w, int out_w)
     case 'r':
         return (int64_t)out_w * (1 + taps);   /* a row's accumulators and its taps */
     case 'g':
-        return (int64_t)out_w * taps;         /* a row's taps */
+        return (int64_t)out_w * (taps + 1) / 2 + 1;   /* a row's taps, int16 */
     case 't':
         return p->out_c;                      /* one pixel's accumulators */
     case 'd':                                 /* the window's rows, padded */
@@ -340,7 +410,7 @@ void qop_conv(const qop_conv_t *p, const int8_t *x, int n, int h, int w, int8_t 
             int8_t *const dst = out + ((ptrdiff_t)i * out_h + oy) * out_w * cout;
             switch (p->form) {
             case 'g':
-                qop_conv_gemm(p, img, h, w, oy, out_w, dst, work);
+                qop_conv_gemm(p, img, h, w, oy, out_w, dst, (int16_t *)work);
                 break;
             case 'd':
                 qop_conv_depthwise(p, img, h, w, oy, out_w, dst, work);

@@ -37,6 +37,11 @@
 #ifndef QRN_LANES
 #define QRN_LANES 16
 #endif
+#define QRN_PV 8        /* RNN1 units of a projection vector */
+#define QRN_PX 4        /* pixels projected together */
+#define QRN_MAX_IN 256  /* input channels qrnnpool_run takes (native.py checks) */
+typedef int32_t qrn_vi __attribute__((vector_size(4 * QRN_PV)));
+typedef int64_t qrn_vq __attribute__((vector_size(8 * QRN_PV)));
 #define QRN_SIGMOID 0
 #define QRN_TANH 1
 #define QRN_QUANT_SIGMOID 2
@@ -46,7 +51,8 @@ typedef struct {
     const int8_t *w;              /* (hidden, input) */
     const int8_t *u;              /* (hidden, hidden) */
     const double *ud;             /* U as doubles, rows padded with zeros to a multiple of QRN_UNITS */
-    const int64_t *w_mult, *w_shift, *u_mult, *u_shift, *bias_gate, *bias_update;
+    const int64_t *w_mult, *w_shift;   /* padded to a multiple of QRN_PV units (m 0, s 1) */
+    const int64_t *u_mult, *u_shift, *bias_gate, *bias_update;
     int64_t sz, sn;
     int32_t input, hidden, gate, update;
 } qrn_cell_t;
@@ -57,7 +63,7 @@ typedef struct {
     int32_t patches_h, patches_w, replicate_h, replicate_w;
     int64_t in_zp, out_zp;
     const int64_t *out_mult, *out_shift, *out_bias;
-    const int32_t *w1t;                                    /* RNN1's W transposed: (input, hidden) */
+    const int32_t *w1t;          /* RNN1's W transposed: (input, hidden padded to a multiple of QRN_PV) */
     const int64_t *sigmoid_table, *tanh_table;   /* 1024 entries: T[k] | dT[k] << 32 */
 } qrn_pool_t;
 
@@ -120,19 +126,17 @@ static void qrn_nonlinearity(const qrn_pool_t *p, int code, int64_t *restrict v,
 }
 
 /* one unit's pre-activations of every lane: v = x + requant(a), gate input z = v + bg, update
- * input u = v + bu; the reference's checks of a and v OR-ed into *bad */
+ * input u = v + bu; the reference's checks of a and v OR-ed into bad[lane] */
 static inline void qrn_pre(const int64_t *restrict a, const int64_t *restrict x, int64_t m, int64_t rnd, int64_t sh,
-                           int64_t bg, int64_t bu, int64_t *restrict z, int64_t *restrict u, uint64_t *bad)
+                           int64_t bg, int64_t bu, int64_t *restrict z, int64_t *restrict u, uint64_t *restrict bad)
 {
-    uint64_t b = 0;
     int s;
     for (s = 0; s < QRN_LANES; ++s) {
         const int64_t v = x[s] + ((a[s] * m + rnd) >> sh);
-        b |= QRN_OUT47(a[s]) | QRN_OUT32(v);
+        bad[s] |= QRN_OUT47(a[s]) | QRN_OUT32(v);
         z[s] = v + bg;
         u[s] = v + bu;
     }
-    *bad |= b;
 }
 
 /* Final states (h[unit][lane]) of `lanes` sequences of cell c over `steps` steps from h = 0;
@@ -145,7 +149,7 @@ static int qrn_sweep(const qrn_pool_t *p, const qrn_cell_t *c, const int64_t *wx
     int64_t *restrict const pre = work;
     int64_t *restrict const z = pre + n * QRN_LANES;
     double *restrict const hd = (double *)(z + n * QRN_LANES);   /* h as doubles */
-    uint64_t bad = 0;
+    uint64_t bad[QRN_LANES] = {0}, bad_h = 0;
     int t, j, k, s;
     memset(h, 0, sizeof(int64_t) * (size_t)n * QRN_LANES);
     for (j = 0; j < n * QRN_LANES; ++j) {
@@ -183,7 +187,7 @@ static int qrn_sweep(const qrn_pool_t *p, const qrn_cell_t *c, const int64_t *wx
             for (s = 0; s < QRN_LANES; ++s) {
                 a[s] = (int64_t)(ad[s] + ae[s]);
             }
-            qrn_pre(a, x + j * QRN_LANES, m, rnd, sh, bg, bu, z + j * QRN_LANES, pre + j * QRN_LANES, &bad);
+            qrn_pre(a, x + j * QRN_LANES, m, rnd, sh, bg, bu, z + j * QRN_LANES, pre + j * QRN_LANES, bad);
         }
         qrn_nonlinearity(p, c->gate, z, n * QRN_LANES);
         qrn_nonlinearity(p, c->update, pre, n * QRN_LANES);
@@ -191,12 +195,15 @@ static int qrn_sweep(const qrn_pool_t *p, const qrn_cell_t *c, const int64_t *wx
             const int64_t g = (((int64_t)(int32_t)c->sz * (int32_t)(QRN_ONE - z[j]) + QRN_ONE / 2) >> QRN_Q) + c->sn;
             const int64_t v = ((int64_t)(int32_t)g * (int32_t)pre[j] + (int64_t)(int32_t)z[j] * (int32_t)h[j]
                                + QRN_ONE / 2) >> QRN_Q;
-            bad |= QRN_OUT32(v);
+            bad_h |= QRN_OUT32(v);
             h[j] = v;
             hd[j] = (double)v;
         }
     }
-    return bad != 0;
+    for (s = 0; s < QRN_LANES; ++s) {
+        bad_h |= bad[s];
+    }
+    return bad_h != 0;
 }
 
 /* out[t][j][lane] = src[off[lane] + t * step + j] (a sweep's inputs) */
@@ -246,39 +253,57 @@ static uint64_t qrn_project2(const qrn_cell_t *c, const int64_t *restrict x, int
     return bad;
 }
 
-/* RNN1's projection of every pixel of the padded map (rows x cols, h1 words each), QRN_CHUNK
- * units at a time (their sums stay in registers). */
-#define QRN_CHUNK 32
+/* RNN1's projection of every pixel of the padded map (rows x cols, h1 words each), QRN_PV units
+ * of QRN_PX pixels at a time in int32 vectors (GCC/Clang vector extensions): the caller has checked
+ * 255 sum_k |W[j][k]| < 2^31 for every unit, so no sum of W (x - in_zp) leaves int32 (the
+ * reference's check cannot fail). w1t: W transposed, (input, units padded to a multiple of QRN_PV). */
 static uint64_t qrn_project1(const qrn_pool_t *p, const int8_t *x, int in_h, int in_w, int in_c, int64_t *map)
 {
     const qrn_cell_t *const c = &p->rnn1;
-    const int n = c->hidden, rows = (int)qrn_rows(p), cols = (int)qrn_cols(p);
-    uint64_t bad = 0;
-    int y, xx, j, j0, k;
+    const int n = c->hidden, n_up = (n + QRN_PV - 1) / QRN_PV * QRN_PV;
+    const int rows = (int)qrn_rows(p), cols = (int)qrn_cols(p);
+    int y, x0, i, j, j0, k;
     for (y = 0; y < rows; ++y) {
-        for (xx = 0; xx < cols; ++xx) {
-            const int iy = y - p->pad_top, ix = xx - p->pad_left;
-            const int inside = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w;   /* else padding: in_zp */
-            const int8_t *const px = inside ? x + ((ptrdiff_t)iy * in_w + ix) * in_c : 0;
-            int64_t *restrict const o = map + ((ptrdiff_t)y * cols + xx) * n;
-            for (j0 = 0; j0 < n; j0 += QRN_CHUNK) {
-                const int m = n - j0 < QRN_CHUNK ? n - j0 : QRN_CHUNK;
-                int64_t a[QRN_CHUNK] = {0};
-                for (k = 0; inside && k < in_c; ++k) {
-                    const int32_t v = (int32_t)((int64_t)px[k] - p->in_zp);   /* |v| <= 255 */
-                    const int32_t *restrict const wk = p->w1t + (ptrdiff_t)k * n + j0;
-                    for (j = 0; j < m; ++j) {
-                        a[j] += (int64_t)wk[j] * v;
+        const int iy = y - p->pad_top;
+        for (x0 = 0; x0 < cols; x0 += QRN_PX) {
+            int32_t v[QRN_PX][QRN_MAX_IN];   /* x - in_zp of each pixel (padding: 0) */
+            for (i = 0; i < QRN_PX; ++i) {
+                const int ix = x0 + i - p->pad_left;
+                const int inside = x0 + i < cols && iy >= 0 && iy < in_h && ix >= 0 && ix < in_w;
+                const int8_t *const px = x + ((ptrdiff_t)iy * in_w + ix) * in_c;
+                for (k = 0; k < in_c; ++k) {
+                    v[i][k] = inside ? (int32_t)((int64_t)px[k] - p->in_zp) : 0;
+                }
+            }
+            for (j0 = 0; j0 < n; j0 += QRN_PV) {
+                qrn_vi a[QRN_PX] = {{0}};
+                for (k = 0; k < in_c; ++k) {
+                    qrn_vi wk;
+                    memcpy(&wk, p->w1t + (ptrdiff_t)k * n_up + j0, sizeof wk);
+                    for (i = 0; i < QRN_PX; ++i) {
+                        a[i] += wk * v[i][k];
                     }
                 }
-                for (j = 0; j < m; ++j) {
-                    bad |= QRN_OUT32(a[j]);
-                    o[j0 + j] = qrn_requant(a[j], c->w_mult[j0 + j], c->w_shift[j0 + j]);
+                for (i = 0; i < QRN_PX && x0 + i < cols; ++i) {   /* requant in int64 (m, s padded too) */
+                    int64_t *restrict const o = map + ((ptrdiff_t)y * cols + x0 + i) * n;
+                    qrn_vq r, m, sh;
+                    memcpy(&m, c->w_mult + j0, sizeof m);
+                    memcpy(&sh, c->w_shift + j0, sizeof sh);
+                    r = (__builtin_convertvector(a[i], qrn_vq) * m + (((qrn_vq){0} + 1) << (sh - 1))) >> sh;
+                    if (j0 + QRN_PV <= n) {
+                        memcpy(o + j0, &r, sizeof r);
+                    } else {
+                        int64_t rr[QRN_PV];
+                        memcpy(rr, &r, sizeof rr);
+                        for (j = 0; j < n - j0; ++j) {
+                            o[j0 + j] = rr[j];
+                        }
+                    }
                 }
             }
         }
     }
-    return bad;
+    return 0;
 }
 
 /* RNN1's final states of `count` segments of the projection map into sums[q][h1]: segment q
