@@ -45,18 +45,17 @@ SOURCES = (CSRC / "qops.c", CSRC / "qrnnpool.c")
 #: int64 arithmetic wraps as numpy's does (only ever reached when a reference check fails).
 CFLAGS = ("-std=c99", "-O3", "-march=native", "-fwrapv", "-ffp-contract=fast", "-shared", "-fPIC")
 NONLINEARITY_CODES = {"sigmoid": 0, "tanh": 1, "quantSigmoid": 2, "quantTanh": 3}
-#: ``QRN_UNITS`` of qrnnpool.c: the rows of a cell's U are padded to a multiple of it.
-UNITS = 4
 #: ``QOP_V`` of qops.c: the lanes of its vectors (output channels of a 'g' or 'd' block).
 VECTOR = 16
-#: Fewer output channels than this, many inputs per window row: the dot-product form 't'.
-FEW_OUTPUTS = 16
-#: Fewer output channels per group than this: the row form 'r' (a vector of pixels) rather than
-#: the matrix product 'g' (a vector of output channels).
-GEMM_MIN_OUTPUTS = 8
+#: Fewer output channels per group than ROW_OUTPUTS and fewer taps than ROW_TAPS (a network's
+#: first convolution): the row form 'r' (a vector of pixels) rather than the matrix product 'g'
+#: (a vector of output channels), measured faster there by benchmarks/bench_int8.py.
+ROW_OUTPUTS = 8
+ROW_TAPS = 32
 #: ``QRN_PV`` of qrnnpool.c: RNN1's W (transposed) is padded to a multiple of these units.
 PROJECTION_UNITS = 8
-#: ``QRN_MAX_IN`` of qrnnpool.c: the most input channels its RNNPool takes.
+#: ``QRN_MAX_IN`` and ``QRN_MAX_H1`` of qrnnpool.c: the most input channels and RNN1 units its
+#: RNNPool takes.
 RNNPOOL_MAX_INPUT = 256
 #: The int32 accumulator of a convolution is exact while every |partial sum| stays below this.
 INT32_LIMIT = 2**31
@@ -70,7 +69,7 @@ _INT = ctypes.c_int
 class _Conv(ctypes.Structure):
     """``qop_conv_t``."""
 
-    _fields_ = [("w", _P), ("w8", _P), ("bias", _P), ("mult", _P), ("shift", _P),
+    _fields_ = [("w", _P), ("bias", _P), ("mult", _P), ("shift", _P),
                 *[(name, _I32) for name in ("kernel", "stride", "groups", "in_c", "out_c", "form", "in_zp",
                                             "out_zp", "act_min", "act_max")]]
 
@@ -78,7 +77,7 @@ class _Conv(ctypes.Structure):
 class _Cell(ctypes.Structure):
     """``qrn_cell_t``."""
 
-    _fields_ = [("w", _P), ("u", _P), ("ud", _P), *[(name, _P) for name in ("w_mult", "w_shift", "u_mult", "u_shift",
+    _fields_ = [("w", _P), ("u", _P), ("ud", _P), ("wd", _P), *[(name, _P) for name in ("w_mult", "w_shift", "u_mult", "u_shift",
                                                                "bias_gate", "bias_update")],
                 ("sz", _I64), ("sn", _I64), ("input", _I32), ("hidden", _I32), ("gate", _I32), ("update", _I32)]
 
@@ -251,9 +250,7 @@ class NativeConv:
             self.form = "d"  # [ky][kx][c], channels padded to whole vectors
             arranged = _pad_last(w[..., 0].transpose(1, 2, 0), VECTOR)
             bias, mult, shift = (_pad_last(v, VECTOR, fill) for v, fill in ((bias, 0), (mult, 0), (shift, 1)))
-        elif op.groups == 1 and cout_g < FEW_OUTPUTS and k * self.in_c >= 2 * FEW_OUTPUTS:
-            self.form, arranged = "t", np.zeros(1, np.int64)  # reads the reference's own weights
-        elif cout_g < GEMM_MIN_OUTPUTS:
+        elif cout_g < ROW_OUTPUTS and k * k * cin_g < ROW_TAPS:
             self.form = "r"  # [g][ky][kx][ci][co]
             arranged = w.reshape(op.groups, cout_g, k, k, cin_g).transpose(0, 2, 3, 4, 1)
         else:  # "g": [g][block][tap / 2][VECTOR][2] int16, channels and taps padded (zeros)
@@ -266,7 +263,7 @@ class NativeConv:
             bias, mult, shift = (_pad_last(v.reshape(op.groups, cout_g), VECTOR, fill)
                                  for v, fill in ((bias, 0), (mult, 0), (shift, 1)))
         a = self.arrays
-        self.params = _Conv(a(arranged, np.int16 if self.form == "g" else np.int32), a(op.weight, np.int8), a(bias, np.int32), a(mult, np.int64),
+        self.params = _Conv(a(arranged, np.int16 if self.form == "g" else np.int32), a(bias, np.int32), a(mult, np.int64),
                             a(shift, np.int64), k, op.stride, op.groups, self.in_c, cout, ord(self.form),
                             op.input.zero_point, op.output.zero_point, op.act_min, op.act_max)
 
@@ -355,7 +352,7 @@ class NativeRNNPool:
         self._lock = threading.Lock()
         w1 = op.rnn1.w.astype(np.int64)  # (h1, input): RNN1's projection sums in int32 (qrn_project1)
         self.exact = bool(255 * np.abs(w1).sum(axis=1).max(initial=0) < INT32_LIMIT
-                          and w1.shape[1] <= RNNPOOL_MAX_INPUT)
+                          and w1.shape[1] <= RNNPOOL_MAX_INPUT and w1.shape[0] <= RNNPOOL_MAX_INPUT)
 
     def _cell(self, cell: QRNN) -> _Cell:
         a = self.arrays
@@ -364,11 +361,8 @@ class NativeRNNPool:
                            for name, fill in (("w_mult", 0), ("w_shift", 1)))
         i64 = [a(w_mult, np.int64), a(w_shift, np.int64),
                *(a(getattr(cell, name), np.int64) for name in ("u_mult", "u_shift", "bias_gate", "bias_update"))]
-        rows = -(-hidden // UNITS) * UNITS  # U as doubles, zero rows up to a multiple of QRN_UNITS
-        ud = np.zeros((rows, hidden), np.float64)
-        ud[:hidden] = cell.u
-        return _Cell(a(cell.w, np.int8), a(cell.u, np.int8), a(ud, np.float64), *i64, int(cell.sz), int(cell.sn), inp,
-                     hidden,
+        return _Cell(a(cell.w, np.int8), a(cell.u, np.int8), a(cell.u, np.float64), a(cell.w, np.float64), *i64,
+                     int(cell.sz), int(cell.sn), inp, hidden,
                      NONLINEARITY_CODES[cell.gate], NONLINEARITY_CODES[cell.update])
 
     def _params(self, h: int, w: int) -> tuple[_Pool, int]:

@@ -19,10 +19,8 @@
  *       at a time, taps in int16 pairs (weights [g][block][tap / 2][QOP_V][2] int16, zero past a
  *       group's last channel and last tap);
  *   'd' depthwise, QOP_V channels at a time (weights [ky][kx][c], zero past the last channel);
- *   'r' few output channels per group: a row's pixels per output channel (weights
- *       [g][ky][kx][ci][co]);
- *   't' few output channels, many inputs per window row (detection heads, the linear layer): a dot
- *       product over each window row's consecutive input bytes (weights as the reference's).
+ *   'r' few output channels per group and few taps (a first convolution): a row's pixels per
+ *       output channel (weights [g][ky][kx][ci][co]).
  * The sums are the same integers in every form.
  * No allocation: the caller passes the scratch (qop_conv_work).
  */
@@ -47,7 +45,6 @@ typedef int8_t qop_vb8 __attribute__((vector_size(8)));
 
 typedef struct {
     const int32_t *w;          /* arranged for the form (see qop_conv); 'g': int16 */
-    const int8_t *w8;          /* as the reference holds them: (out_c, k, k, in_c / groups) */
     const int32_t *bias;       /* 'g' and 'd': padded to whole vectors, as the weights' outputs */
     const int64_t *mult, *shift;   /* likewise */
     int32_t kernel, stride, groups, in_c, out_c, form;
@@ -143,16 +140,6 @@ static inline void qop_store_v(const qop_conv_t *p, qop_vi acc, const int64_t *r
         for (i = 0; i < count; ++i) {
             dst[i] = b[i];
         }
-    }
-}
-
-/* acc (out_c words) -> out: requantized, offset, clamped */
-static void qop_store(const qop_conv_t *p, const int32_t *restrict acc, int8_t *restrict out)
-{
-    int o;
-    for (o = 0; o < p->out_c; ++o) {
-        const int64_t v = qop_requant(acc[o], p->mult[o], p->shift[o]) + p->out_zp;
-        out[o] = (int8_t)qop_clamp(v, p->act_min, p->act_max);
     }
 }
 
@@ -343,41 +330,6 @@ static void qop_conv_depthwise(const qop_conv_t *p, const int8_t *img, int h, in
     }
 }
 
-/* 't': a dense convolution with few output channels and many inputs per window row (a detection
- * head): per output pixel and channel, one dot product per window row over its k * in_c
- * consecutive input bytes (and the channel's consecutive weights, w8). */
-static void qop_conv_dots(const qop_conv_t *p, const int8_t *img, int h, int w, int oy, int out_w, int8_t *dst,
-                          int32_t *restrict acc)
-{
-    const int k = p->kernel, st = p->stride, pad = k / 2, cin = p->in_c, cout = p->out_c;
-    int ox, o, ky, i;
-    for (ox = 0; ox < out_w; ++ox) {
-        const int ix0 = ox * st - pad;
-        const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = ix0 + k > w ? w - ix0 : k;   /* the window inside */
-        const int len = (kx1 - kx0) * cin;
-        for (o = 0; o < cout; ++o) {
-            acc[o] = p->bias[o];
-        }
-        for (ky = 0; ky < k; ++ky) {
-            const int iy = oy * st - pad + ky;
-            const int8_t *restrict xs;
-            if (iy < 0 || iy >= h) {
-                continue;   /* zero padding of x - in_zp */
-            }
-            xs = img + ((ptrdiff_t)iy * w + ix0 + kx0) * cin;
-            for (o = 0; o < cout; ++o) {
-                const int8_t *restrict const ws = p->w8 + (((ptrdiff_t)o * k + ky) * k + kx0) * cin;
-                int32_t a = 0;
-                for (i = 0; i < len; ++i) {
-                    a += (int32_t)ws[i] * ((int32_t)xs[i] - p->in_zp);
-                }
-                acc[o] += a;
-            }
-        }
-        qop_store(p, acc, dst + (ptrdiff_t)ox * cout);
-    }
-}
-
 /* the int32 scratch words qop_conv needs for inputs in_w pixels wide (outputs out_w wide) */
 int64_t qop_conv_work(const qop_conv_t *p, int in_w, int out_w)
 {
@@ -387,8 +339,6 @@ int64_t qop_conv_work(const qop_conv_t *p, int in_w, int out_w)
         return (int64_t)out_w * (1 + taps);   /* a row's accumulators and its taps */
     case 'g':
         return (int64_t)out_w * (taps + 1) / 2 + 1;   /* a row's taps, int16 */
-    case 't':
-        return p->out_c;                      /* one pixel's accumulators */
     case 'd':                                 /* the window's rows, padded */
         return (int64_t)p->kernel * (in_w + p->kernel / 2 * 2) * ((p->in_c + QOP_V - 1) / QOP_V * QOP_V);
     default:
@@ -397,7 +347,7 @@ int64_t qop_conv_work(const qop_conv_t *p, int in_w, int out_w)
 }
 
 /* n images (h, w, in_c) -> (out_h, out_w, out_c), one output row at a time in the form the caller
- * chose (and arranged the weights for): 'g' matrix product, 'd' depthwise, 'r' rows, 't' dots;
+ * chose (and arranged the weights for): 'g' matrix product, 'd' depthwise, 'r' rows;
  * scratch: qop_conv_work(p, w, out_w) int32 words. */
 void qop_conv(const qop_conv_t *p, const int8_t *x, int n, int h, int w, int8_t *out, int32_t *restrict work)
 {
@@ -415,11 +365,8 @@ void qop_conv(const qop_conv_t *p, const int8_t *x, int n, int h, int w, int8_t 
             case 'd':
                 qop_conv_depthwise(p, img, h, w, oy, out_w, dst, work);
                 break;
-            case 'r':
-                qop_conv_rows(p, img, h, w, oy, out_w, dst, work + out_w, work);
-                break;
             default:
-                qop_conv_dots(p, img, h, w, oy, out_w, dst, work);
+                qop_conv_rows(p, img, h, w, oy, out_w, dst, work + out_w, work);
                 break;
             }
         }

@@ -50,7 +50,8 @@ typedef int64_t qrn_vq __attribute__((vector_size(8 * QRN_PV)));
 typedef struct {
     const int8_t *w;              /* (hidden, input) */
     const int8_t *u;              /* (hidden, hidden) */
-    const double *ud;             /* U as doubles, rows padded with zeros to a multiple of QRN_UNITS */
+    const double *ud;             /* U as doubles */
+    const double *wd;             /* W as doubles (RNN2's projection) */
     const int64_t *w_mult, *w_shift;   /* padded to a multiple of QRN_PV units (m 0, s 1) */
     const int64_t *u_mult, *u_shift, *bias_gate, *bias_update;
     int64_t sz, sn;
