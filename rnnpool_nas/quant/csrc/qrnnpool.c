@@ -37,6 +37,18 @@
 #ifndef QRN_LANES
 #define QRN_LANES 16
 #endif
+/* lane vectors of the host's width (GCC/Clang vector extensions): QRN_NV of them hold QRN_LANES */
+#if defined(__AVX512F__)
+#define QRN_VW 8
+#elif defined(__AVX__) || defined(__AVX2__)
+#define QRN_VW 4
+#else
+#define QRN_VW 2
+#endif
+#define QRN_NV (QRN_LANES / QRN_VW)
+typedef int64_t qrn_v __attribute__((vector_size(8 * QRN_VW)));
+typedef uint64_t qrn_vu __attribute__((vector_size(8 * QRN_VW)));
+typedef double qrn_vf __attribute__((vector_size(8 * QRN_VW)));
 #define QRN_PV 8        /* RNN1 units of a projection vector */
 #define QRN_PX 4        /* pixels projected together */
 #define QRN_MAX_IN 256  /* input channels qrnnpool_run takes (native.py checks) */
@@ -86,7 +98,8 @@ int64_t qrnnpool_work_words(const qrn_pool_t *p)
            + steps * h1 * QRN_LANES                             /* RNN2's summaries */
            + steps * hmax * QRN_LANES                           /* a sweep's inputs */
            + 4 * hmax * QRN_LANES                               /* its state, pre-activations, gates, h */
-           + 4 * h2 * QRN_LANES;                                /* RNN2's final states */
+           + 4 * h2 * QRN_LANES                                 /* RNN2's final states */
+           + 4 * h2 * QRN_LANES;                                /* the outputs of a lane group */
 }
 
 /* (a m + 2^(s-1)) >> s */
@@ -192,10 +205,9 @@ static int qrn_sweep(const qrn_pool_t *p, const qrn_cell_t *c, const int64_t *wx
         }
         qrn_nonlinearity(p, c->gate, z, n * QRN_LANES);
         qrn_nonlinearity(p, c->update, pre, n * QRN_LANES);
-        for (j = 0; j < n * QRN_LANES; ++j) {   /* z, c, h, sz, sn and g fit int32: 32 x 32-bit products */
-            const int64_t g = (((int64_t)(int32_t)c->sz * (int32_t)(QRN_ONE - z[j]) + QRN_ONE / 2) >> QRN_Q) + c->sn;
-            const int64_t v = ((int64_t)(int32_t)g * (int32_t)pre[j] + (int64_t)(int32_t)z[j] * (int32_t)h[j]
-                               + QRN_ONE / 2) >> QRN_Q;
+        for (j = 0; j < n * QRN_LANES; ++j) {   /* g = sz (1 - z) + sn, h = g c + z h (Q24, rounded) */
+            const int64_t g = ((c->sz * (QRN_ONE - z[j]) + QRN_ONE / 2) >> QRN_Q) + c->sn;
+            const int64_t v = (g * pre[j] + z[j] * h[j] + QRN_ONE / 2) >> QRN_Q;
             bad_h |= QRN_OUT32(v);
             h[j] = v;
             hd[j] = (double)v;
@@ -223,35 +235,49 @@ static void qrn_gather(const int64_t *restrict src, const ptrdiff_t *restrict of
     }
 }
 
-/* RNN2's inputs: requant(W2 s) of the summaries x[t][k][lane] into out[t][j][lane]. */
+/* RNN2's inputs: requant(W2 s) of the summaries x[t][k][lane] into out[t][j][lane]; the sums of
+ * two units at a time (independent multiply-adds) */
 static uint64_t qrn_project2(const qrn_cell_t *c, const int64_t *restrict x, int steps, int64_t *restrict out)
 {
     const int n = c->hidden, n1 = c->input;
-    uint64_t bad = 0;
-    int t, j, k, s;
+    qrn_vu bad = {0};
+    uint64_t any = 0, lanes[QRN_VW];
+    int t, j, k, v, i;
     for (t = 0; t < steps; ++t) {
-        for (j = 0; j < n; ++j) {
-            const int8_t *const w = c->w + (ptrdiff_t)j * n1;
-            const int64_t m = c->w_mult[j], sh = c->w_shift[j], rnd = (int64_t)1 << (sh - 1);
-            int64_t *const o = out + ((ptrdiff_t)t * n + j) * QRN_LANES;
-            int64_t a[QRN_LANES];
-            for (s = 0; s < QRN_LANES; ++s) {
-                a[s] = 0;
+        const int64_t *restrict const xt = x + (ptrdiff_t)t * n1 * QRN_LANES;
+        for (j = 0; j < n; j += 2) {
+            const int j1 = j + 1 < n ? j + 1 : j;   /* an odd last unit: computed twice */
+            const int8_t *const w0 = c->w + (ptrdiff_t)j * n1, *const w1 = c->w + (ptrdiff_t)j1 * n1;
+            qrn_v a0[QRN_NV], a1[QRN_NV];
+            for (v = 0; v < QRN_NV; ++v) {
+                a0[v] = a1[v] = (qrn_v){0};
             }
-            for (k = 0; k < n1; ++k) {   /* summaries are RNN1 states: they fit int32 */
-                const int64_t wk = w[k];
-                const int64_t *restrict const xk = x + ((ptrdiff_t)t * n1 + k) * QRN_LANES;
-                for (s = 0; s < QRN_LANES; ++s) {
-                    a[s] += wk * (int64_t)(int32_t)xk[s];
+            for (k = 0; k < n1; ++k) {
+                const int64_t u0 = w0[k], u1 = w1[k];
+                for (v = 0; v < QRN_NV; ++v) {
+                    qrn_v xv;
+                    memcpy(&xv, xt + (ptrdiff_t)k * QRN_LANES + v * QRN_VW, sizeof xv);
+                    a0[v] += u0 * xv;
+                    a1[v] += u1 * xv;
                 }
             }
-            for (s = 0; s < QRN_LANES; ++s) {
-                bad |= QRN_OUT47(a[s]);
-                o[s] = (a[s] * m + rnd) >> sh;
+            for (i = 0; i < 2; ++i) {
+                const int jj = i ? j1 : j;
+                const int64_t m = c->w_mult[jj], sh = c->w_shift[jj], rnd = (int64_t)1 << (sh - 1);
+                int64_t *restrict const o = out + ((ptrdiff_t)t * n + jj) * QRN_LANES;
+                for (v = 0; v < QRN_NV; ++v) {
+                    const qrn_v a = i ? a1[v] : a0[v], r = (a * m + rnd) >> sh;
+                    bad |= ((qrn_vu)a + (((uint64_t)1 << 47) - 1)) >> 48;
+                    memcpy(o + v * QRN_VW, &r, sizeof r);
+                }
             }
         }
     }
-    return bad;
+    memcpy(lanes, &bad, sizeof lanes);
+    for (i = 0; i < QRN_VW; ++i) {
+        any |= lanes[i];
+    }
+    return any;
 }
 
 /* RNN1's projection of every pixel of the padded map (rows x cols, h1 words each), QRN_PV units
@@ -354,9 +380,10 @@ static int qrn_image(const qrn_pool_t *p, const int8_t *x, int in_h, int in_w, i
     int64_t *const state = buf + (ptrdiff_t)steps_max * hmax * QRN_LANES;
     int64_t *const sweep = state + (ptrdiff_t)hmax * QRN_LANES;       /* the sweep's own 3 * hmax lanes */
     int64_t *const finals = sweep + 3 * (ptrdiff_t)hmax * QRN_LANES;  /* [4][h2][lane] */
+    int64_t *const outs = finals + 4 * (ptrdiff_t)h2 * QRN_LANES;     /* the outputs [4 h2][lane] */
     ptrdiff_t off[QRN_LANES];
     uint64_t bad = qrn_project1(p, x, in_h, in_w, in_c, map);
-    int q, j, s, lanes, i, dir, part_i;
+    int q, j, s, lanes, i, dir, k, v;
 
     /* RNN1 over each distinct row segment (row y from column px * sc: q = y * px_n + px), then
      * each distinct column segment (column x from row py * sr: q = x * py_n + py) */
@@ -386,18 +413,24 @@ static int qrn_image(const qrn_pool_t *p, const int8_t *x, int in_h, int in_w, i
             }
             bad |= (uint64_t)qrn_sweep(p, &p->rnn2, buf, steps, finals + (2 * dir + 1) * part, sweep);
         }
-        for (s = 0; s < lanes; ++s) {   /* where lane s's patch goes */
-            off[s] = ((ptrdiff_t)((q + s) / px_n) * out_w + (q + s) % px_n) * out_c;
+        for (k = 0; k < out_c; ++k) {   /* output channel k = part * h2 + j of every lane, clamped */
+            const int64_t *const hk = finals + (ptrdiff_t)(k / h2) * part + (ptrdiff_t)(k % h2) * QRN_LANES;
+            const int64_t m = p->out_mult[k], sh = p->out_shift[k], b = p->out_zp + p->out_bias[k];
+            for (v = 0; v < QRN_NV; ++v) {
+                qrn_v hv, d;
+                memcpy(&hv, hk + v * QRN_VW, sizeof hv);
+                hv = b + ((hv * m + ((int64_t)1 << (sh - 1))) >> sh);
+                d = hv - 127;
+                hv = 127 + (d & (d >> 63));      /* min(v, 127) */
+                d = hv + 128;
+                hv = -128 + (d & ~(d >> 63));    /* max(v, -128) */
+                memcpy(outs + (ptrdiff_t)k * QRN_LANES + v * QRN_VW, &hv, sizeof hv);
+            }
         }
-        for (part_i = 0; part_i < 4; ++part_i) {   /* output channel part_i * h2 + j of lane s */
-            for (j = 0; j < h2; ++j) {
-                const int k = part_i * h2 + j;
-                const int64_t *const hk = finals + part_i * part + (ptrdiff_t)j * QRN_LANES;
-                const int64_t m = p->out_mult[k], sh = p->out_shift[k], b = p->out_zp + p->out_bias[k];
-                for (s = 0; s < lanes; ++s) {
-                    const int64_t v = b + qrn_requant(hk[s], m, sh);
-                    out[off[s] + k] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
-                }
+        for (s = 0; s < lanes; ++s) {   /* lane s's patch: its place in the output */
+            int8_t *const o = out + ((ptrdiff_t)((q + s) / px_n) * out_w + (q + s) % px_n) * out_c;
+            for (k = 0; k < out_c; ++k) {
+                o[k] = (int8_t)outs[(ptrdiff_t)k * QRN_LANES + s];
             }
         }
     }
