@@ -139,84 +139,84 @@ static void qrn_nonlinearity(const qrn_pool_t *p, int code, int64_t *restrict v,
     }
 }
 
-/* one unit's pre-activations of every lane: v = x + requant(a), gate input z = v + bg, update
- * input u = v + bu; the reference's checks of a and v OR-ed into bad[lane] */
-static inline void qrn_pre(const int64_t *restrict a, const int64_t *restrict x, int64_t m, int64_t rnd, int64_t sh,
-                           int64_t bg, int64_t bu, int64_t *restrict z, int64_t *restrict u, uint64_t *restrict bad)
-{
-    int s;
-    for (s = 0; s < QRN_LANES; ++s) {
-        const int64_t v = x[s] + ((a[s] * m + rnd) >> sh);
-        bad[s] |= QRN_OUT47(a[s]) | QRN_OUT32(v);
-        z[s] = v + bg;
-        u[s] = v + bu;
-    }
-}
-
 /* Final states (h[unit][lane]) of `lanes` sequences of cell c over `steps` steps from h = 0;
  * wx[t][unit][lane] are the step inputs (lanes past `lanes` hold 0). work: 3 * hidden * QRN_LANES.
+ * Two units at a time through U h and the pre-activations, every lane loop in host-width vectors.
  * Returns 1 when one of the reference's checks fails. */
 static int qrn_sweep(const qrn_pool_t *p, const qrn_cell_t *c, const int64_t *wx, int steps, int64_t *restrict h,
                      int64_t *restrict work)
 {
     const int n = c->hidden;
+    const int64_t one = QRN_ONE, half = QRN_ONE / 2, sz = c->sz, sn = c->sn;
     int64_t *restrict const pre = work;
     int64_t *restrict const z = pre + n * QRN_LANES;
     double *restrict const hd = (double *)(z + n * QRN_LANES);   /* h as doubles */
-    uint64_t bad[QRN_LANES] = {0}, bad_h = 0;
-    int t, j, k, s;
+    qrn_vu bad = {0};
+    uint64_t any = 0, lane[QRN_VW];
+    int t, j, k, v, i;
     memset(h, 0, sizeof(int64_t) * (size_t)n * QRN_LANES);
     for (j = 0; j < n * QRN_LANES; ++j) {
         hd[j] = 0;
     }
     for (t = 0; t < steps; ++t) {
         const int64_t *restrict const x = wx + (ptrdiff_t)t * n * QRN_LANES;
-        for (j = 0; j < n; ++j) {   /* pre = wx + requant(U h), plus the gate's and the update's bias */
-            const int64_t m = c->u_mult[j], sh = c->u_shift[j], rnd = (int64_t)1 << (sh - 1);
-            const int64_t bg = c->bias_gate[j], bu = c->bias_update[j];
-            double ad[QRN_LANES], ae[QRN_LANES];
-            int64_t a[QRN_LANES];
-            const double *const ud = c->ud + (ptrdiff_t)j * n;
-            for (s = 0; s < QRN_LANES; ++s) {
-                ad[s] = ae[s] = 0;
+        for (j = 0; j < n; j += 2) {
+            /* v = wx + requant(U h), U h in double: every product (|u| < 2^7, |h| < 2^31) and
+             * partial sum (< n 2^38) is an integer below 2^53, so the sum is exact in any order;
+             * the gate's input v + bias_gate, the update's v + bias_update */
+            const int j1 = j + 1 < n ? j + 1 : j;   /* an odd last unit: computed twice */
+            const double *const u0 = c->ud + (ptrdiff_t)j * n, *const u1 = c->ud + (ptrdiff_t)j1 * n;
+            qrn_vf a0[QRN_NV], a1[QRN_NV];
+            for (v = 0; v < QRN_NV; ++v) {
+                a0[v] = a1[v] = (qrn_vf){0};
             }
-            /* U h in double: every product (|u| < 2^7, |h| < 2^31) and partial sum (< n 2^38) is an
-             * integer below 2^53, so the sum is exact in any order (two partial sums: their
-             * multiply-adds overlap) */
-            for (k = 0; k + 1 < n; k += 2) {
-                const double uk = ud[k], uk1 = ud[k + 1];
-                const double *restrict const hk = hd + k * QRN_LANES;
-                for (s = 0; s < QRN_LANES; ++s) {
-                    ad[s] += uk * hk[s];
-                    ae[s] += uk1 * hk[s + QRN_LANES];
+            for (k = 0; k < n; ++k) {
+                for (v = 0; v < QRN_NV; ++v) {
+                    qrn_vf hv;
+                    memcpy(&hv, hd + (ptrdiff_t)k * QRN_LANES + v * QRN_VW, sizeof hv);
+                    a0[v] += u0[k] * hv;
+                    a1[v] += u1[k] * hv;
                 }
             }
-            if (k < n) {
-                const double uk = ud[k];
-                const double *restrict const hk = hd + k * QRN_LANES;
-                for (s = 0; s < QRN_LANES; ++s) {
-                    ad[s] += uk * hk[s];
+            for (i = 0; i < 2; ++i) {
+                const int jj = i ? j1 : j;
+                const int64_t m = c->u_mult[jj], sh = c->u_shift[jj], rnd = (int64_t)1 << (sh - 1);
+                const int64_t bg = c->bias_gate[jj], bu = c->bias_update[jj];
+                for (v = 0; v < QRN_NV; ++v) {
+                    const ptrdiff_t at = (ptrdiff_t)jj * QRN_LANES + v * QRN_VW;
+                    const qrn_v a = __builtin_convertvector(i ? a1[v] : a0[v], qrn_v);
+                    qrn_v xv, pv, zv, uv;
+                    memcpy(&xv, x + at, sizeof xv);
+                    pv = xv + ((a * m + rnd) >> sh);
+                    bad |= (((qrn_vu)a + (((uint64_t)1 << 47) - 1)) >> 48) | (((qrn_vu)pv + ((uint64_t)1 << 31)) >> 32);
+                    zv = pv + bg;
+                    uv = pv + bu;
+                    memcpy(z + at, &zv, sizeof zv);
+                    memcpy(pre + at, &uv, sizeof uv);
                 }
             }
-            for (s = 0; s < QRN_LANES; ++s) {
-                a[s] = (int64_t)(ad[s] + ae[s]);
-            }
-            qrn_pre(a, x + j * QRN_LANES, m, rnd, sh, bg, bu, z + j * QRN_LANES, pre + j * QRN_LANES, bad);
         }
         qrn_nonlinearity(p, c->gate, z, n * QRN_LANES);
         qrn_nonlinearity(p, c->update, pre, n * QRN_LANES);
-        for (j = 0; j < n * QRN_LANES; ++j) {   /* g = sz (1 - z) + sn, h = g c + z h (Q24, rounded) */
-            const int64_t g = ((c->sz * (QRN_ONE - z[j]) + QRN_ONE / 2) >> QRN_Q) + c->sn;
-            const int64_t v = (g * pre[j] + z[j] * h[j] + QRN_ONE / 2) >> QRN_Q;
-            bad_h |= QRN_OUT32(v);
-            h[j] = v;
-            hd[j] = (double)v;
+        for (j = 0; j < n * QRN_LANES; j += QRN_VW) {   /* g = sz (1 - z) + sn, h = g c + z h (Q24, rounded) */
+            qrn_v zv, cv, hv, g;
+            qrn_vf hf;
+            memcpy(&zv, z + j, sizeof zv);
+            memcpy(&cv, pre + j, sizeof cv);
+            memcpy(&hv, h + j, sizeof hv);
+            g = ((sz * (one - zv) + half) >> QRN_Q) + sn;
+            hv = (g * cv + zv * hv + half) >> QRN_Q;
+            bad |= ((qrn_vu)hv + ((uint64_t)1 << 31)) >> 32;
+            hf = __builtin_convertvector(hv, qrn_vf);
+            memcpy(h + j, &hv, sizeof hv);
+            memcpy(hd + j, &hf, sizeof hf);
         }
     }
-    for (s = 0; s < QRN_LANES; ++s) {
-        bad_h |= bad[s];
+    memcpy(lane, &bad, sizeof lane);
+    for (i = 0; i < QRN_VW; ++i) {
+        any |= lane[i];
     }
-    return bad_h != 0;
+    return any != 0;
 }
 
 /* out[t][j][lane] = src[off[lane] + t * step + j] (a sweep's inputs) */
