@@ -6,7 +6,10 @@ detectors' int8 AP run), on random-weight models: rnnpool-tiny (28x28x1) and RNN
 ratio of wall times, the CPU seconds of the process (all its threads: BLAS's for the reference,
 the scorer's own) and the load average (on a busy machine wall times say little).
 
-    python benchmarks/bench_int8.py [--images N] [--threads N]
+    python benchmarks/bench_int8.py [--images N] [--threads N] [--cflags=-mno-avx512f]
+
+``--cflags``: extra compiler flags for the compiled scorer (``native.variant``): on an AVX-512
+host, ``-mno-avx512f`` measures the build an AVX2 host gets, ``-DQOP_GENERIC`` plain C.
 """
 
 from __future__ import annotations
@@ -27,13 +30,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=16, help="images of the detector (the classifier gets 64x)")
     ap.add_argument("--threads", type=int, default=native.default_threads(), help="threads of the compiled scorer")
+    ap.add_argument("--cflags", default="", help="extra compiler flags of the compiled scorer, space-separated")
     args = ap.parse_args()
-    lib = native.library()
+    lib = native.variant(*args.cflags.split()) if args.cflags else native.library()
     if lib is None:
         raise SystemExit("no C compiler: nothing to compare")
     rng = np.random.default_rng(0)
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; compiled scorer: "
-          f"{args.threads} thread(s)")
+          f"{args.threads} thread(s), {lib.qop_lanes()} int32 lanes a vector"
+          f"{', extra flags ' + args.cflags if args.cflags else ''}")
     for name, n, batch in (("rnnpool-tiny", 64 * args.images, 16), ("rnnpool-face-m4", args.images, 4)):
         spec = get_preset(name)
         h, w, c = spec.input

@@ -78,15 +78,24 @@ def test_classifier_logits_are_the_references_bytes(name):
         np.testing.assert_array_equal(got, ref)
 
 
-def test_the_plain_c_kernels_give_the_same_bytes():
-    """QOP_GENERIC: the build a host without AVX2 gets (the x86 vector instructions left out)."""
+@pytest.mark.parametrize("flags", [("-DQOP_GENERIC",), ("-mno-avx512f",)], ids=["plain-c", "no-avx512"])
+def test_other_hosts_builds_give_the_same_bytes(flags):
+    """The builds other hosts get: plain C (no x86 vector instructions: QOP_GENERIC), and an AVX2
+    host's (8-lane vectors, vpmaddwd; only where the compiler targets x86)."""
     _lib()
-    generic = native.variant("QOP_GENERIC")
+    import platform
+
+    if flags[0].startswith("-m") and platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("an x86 flag")
+    lib = native.variant(*flags)
+    assert lib.qop_lanes() == 8
     for name in ("odd-convs-pools", "mobilenet-rnnpool"):
         _, qnet, x = _net(CLASSIFIERS[name], images=3)
-        runner = native.NativeNet(qnet, generic, threads=1)
+        runner = native.NativeNet(qnet, lib, threads=1)
         assert {op.form for b in runner.net.blocks for op in b.ops if isinstance(op, native.NativeConv)} >= {"g", "d"}
         np.testing.assert_array_equal(runner.run(x), qnet.run(x))
+    _, qnet, x = _net(DETECTORS["face-m4"], images=2)
+    np.testing.assert_array_equal(native.NativeNet(qnet, lib, threads=1).run(x), qnet.run(x))
 
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))

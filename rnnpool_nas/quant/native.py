@@ -45,14 +45,12 @@ SOURCES = (CSRC / "qops.c", CSRC / "qrnnpool.c")
 #: int64 arithmetic wraps as numpy's does (only ever reached when a reference check fails).
 CFLAGS = ("-std=c99", "-O3", "-march=native", "-fwrapv", "-ffp-contract=fast", "-shared", "-fPIC")
 NONLINEARITY_CODES = {"sigmoid": 0, "tanh": 1, "quantSigmoid": 2, "quantTanh": 3}
-#: ``QOP_V`` of qops.c: the lanes of its vectors (output channels of a 'g' or 'd' block).
-VECTOR = 16
 #: Fewer output channels per group than ROW_OUTPUTS and fewer taps than ROW_TAPS (a network's
 #: first convolution): the row form 'r' (a vector of pixels) rather than the matrix product 'g'
 #: (a vector of output channels), measured faster there by benchmarks/bench_int8.py.
 ROW_OUTPUTS = 8
 ROW_TAPS = 32
-#: ``QRN_PV`` of qrnnpool.c: RNN1's W (transposed) is padded to a multiple of these units.
+#: ``QRN_PAD`` of qrnnpool.c: RNN1's W (transposed) is padded to a multiple of these units.
 PROJECTION_UNITS = 8
 #: ``QRN_MAX_IN`` and ``QRN_MAX_H1`` of qrnnpool.c: the most input channels and RNN1 units its
 #: RNNPool takes.
@@ -94,6 +92,7 @@ class _Pool(ctypes.Structure):
 
 _SIGNATURES: dict[str, tuple[list, Any]] = {
     "qop_conv": ([ctypes.POINTER(_Conv), _P, _INT, _INT, _INT, _P, _P], None),
+    "qop_lanes": ([], _INT),
     "qop_conv_work": ([ctypes.POINTER(_Conv), _INT, _INT], _I64),
     "qop_pool": ([_P, _INT, _INT, _INT, _INT, _INT, _INT, _INT, _INT, _INT, _I64, _I64, _I64, _I64, _P], None),
     "qop_add": ([_P, _P, _I64, _I64, _I64, _I64, _I64, _I64, _I64, _I64, _P], None),
@@ -113,12 +112,12 @@ def _cpu() -> str:
     return "\n".join(sorted(set(wanted))) or platform.processor() or platform.machine()
 
 
-def build_key(cc: str, defines: tuple[str, ...] = ()) -> str:
+def build_key(cc: str, flags: tuple[str, ...] = ()) -> str:
     """A digest of what the build depends on: the sources, the compiler, the flags and the CPU."""
     digest = hashlib.sha256()
     for source in SOURCES:
         digest.update(source.read_bytes())
-    for part in (cc, *CFLAGS, *defines, _cpu(), platform.machine(), platform.system()):
+    for part in (cc, *CFLAGS, *flags, _cpu(), platform.machine(), platform.system()):
         digest.update(b"\0" + part.encode())
     return digest.hexdigest()[:16]
 
@@ -137,12 +136,11 @@ def _compiler() -> str | None:
     return shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("cc")
 
 
-def _build(cc: str, defines: tuple[str, ...] = ()) -> Path:
+def _build(cc: str, flags: tuple[str, ...] = ()) -> Path:
     """The cached library (built now if it is not there yet); ``RuntimeError`` with the
-    compiler's output when it cannot be built, ``OSError`` when no folder takes it. ``defines``:
-    extra ``-D`` flags (the tests build ``QOP_GENERIC``, the plain-C kernels without x86 vector
-    instructions, to check them on a host that has those)."""
-    name = f"qnet-{build_key(cc, defines)}.so"
+    compiler's output when it cannot be built, ``OSError`` when no folder takes it. ``flags``:
+    extra compiler flags (see :func:`variant`)."""
+    name = f"qnet-{build_key(cc, flags)}.so"
     for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"rnnpool_nas-{os.getuid()}"):
         so = folder / name
         if so.is_file():
@@ -150,7 +148,7 @@ def _build(cc: str, defines: tuple[str, ...] = ()) -> Path:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             tmp = so.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-            cmd = [cc, *CFLAGS, *(f"-D{d}" for d in defines), "-o", str(tmp), *map(str, SOURCES), "-lm"]
+            cmd = [cc, *CFLAGS, *flags, "-o", str(tmp), *map(str, SOURCES), "-lm"]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
             if proc.returncode != 0:
                 raise RuntimeError(f"{' '.join(cmd)}: {(proc.stderr or proc.stdout).strip()[-300:]}")
@@ -190,11 +188,13 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     return lib
 
 
-def variant(*defines: str) -> ctypes.CDLL | None:
-    """The kernels built with extra ``-D`` defines (not cached in this process), ``None`` without a
-    C compiler. For tests: ``variant("QOP_GENERIC")`` is the plain-C build a host without AVX2 runs."""
+def variant(*flags: str) -> ctypes.CDLL | None:
+    """The kernels built with extra compiler flags (cached on disk like the default build), ``None``
+    without a C compiler. For tests and benchmarks on an AVX-512 host: ``variant("-DQOP_GENERIC")``
+    is the plain C a host without x86 vector units runs, ``variant("-mno-avx512f")`` an AVX2
+    host's build."""
     cc = _compiler()
-    return None if cc is None else _declare(ctypes.CDLL(str(_build(cc, defines))))
+    return None if cc is None else _declare(ctypes.CDLL(str(_build(cc, flags))))
 
 
 def default_threads() -> int:
@@ -244,23 +244,23 @@ class NativeConv:
         bound = 255 * np.abs(w).reshape(cout, -1).sum(axis=1) + np.abs(op.bias.astype(np.int64))
         self.exact = bool(bound.max(initial=0) < INT32_LIMIT)
         self.in_c = cin_g * op.groups
-        cout_g = cout // op.groups
+        cout_g, lanes = cout // op.groups, int(lib.qop_lanes())  # output channels of a 'g' or 'd' block
         bias, mult, shift = (np.asarray(v, np.int64) for v in (op.bias, op.multiplier, op.shift))
         if op.groups == cout == self.in_c and cin_g == 1:
             self.form = "d"  # [ky][kx][c], channels padded to whole vectors
-            arranged = _pad_last(w[..., 0].transpose(1, 2, 0), VECTOR)
-            bias, mult, shift = (_pad_last(v, VECTOR, fill) for v, fill in ((bias, 0), (mult, 0), (shift, 1)))
+            arranged = _pad_last(w[..., 0].transpose(1, 2, 0), lanes)
+            bias, mult, shift = (_pad_last(v, lanes, fill) for v, fill in ((bias, 0), (mult, 0), (shift, 1)))
         elif cout_g < ROW_OUTPUTS and k * k * cin_g < ROW_TAPS:
             self.form = "r"  # [g][ky][kx][ci][co]
             arranged = w.reshape(op.groups, cout_g, k, k, cin_g).transpose(0, 2, 3, 4, 1)
-        else:  # "g": [g][block][tap / 2][VECTOR][2] int16, channels and taps padded (zeros)
+        else:  # "g": [g][block][tap / 2][lanes][2] int16, channels and taps padded (zeros)
             self.form = "g"
-            blocks, taps = -(-cout_g // VECTOR), k * k * cin_g
+            blocks, taps = -(-cout_g // lanes), k * k * cin_g
             wg = _pad_last(w.reshape(op.groups, cout_g, taps), 2)  # (g, cout_g, taps rounded up to even)
-            wg = _pad_last(wg.transpose(0, 2, 1), VECTOR)  # (g, tp, blocks * VECTOR)
-            wg = wg.reshape(op.groups, -1, 2, blocks, VECTOR)  # (g, tp / 2, 2, blocks, VECTOR)
+            wg = _pad_last(wg.transpose(0, 2, 1), lanes)  # (g, tp, blocks * lanes)
+            wg = wg.reshape(op.groups, -1, 2, blocks, lanes)  # (g, tp / 2, 2, blocks, lanes)
             arranged = wg.transpose(0, 3, 1, 4, 2)
-            bias, mult, shift = (_pad_last(v.reshape(op.groups, cout_g), VECTOR, fill)
+            bias, mult, shift = (_pad_last(v.reshape(op.groups, cout_g), lanes, fill)
                                  for v, fill in ((bias, 0), (mult, 0), (shift, 1)))
         a = self.arrays
         self.params = _Conv(a(arranged, np.int16 if self.form == "g" else np.int32), a(bias, np.int32), a(mult, np.int64),

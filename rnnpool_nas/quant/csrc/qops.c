@@ -32,14 +32,26 @@
 #include <immintrin.h>
 #endif
 
-/* GCC/Clang vector extensions: QOP_V lanes, lowered to whatever vector unit the host has (the
- * library is built with -march=native), or to scalar code; no ISA intrinsics. */
+/* GCC/Clang vector extensions, one vector of the host's width: QOP_V int32 lanes (16 with AVX-512,
+ * else 8: wider vectors than the registers would go through memory), QOP_Q int64 lanes; the
+ * library is built with -march=native. The caller reads QOP_V (qop_lanes) to arrange weights. */
+#if defined(__AVX512F__) && !defined(QOP_GENERIC)
 #define QOP_V 16
+#else
+#define QOP_V 8
+#endif
+#define QOP_Q (QOP_V / 2)
 typedef int32_t qop_vi __attribute__((vector_size(4 * QOP_V)));
-typedef int8_t qop_vb __attribute__((vector_size(QOP_V)));
-typedef int32_t qop_vh __attribute__((vector_size(32)));   /* half a vector, 8 lanes */
-typedef int64_t qop_vq __attribute__((vector_size(64)));   /* 8 int64 lanes */
-typedef int8_t qop_vb8 __attribute__((vector_size(8)));
+typedef int32_t qop_vh __attribute__((vector_size(4 * QOP_Q)));   /* QOP_Q int32 lanes */
+typedef int64_t qop_vq __attribute__((vector_size(8 * QOP_Q)));   /* QOP_Q int64 lanes */
+typedef int8_t qop_vbq __attribute__((vector_size(QOP_Q)));
+
+/* the int32 lanes of a vector: how the caller arranges weights, biases and requantizers */
+int qop_lanes(void)
+{
+    return QOP_V;
+}
+
 /* output pixels a 'g' block computes together */
 #define QOP_PX 4
 
@@ -82,16 +94,10 @@ static inline qop_vi qop_madd(qop_vi acc, const int16_t *w, int32_t pair)
 {
     return acc + (qop_vi)_mm512_madd_epi16(_mm512_loadu_si512(w), _mm512_set1_epi32(pair));
 }
-#elif !defined(QOP_GENERIC) && QOP_V == 16 && defined(__AVX2__)
+#elif !defined(QOP_GENERIC) && QOP_V == 8 && defined(__AVX2__)
 static inline qop_vi qop_madd(qop_vi acc, const int16_t *w, int32_t pair)
 {
-    const __m256i x = _mm256_set1_epi32(pair);
-    __m256i r[2];
-    qop_vi v;
-    r[0] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)w), x);
-    r[1] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(w + 16)), x);
-    memcpy(&v, r, sizeof v);
-    return acc + v;
+    return acc + (qop_vi)_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)w), _mm256_set1_epi32(pair));
 }
 #else
 static inline qop_vi qop_madd(qop_vi acc, const int16_t *w, int32_t pair)
@@ -110,7 +116,7 @@ static inline qop_vi qop_madd(qop_vi acc, const int16_t *w, int32_t pair)
 #endif
 
 /* the first `count` lanes of acc requantized with the lanes' (m, s), offset, clamped, to dst:
- * in two halves of 8 int64 lanes, clamped by arithmetic (v - hi) & ((v - hi) >> 63) (no vector
+ * in two halves of QOP_Q int64 lanes, clamped by arithmetic (v - hi) & ((v - hi) >> 63) (no vector
  * comparisons, which some compilers scalarize) */
 static inline void qop_store_v(const qop_conv_t *p, qop_vi acc, const int64_t *restrict m, const int64_t *restrict s,
                                int8_t *restrict dst, int count)
@@ -120,18 +126,18 @@ static inline void qop_store_v(const qop_conv_t *p, qop_vi acc, const int64_t *r
     for (half = 0; half < 2; ++half) {
         qop_vh a32;
         qop_vq a, mv, sv, v, d;
-        qop_vb8 out;
-        memcpy(&a32, (const int32_t *)&acc + 8 * half, sizeof a32);
-        memcpy(&mv, m + 8 * half, sizeof mv);
-        memcpy(&sv, s + 8 * half, sizeof sv);
+        qop_vbq out;
+        memcpy(&a32, (const int32_t *)&acc + QOP_Q * half, sizeof a32);
+        memcpy(&mv, m + QOP_Q * half, sizeof mv);
+        memcpy(&sv, s + QOP_Q * half, sizeof sv);
         a = __builtin_convertvector(a32, qop_vq);
         v = ((a * mv + (((qop_vq){0} + 1) << (sv - 1))) >> sv) + p->out_zp;
         d = v - p->act_max;
         v = p->act_max + (d & (d >> 63));   /* min(v, act_max) */
         d = v - p->act_min;
         v = p->act_min + (d & ~(d >> 63));  /* max(v, act_min) */
-        out = __builtin_convertvector(v, qop_vb8);
-        memcpy(b + 8 * half, &out, sizeof out);
+        out = __builtin_convertvector(v, qop_vbq);
+        memcpy(b + QOP_Q * half, &out, sizeof out);
     }
     if (count == QOP_V) {
         memcpy(dst, b, QOP_V);

@@ -49,7 +49,8 @@
 typedef int64_t qrn_v __attribute__((vector_size(8 * QRN_VW)));
 typedef uint64_t qrn_vu __attribute__((vector_size(8 * QRN_VW)));
 typedef double qrn_vf __attribute__((vector_size(8 * QRN_VW)));
-#define QRN_PV 8        /* RNN1 units of a projection vector */
+#define QRN_PV (QRN_VW < 4 ? 4 : QRN_VW)   /* RNN1 units of a projection vector (divides QRN_PAD) */
+#define QRN_PAD 8       /* RNN1's W (transposed), w_mult and w_shift are padded to a multiple of this */
 #define QRN_PX 4        /* pixels projected together */
 #define QRN_MAX_IN 256  /* input channels qrnnpool_run takes (native.py checks) */
 typedef int32_t qrn_vi __attribute__((vector_size(4 * QRN_PV)));
@@ -64,7 +65,7 @@ typedef struct {
     const int8_t *u;              /* (hidden, hidden) */
     const double *ud;             /* U as doubles */
     const double *wd;             /* W as doubles (RNN2's projection) */
-    const int64_t *w_mult, *w_shift;   /* padded to a multiple of QRN_PV units (m 0, s 1) */
+    const int64_t *w_mult, *w_shift;   /* padded to a multiple of QRN_PAD units (m 0, s 1) */
     const int64_t *u_mult, *u_shift, *bias_gate, *bias_update;
     int64_t sz, sn;
     int32_t input, hidden, gate, update;
@@ -76,7 +77,7 @@ typedef struct {
     int32_t patches_h, patches_w, replicate_h, replicate_w;
     int64_t in_zp, out_zp;
     const int64_t *out_mult, *out_shift, *out_bias;
-    const int32_t *w1t;          /* RNN1's W transposed: (input, hidden padded to a multiple of QRN_PV) */
+    const int32_t *w1t;          /* RNN1's W transposed: (input, hidden padded to a multiple of QRN_PAD) */
     const int64_t *sigmoid_table, *tanh_table;   /* 1024 entries: T[k] | dT[k] << 32 */
 } qrn_pool_t;
 
@@ -283,11 +284,11 @@ static uint64_t qrn_project2(const qrn_cell_t *c, const int64_t *restrict x, int
 /* RNN1's projection of every pixel of the padded map (rows x cols, h1 words each), QRN_PV units
  * of QRN_PX pixels at a time in int32 vectors (GCC/Clang vector extensions): the caller has checked
  * 255 sum_k |W[j][k]| < 2^31 for every unit, so no sum of W (x - in_zp) leaves int32 (the
- * reference's check cannot fail). w1t: W transposed, (input, units padded to a multiple of QRN_PV). */
+ * reference's check cannot fail). w1t: W transposed, (input, units padded to a multiple of QRN_PAD). */
 static uint64_t qrn_project1(const qrn_pool_t *p, const int8_t *x, int in_h, int in_w, int in_c, int64_t *map)
 {
     const qrn_cell_t *const c = &p->rnn1;
-    const int n = c->hidden, n_up = (n + QRN_PV - 1) / QRN_PV * QRN_PV;
+    const int n = c->hidden, n_up = (n + QRN_PAD - 1) / QRN_PAD * QRN_PAD;
     const int rows = (int)qrn_rows(p), cols = (int)qrn_cols(p);
     int y, x0, i, j, j0, k;
     for (y = 0; y < rows; ++y) {
