@@ -19,12 +19,16 @@
  * the reference (which raises its OverflowError).
  *
  * How it is fast (same values): the sequences of a sweep run in lockstep, QRN_LANES at a time,
- * state and pre-activations stored [unit][lane] so that every loop over lanes is a vector loop;
- * a row of a patch is the same sequence (same pixels from the same start) as a row of the patch
- * stride_h below when the patches overlap, so RNN1 sweeps each distinct padded row (and column)
- * segment once and every patch reads its summaries; U h is summed in double (every product and
- * partial sum is an integer below 2^53: exact); products of values that fit int32 are written as
- * 32 x 32-bit ones; a table bin's value and slope are one 64-bit entry (one gather).
+ * state and pre-activations stored [unit][lane], and the loops over lanes are written with
+ * GCC/Clang vector types of the host's width (qrn_v: QRN_VW int64 lanes), so they are vector code
+ * whatever the compiler's inlining (the nonlinearities are a plain loop it vectorizes with
+ * gathers); a row of a patch is the same sequence (same pixels from the same start) as a row of
+ * the patch stride_h below when the patches overlap, so RNN1 sweeps each distinct padded row (and
+ * column) segment once and every patch reads its summaries; U h is summed in double, two units at
+ * a time (every product and partial sum is an integer below 2^53: exact); RNN1's projection sums
+ * in int32 vectors (exact: the caller checks 255 sum|W| < 2^31); a table bin's value and slope are
+ * one 64-bit entry (one gather). Without AVX-512 the int64 lanes are emulated (bench_int8.py
+ * --cflags=-mno-avx512f measures that build).
  * No allocation: the caller passes qrnnpool_work_words(...) int64 words of scratch.
  */
 #include <stddef.h>
@@ -62,9 +66,7 @@ typedef int64_t qrn_vq __attribute__((vector_size(8 * QRN_PV)));
 
 typedef struct {
     const int8_t *w;              /* (hidden, input) */
-    const int8_t *u;              /* (hidden, hidden) */
-    const double *ud;             /* U as doubles */
-    const double *wd;             /* W as doubles (RNN2's projection) */
+    const double *ud;             /* U (hidden, hidden) as doubles: the sweep sums U h in double */
     const int64_t *w_mult, *w_shift;   /* padded to a multiple of QRN_PAD units (m 0, s 1) */
     const int64_t *u_mult, *u_shift, *bias_gate, *bias_update;
     int64_t sz, sn;
