@@ -228,6 +228,19 @@ class _Arrays:
         return arr.ctypes.data
 
 
+_local = threading.local()
+
+
+def _scratch(words: int, dtype: type) -> np.ndarray:
+    """``words`` elements of scratch for a kernel, reused by this thread's later calls (a fresh
+    array of megabytes costs its page faults on every call)."""
+    arrays = _local.__dict__.setdefault("scratch", {})
+    arr = arrays.get(dtype)
+    if arr is None or arr.size < words:
+        arr = arrays[dtype] = np.empty(max(words, 1), dtype)
+    return arr
+
+
 def _pad_last(x: np.ndarray, multiple: int, fill: int = 0) -> np.ndarray:
     """``x`` with its last axis padded with ``fill`` to a multiple of ``multiple``."""
     extra = -x.shape[-1] % multiple
@@ -283,7 +296,7 @@ class NativeConv:
         k, s = op.kernel, op.stride
         pad = k // 2
         out = np.empty((n, (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1, self.params.out_c), np.int8)
-        acc = np.empty(self.lib.qop_conv_work(ctypes.byref(self.params), w, out.shape[2]), np.int32)
+        acc = _scratch(self.lib.qop_conv_work(ctypes.byref(self.params), w, out.shape[2]), np.int32)
         x = _i8(x)
         self.lib.qop_conv(ctypes.byref(self.params), x.ctypes.data, n, h, w, out.ctypes.data, acc.ctypes.data)
         return out
@@ -393,7 +406,7 @@ class NativeRNNPool:
             return self.op.run(x)  # the reference: its own checks, its own errors
         p, words = self._params(h, w)
         out = np.empty((n, p.patches_h + p.replicate_h, p.patches_w + p.replicate_w, 4 * p.rnn2.hidden), np.int8)
-        work = np.empty(words, np.int64)
+        work = _scratch(words, np.int64)
         if self.lib.qrnnpool_run(ctypes.byref(p), x.ctypes.data, n, h, w, c, out.ctypes.data, work.ctypes.data):
             return self.op.run(x)  # a check failed: the reference raises its own OverflowError
         return out
