@@ -51,9 +51,10 @@ SOURCES = (CSRC / "qops.c", CSRC / "qrnnpool.c")
 #: int64 arithmetic wraps as numpy's does (only ever reached when a reference check fails).
 CFLAGS = ("-std=c99", "-O3", "-march=native", "-fwrapv", "-ffp-contract=fast", "-shared", "-fPIC")
 NONLINEARITY_CODES = {"sigmoid": 0, "tanh": 1, "quantSigmoid": 2, "quantTanh": 3}
-#: Fewer output channels per group than ROW_OUTPUTS and fewer taps than ROW_TAPS (a network's
-#: first convolution): the row form 'r' (a vector of pixels) rather than the matrix product 'g'
-#: (a vector of output channels), measured faster there by benchmarks/bench_int8.py.
+#: Fewer output channels per group than ROW_OUTPUTS: with fewer taps than ROW_TAPS (a network's
+#: first convolution) the row form 'r' (a vector of pixels), else the dot-product form 't' (a
+#: vector of taps: detection heads); the matrix product 'g' (a vector of output channels) would
+#: leave most of its lanes empty (measured with benchmarks/bench_int8.py).
 ROW_OUTPUTS = 8
 ROW_TAPS = 32
 #: ``QRN_PAD`` of qrnnpool.c: RNN1's W (transposed) is padded to a multiple of these units.
@@ -268,7 +269,10 @@ class NativeConv:
             self.form = "d"  # [ky][kx][c], channels padded to whole vectors
             arranged = _pad_last(w[..., 0].transpose(1, 2, 0), lanes)
             bias, mult, shift = (_pad_last(v, lanes, fill) for v, fill in ((bias, 0), (mult, 0), (shift, 1)))
-        elif cout_g < ROW_OUTPUTS and k * k * cin_g < ROW_TAPS:
+        elif cout_g < ROW_OUTPUTS and k * k * cin_g >= ROW_TAPS:
+            self.form = "t"  # [g][o][tap] int16, taps padded to even (zeros)
+            arranged = _pad_last(w.reshape(cout, k * k * cin_g), 2)
+        elif cout_g < ROW_OUTPUTS:
             self.form = "r"  # [g][ky][kx][ci][co]
             arranged = w.reshape(op.groups, cout_g, k, k, cin_g).transpose(0, 2, 3, 4, 1)
         else:  # "g": [g][block][tap / 2][lanes][2] int16, channels and taps padded (zeros)
@@ -281,7 +285,7 @@ class NativeConv:
             bias, mult, shift = (_pad_last(v.reshape(op.groups, cout_g), lanes, fill)
                                  for v, fill in ((bias, 0), (mult, 0), (shift, 1)))
         a = self.arrays
-        self.params = _Conv(a(arranged, np.int16 if self.form == "g" else np.int32), a(bias, np.int32), a(mult, np.int64),
+        self.params = _Conv(a(arranged, np.int16 if self.form in ("g", "t") else np.int32), a(bias, np.int32), a(mult, np.int64),
                             a(shift, np.int64), k, op.stride, op.groups, self.in_c, cout, ord(self.form),
                             op.input.zero_point, op.output.zero_point, op.act_min, op.act_max)
 

@@ -19,6 +19,8 @@
  *       at a time, taps in int16 pairs (weights [g][block][tap / 2][QOP_V][2] int16, zero past a
  *       group's last channel and last tap);
  *   'd' depthwise, QOP_V channels at a time (weights [ky][kx][c], zero past the last channel);
+ *   't' few output channels per group and many taps (detection heads): a dot product of each
+ *       pixel's taps per output channel (weights [g][o][tap] int16, zero past the last tap);
  *   'r' few output channels per group and few taps (a first convolution): a row's pixels per
  *       output channel (weights [g][ky][kx][ci][co]).
  * The sums are the same integers in every form.
@@ -291,6 +293,36 @@ static void qop_conv_gemm(const qop_conv_t *p, const int8_t *img, int h, int w, 
     }
 }
 
+/* 't': few output channels per group and many taps (detection heads): per output pixel and
+ * channel, one dot product of the pixel's taps (col[ox][t], int16 pairs as 'g' takes them) and
+ * the channel's weights ([g][o][t] int16, zero past the last tap), a plain loop the compiler turns
+ * into its vector dot product (vpmaddwd where the host has it) */
+static void qop_conv_dots(const qop_conv_t *p, const int8_t *img, int h, int w, int oy, int out_w, int8_t *dst,
+                          int16_t *restrict col)
+{
+    const int k = p->kernel, cout = p->out_c, cin_g = p->in_c / p->groups, cout_g = cout / p->groups;
+    const int taps = k * k * cin_g, tp = (taps + 1) & ~1;
+    const int16_t *const w16 = (const int16_t *)p->w;
+    int g, ox, o, t;
+    for (g = 0; g < p->groups; ++g) {
+        qop_pairs(p, img, h, w, oy, out_w, g, col);
+        for (ox = 0; ox < out_w; ++ox) {
+            const int16_t *restrict const c = col + (ptrdiff_t)ox * tp;
+            for (o = 0; o < cout_g; ++o) {
+                const int oc = g * cout_g + o;
+                const int16_t *restrict const wo = w16 + (ptrdiff_t)oc * tp;
+                int32_t a = 0;
+                int64_t v;
+                for (t = 0; t < tp; ++t) {
+                    a += (int32_t)c[t] * wo[t];
+                }
+                v = qop_requant((int64_t)a + p->bias[oc], p->mult[oc], p->shift[oc]) + p->out_zp;
+                dst[(ptrdiff_t)ox * cout + oc] = (int8_t)qop_clamp(v, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
 /* 'd': depthwise, QOP_V channels of one output pixel at a time over the window (weights
  * [ky][kx][c], c padded to whole vectors with zeros). rows: the window's k input rows as int32
  * x - in_zp, padded (columns and channels past the input: 0), so every load is a whole vector. */
@@ -344,6 +376,7 @@ int64_t qop_conv_work(const qop_conv_t *p, int in_w, int out_w)
     case 'r':
         return (int64_t)out_w * (1 + taps);   /* a row's accumulators and its taps */
     case 'g':
+    case 't':
         return (int64_t)out_w * (taps + 1) / 2 + 1;   /* a row's taps, int16 */
     case 'd':                                 /* the window's rows, padded */
         return (int64_t)p->kernel * (in_w + p->kernel / 2 * 2) * ((p->in_c + QOP_V - 1) / QOP_V * QOP_V);
@@ -353,7 +386,7 @@ int64_t qop_conv_work(const qop_conv_t *p, int in_w, int out_w)
 }
 
 /* n images (h, w, in_c) -> (out_h, out_w, out_c), one output row at a time in the form the caller
- * chose (and arranged the weights for): 'g' matrix product, 'd' depthwise, 'r' rows;
+ * chose (and arranged the weights for): 'g' matrix product, 'd' depthwise, 't' dots, 'r' rows;
  * scratch: qop_conv_work(p, w, out_w) int32 words. */
 void qop_conv(const qop_conv_t *p, const int8_t *x, int n, int h, int w, int8_t *out, int32_t *restrict work)
 {
@@ -370,6 +403,9 @@ void qop_conv(const qop_conv_t *p, const int8_t *x, int n, int h, int w, int8_t 
                 break;
             case 'd':
                 qop_conv_depthwise(p, img, h, w, oy, out_w, dst, work);
+                break;
+            case 't':
+                qop_conv_dots(p, img, h, w, oy, out_w, dst, (int16_t *)work);
                 break;
             default:
                 qop_conv_rows(p, img, h, w, oy, out_w, dst, work + out_w, work);
