@@ -21,7 +21,7 @@ from rnnpool_nas.arch.spec import ArchSpec
 from rnnpool_nas.measure.untrained import untrained_model
 from rnnpool_nas.quant import native
 from rnnpool_nas.quant.convert import quantize
-from rnnpool_nas.quant.reference import QConv, QRNNPool
+from rnnpool_nas.quant.reference import QConv, QL2Norm, QParams, QRNNPool
 from rnnpool_nas.train.recipe import evaluate_int8
 
 ODD = {"name": "odd", "input": [19, 23, 3], "num_classes": 5, "stages": [
@@ -96,6 +96,22 @@ def test_other_hosts_builds_give_the_same_bytes(flags):
         np.testing.assert_array_equal(runner.run(x), qnet.run(x))
     _, qnet, x = _net(DETECTORS["face-m4"], images=2)
     np.testing.assert_array_equal(native.NativeNet(qnet, lib, threads=1).run(x), qnet.run(x))
+
+
+@pytest.mark.parametrize("top", [2**20, 2**31, 2**43, 2**46])
+def test_l2norm_division_is_the_references(top):
+    """The L2Norm's rounded division: in double with a correction step while the caller's bound
+    holds (255 max|mult| + 2^32 < 2^52: up to 2^43 here), in integers beyond it (2^46); every
+    sign, zero pixels included."""
+    rng = np.random.default_rng(top)
+    c = 37
+    x = rng.integers(-128, 128, (500, c), dtype=np.int8)
+    x[:5] = 3  # pixels equal to the zero point: r = 0
+    x[5:10, 1:] = 3  # one channel off the zero point
+    op = QL2Norm(rng.integers(-top, top, c, dtype=np.int64), QParams(0.1, 3), QParams(0.05, -2))
+    native_op = native.NativeL2Norm(op, _lib())
+    assert native_op.small == (top <= 2**43)
+    np.testing.assert_array_equal(native_op.run(x), op.run(x))
 
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))

@@ -102,7 +102,7 @@ _SIGNATURES: dict[str, tuple[list, Any]] = {
     "qop_conv_work": ([ctypes.POINTER(_Conv), _INT, _INT], _I64),
     "qop_pool": ([_P, _INT, _INT, _INT, _INT, _INT, _INT, _INT, _INT, _INT, _I64, _I64, _I64, _I64, _P], None),
     "qop_add": ([_P, _P, _I64, _I64, _I64, _I64, _I64, _I64, _I64, _I64, _P], None),
-    "qop_l2norm": ([_P, _I64, _INT, _P, _I64, _I64, _P], _INT),
+    "qop_l2norm": ([_P, _I64, _INT, _P, _I64, _I64, _INT, _P], _INT),
     "qrnnpool_work_words": ([ctypes.POINTER(_Pool)], _I64),
     "qrnnpool_run": ([ctypes.POINTER(_Pool), _P, _INT, _INT, _INT, _INT, _P, _P], _INT),
 }
@@ -343,12 +343,13 @@ class NativeL2Norm:
     def __init__(self, op: QL2Norm, lib: ctypes.CDLL) -> None:
         self.op, self.lib = op, lib
         self.mult = np.ascontiguousarray(op.mult, dtype=np.int64)
+        self.small = int(255 * int(np.abs(self.mult).max(initial=0)) + 2**32 < 2**52)  # see qops.c
 
     def run(self, x: np.ndarray) -> np.ndarray:
         op, x = self.op, _i8(x)
         out = np.empty(x.shape, np.int8)
         if self.lib.qop_l2norm(x.ctypes.data, x.size // x.shape[-1], x.shape[-1], self.mult.ctypes.data,
-                               op.input.zero_point, op.output.zero_point, out.ctypes.data):
+                               op.input.zero_point, op.output.zero_point, self.small, out.ctypes.data):
             return op.run(x)  # a sum of squares beyond int32: the reference raises
         return out
 

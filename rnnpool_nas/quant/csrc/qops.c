@@ -463,8 +463,12 @@ static int64_t qop_isqrt(int64_t v)
 }
 
 /* pixels x c values: L2Norm. Returns 1 when a sum of squares does not fit int32 (the reference's
- * check; the caller reruns the reference), else 0. */
-int qop_l2norm(const int8_t *x, int64_t pixels, int c, const int64_t *mult, int64_t in_zp, int64_t out_zp, int8_t *out)
+ * check; the caller reruns the reference), else 0. small != 0: the caller has checked
+ * 255 max|mult| + 2^32 < 2^52, so top = |num| + den / 2 is exact in double and top / den
+ * truncated is the integer quotient (top + den < 2^53); a correction step guards it (vector code,
+ * no idiv). */
+int qop_l2norm(const int8_t *x, int64_t pixels, int c, const int64_t *mult, int64_t in_zp, int64_t out_zp, int small,
+               int8_t *out)
 {
     int64_t i;
     int ch;
@@ -480,6 +484,18 @@ int qop_l2norm(const int8_t *x, int64_t pixels, int c, const int64_t *mult, int6
         }
         r = qop_isqrt(ss << 32);
         den = r > 1 ? r : 1;
+        if (small) {
+            const double dd = (double)den;
+            for (ch = 0; ch < c; ++ch) {
+                const int64_t num = (px[ch] - in_zp) * mult[ch];
+                const int64_t top = (num < 0 ? -num : num) + den / 2;
+                int64_t mag = (int64_t)((double)top / dd);
+                mag -= mag * den > top;
+                mag += (mag + 1) * den <= top;
+                out[i * c + ch] = (int8_t)qop_clamp((r > 0 ? (num < 0 ? -mag : mag) : 0) + out_zp, -128, 127);
+            }
+            continue;
+        }
         for (ch = 0; ch < c; ++ch) {
             const int64_t num = (px[ch] - in_zp) * mult[ch];
             const int64_t mag = ((num < 0 ? -num : num) + den / 2) / den;
