@@ -53,6 +53,9 @@
 typedef int64_t qrn_v __attribute__((vector_size(8 * QRN_VW)));
 typedef uint64_t qrn_vu __attribute__((vector_size(8 * QRN_VW)));
 typedef double qrn_vf __attribute__((vector_size(8 * QRN_VW)));
+#ifndef QRN_UNITS
+#define QRN_UNITS 4     /* units a sweep step sums U h for together */
+#endif
 #define QRN_PV (QRN_VW < 4 ? 4 : QRN_VW)   /* RNN1 units of a projection vector (divides QRN_PAD) */
 #define QRN_PAD 8       /* RNN1's W (transposed), w_mult and w_shift are padded to a multiple of this */
 #define QRN_PX 4        /* pixels projected together */
@@ -144,7 +147,8 @@ static void qrn_nonlinearity(const qrn_pool_t *p, int code, int64_t *restrict v,
 
 /* Final states (h[unit][lane]) of `lanes` sequences of cell c over `steps` steps from h = 0;
  * wx[t][unit][lane] are the step inputs (lanes past `lanes` hold 0). work: 3 * hidden * QRN_LANES.
- * Two units at a time through U h and the pre-activations, every lane loop in host-width vectors.
+ * QRN_UNITS units at a time through U h and the pre-activations, every lane loop in host-width
+ * vectors.
  * Returns 1 when one of the reference's checks fails. */
 static int qrn_sweep(const qrn_pool_t *p, const qrn_cell_t *c, const int64_t *wx, int steps, int64_t *restrict h,
                      int64_t *restrict work)
@@ -163,35 +167,39 @@ static int qrn_sweep(const qrn_pool_t *p, const qrn_cell_t *c, const int64_t *wx
     }
     for (t = 0; t < steps; ++t) {
         const int64_t *restrict const x = wx + (ptrdiff_t)t * n * QRN_LANES;
-        for (j = 0; j < n; j += 2) {
+        for (j = 0; j < n; j += QRN_UNITS) {
             /* v = wx + requant(U h), U h in double: every product (|u| < 2^7, |h| < 2^31) and
              * partial sum (< n 2^38) is an integer below 2^53, so the sum is exact in any order;
-             * the gate's input v + bias_gate, the update's v + bias_update */
-            const int j1 = j + 1 < n ? j + 1 : j;   /* an odd last unit: computed twice */
-            const double *const u0 = c->ud + (ptrdiff_t)j * n, *const u1 = c->ud + (ptrdiff_t)j1 * n;
-            qrn_vf a0[QRN_NV], a1[QRN_NV];
-            for (v = 0; v < QRN_NV; ++v) {
-                a0[v] = a1[v] = (qrn_vf){0};
+             * the gate's input v + bias_gate, the update's v + bias_update. QRN_UNITS units at a
+             * time: independent multiply-adds (units past the last: the last again, not stored). */
+            const double *u[QRN_UNITS];
+            qrn_vf a[QRN_UNITS][QRN_NV];
+            for (i = 0; i < QRN_UNITS; ++i) {
+                u[i] = c->ud + (ptrdiff_t)(j + i < n ? j + i : n - 1) * n;
+                for (v = 0; v < QRN_NV; ++v) {
+                    a[i][v] = (qrn_vf){0};
+                }
             }
             for (k = 0; k < n; ++k) {
                 for (v = 0; v < QRN_NV; ++v) {
                     qrn_vf hv;
                     memcpy(&hv, hd + (ptrdiff_t)k * QRN_LANES + v * QRN_VW, sizeof hv);
-                    a0[v] += u0[k] * hv;
-                    a1[v] += u1[k] * hv;
+                    for (i = 0; i < QRN_UNITS; ++i) {
+                        a[i][v] += u[i][k] * hv;
+                    }
                 }
             }
-            for (i = 0; i < 2; ++i) {
-                const int jj = i ? j1 : j;
+            for (i = 0; i < QRN_UNITS && j + i < n; ++i) {
+                const int jj = j + i;
                 const int64_t m = c->u_mult[jj], sh = c->u_shift[jj], rnd = (int64_t)1 << (sh - 1);
                 const int64_t bg = c->bias_gate[jj], bu = c->bias_update[jj];
                 for (v = 0; v < QRN_NV; ++v) {
                     const ptrdiff_t at = (ptrdiff_t)jj * QRN_LANES + v * QRN_VW;
-                    const qrn_v a = __builtin_convertvector(i ? a1[v] : a0[v], qrn_v);
+                    const qrn_v av = __builtin_convertvector(a[i][v], qrn_v);
                     qrn_v xv, pv, zv, uv;
                     memcpy(&xv, x + at, sizeof xv);
-                    pv = xv + ((a * m + rnd) >> sh);
-                    bad |= (((qrn_vu)a + (((uint64_t)1 << 47) - 1)) >> 48) | (((qrn_vu)pv + ((uint64_t)1 << 31)) >> 32);
+                    pv = xv + ((av * m + rnd) >> sh);
+                    bad |= (((qrn_vu)av + (((uint64_t)1 << 47) - 1)) >> 48) | (((qrn_vu)pv + ((uint64_t)1 << 31)) >> 32);
                     zv = pv + bg;
                     uv = pv + bu;
                     memcpy(z + at, &zv, sizeof zv);
