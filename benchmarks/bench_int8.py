@@ -10,6 +10,12 @@ the scorer's own) and the load average (on a busy machine wall times say little)
 
 ``--cflags``: extra compiler flags for the compiled scorer (``native.variant``): on an AVX-512
 host, ``-mno-avx512f`` measures the build an AVX2 host gets, ``-DQOP_GENERIC`` plain C.
+
+``--run RUN --trial ID``: the real job instead: a classifier trial of a search run (its finalized
+checkpoint when ``finalize`` made one), quantized as finalize does, its int8 network run on the
+test set (the first ``--test-images``, default all) by the reference and the compiled scorer
+(outputs checked identical), then ``evaluate_int8`` whole as finalize runs it (the float model
+included).
 """
 
 from __future__ import annotations
@@ -31,7 +37,12 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=16, help="images of the detector (the classifier gets 64x)")
     ap.add_argument("--threads", type=int, default=native.default_threads(), help="threads of the compiled scorer")
     ap.add_argument("--cflags", default="", help="extra compiler flags of the compiled scorer, space-separated")
+    ap.add_argument("--run", help="a search run: score one of its trials' test set instead (with --trial)")
+    ap.add_argument("--trial", type=int, help="the trial of --run")
+    ap.add_argument("--test-images", type=int, default=0, help="with --run: the first N test images (0: all)")
     args = ap.parse_args()
+    if args.run:
+        return real_job(args)
     lib = native.variant(*args.cflags.split()) if args.cflags else native.library()
     if lib is None:
         raise SystemExit("no C compiler: nothing to compare")
@@ -56,6 +67,46 @@ def main() -> None:
         print(f"{name}: {n} images: reference {ref_s:.2f} s ({ref_s / n * 1000:.2f} ms/image, CPU {ref_cpu:.2f} s), "
               f"compiled {fast_s:.3f} s ({fast_s / n * 1000:.2f} ms/image, CPU {fast_cpu:.3f} s): "
               f"{ref_s / fast_s:.1f}x wall, {ref_cpu / fast_cpu:.1f}x CPU, outputs identical")
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+
+
+def real_job(args: argparse.Namespace) -> None:
+    """evaluate_int8 on a run's trial, reference and compiled, as finalize scores it."""
+    from rnnpool_nas.data import adapt_images
+    from rnnpool_nas.export.exporter import _load_model, from_run
+    from rnnpool_nas.quant import native
+    from rnnpool_nas.train.quant import calibration_images, evaluate_int8, quantize
+    from rnnpool_nas.train.recipe import load_data
+
+    if args.trial is None:
+        raise SystemExit("--run needs --trial")
+    source = from_run(args.run, args.trial)
+    spec = source.spec
+    if spec.detection is not None:
+        raise SystemExit("--run takes a classifier trial")
+    model = _load_model(source)
+    dataset = load_data(spec, source.dataset, data_dir=source.data_dir, seed=source.seed)
+    h, w, c = spec.input
+    qnet = quantize(model, calibration_images(dataset, spec.input))
+    images, labels = adapt_images(dataset.x_val, h, w, c), np.asarray(dataset.y_val)
+    if args.test_images:
+        images, labels = images[:args.test_images], labels[:args.test_images]
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; {source.label}: "
+          f"{len(images)} test images of {source.dataset}; compiled scorer: {native.default_threads()} thread(s)")
+    tick, cpu = time.perf_counter(), time.process_time()
+    ref = np.concatenate([qnet.run(images[i:i + 16]) for i in range(0, len(images), 16)])
+    ref_s, ref_cpu = time.perf_counter() - tick, time.process_time() - cpu
+    runner = native.int8_runner(qnet)
+    tick, cpu = time.perf_counter(), time.process_time()
+    out = np.concatenate([runner.run(images[i:i + 256]) for i in range(0, len(images), 256)])
+    fast_s, fast_cpu = time.perf_counter() - tick, time.process_time() - cpu
+    assert np.array_equal(out, ref)
+    print(f"int8 network: reference {ref_s:.1f} s (CPU {ref_cpu:.1f} s), compiled {fast_s:.2f} s (CPU {fast_cpu:.2f} s): "
+          f"{ref_s / fast_s:.1f}x wall, {ref_cpu / fast_cpu:.1f}x CPU, outputs identical")
+    tick = time.perf_counter()
+    scores = evaluate_int8(qnet, model, images, labels)
+    print(f"evaluate_int8 as finalize runs it (the float model too, torch, 256 a batch): "
+          f"{time.perf_counter() - tick:.1f} s; int8 {scores['int8_accuracy']:.4f}, float {scores['float_accuracy']:.4f}")
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
