@@ -34,7 +34,18 @@ ODD = {"name": "odd", "input": [19, 23, 3], "num_classes": 5, "stages": [
     {"type": "pool", "kind": "avg", "kernel": None, "stride": None},
     {"type": "linear", "c": None, "dropout": 0.0}]}
 
+FINAL_POOL = {"name": "final-pool", "input": [20, 18, 1], "num_classes": 4, "stages": [
+    {"type": "conv", "c": 8, "kernel": 3, "stride": 2, "activation": "relu6"},
+    {"type": "bottleneck", "t": 2, "c": 12, "n": 1, "s": 2, "kernel": 3, "activation": "relu6"},
+    {"type": "pool", "kind": "rnnpool", "kernel": None, "stride": None, "h1": 6, "h2": 5},  # one patch
+    {"type": "linear", "c": None, "dropout": 0.0}]}
+
 CLASSIFIERS = {
+    # a final pool (one patch an image: sixteen images share the lanes) and six patches an image
+    # (two share them); 7 images leave a partial group
+    "rnnpool-final-pool": lambda: ArchSpec.from_dict(FINAL_POOL),
+    "tiny-six-patches": lambda: get_preset("rnnpool-tiny", input=(12, 8, 1), classes=3, patch_size=4, stride=4,
+                                           padding=0),
     "tiny": lambda: get_preset("rnnpool-tiny", input=(29, 23, 2), classes=7),
     "tiny-quant-nonlinearities": lambda: get_preset("rnnpool-tiny", input=(28, 28, 1), classes=4,
                                                     gate_nonlinearity="quantSigmoid", update_nonlinearity="quantTanh"),
@@ -156,6 +167,24 @@ def test_progress_is_reported_only_for_long_scorings(monkeypatch):
     monkeypatch.setattr(loop.time, "perf_counter", lambda: next(ticks))
     evaluate_int8(qnet, model, x, labels, batch_size=5, progress=lambda d, t: calls.append((d, t)))
     assert calls == [(10, 20), (20, 20)]
+
+
+@pytest.mark.parametrize("name", ["rnnpool-final-pool", "tiny-six-patches", "tiny"])
+def test_rnnpool_alone_gives_every_images_own_bytes(name):
+    """RNNPool on its own, random inputs that differ per image: several images share the lanes when
+    an image has few patches (16 a group for one patch, 2 for six; 7 images leave a partial group),
+    so a patch read from or written to the wrong image would show here."""
+    _, qnet, x = _net(CLASSIFIERS[name], images=1)
+    y = (x.astype(np.int16) - 128).astype(np.int8)
+    for block in qnet.blocks:  # the pool's input shape: run the network up to it
+        pool = next((op for op in block.ops if isinstance(op, QRNNPool)), None)
+        if pool is not None:
+            break
+        y = block.run(y)
+    xin = np.random.default_rng(5).integers(-128, 128, (7, *y.shape[1:]), dtype=np.int8)
+    ref = pool.run(xin)
+    assert len({ref[i].tobytes() for i in range(len(ref))}) > len(ref) // 2  # the images' outputs differ
+    np.testing.assert_array_equal(native.NativeRNNPool(pool, _lib()).run(xin), ref)
 
 
 def test_overflows_raise_the_references_error():

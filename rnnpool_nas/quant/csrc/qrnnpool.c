@@ -27,7 +27,8 @@
  * column) segment once and every patch reads its summaries; U h is summed in double, two units at
  * a time (every product and partial sum is an integer below 2^53: exact); RNN1's projection sums
  * in int32 vectors (exact: the caller checks 255 sum|W| < 2^31); a table bin's value and slope are
- * one 64-bit entry (one gather). Without AVX-512 the int64 lanes are emulated (bench_int8.py
+ * one 64-bit entry (one gather); an image with fewer patches than lanes (a final pool has one)
+ * shares the lanes with the next images (qrnnpool_group). Without AVX-512 the int64 lanes are emulated (bench_int8.py
  * --cflags=-mno-avx512f measures that build).
  * No allocation: the caller passes qrnnpool_work_words(...) int64 words of scratch.
  */
@@ -94,13 +95,21 @@ static int64_t qrn_cols(const qrn_pool_t *p) { return (int64_t)(p->patches_w - 1
 
 /* Scratch (int64 words) for one image: the projection map, the row and column summaries, and a
  * sweep's buffers (its inputs for every step, the state, the pre-activations, the products). */
+/* Images a call takes together: as many as fill the lanes with their patches (a final pool's
+ * single patch would leave all lanes but one idle), at least one. */
+int qrnnpool_group(const qrn_pool_t *p)
+{
+    const int patches = p->patches_h * p->patches_w;
+    return patches >= QRN_LANES ? 1 : QRN_LANES / patches;
+}
+
 int64_t qrnnpool_work_words(const qrn_pool_t *p)
 {
     const int64_t h1 = p->rnn1.hidden, h2 = p->rnn2.hidden, hmax = qrn_max(h1, h2);
     const int64_t steps = qrn_max(p->patch_h, p->patch_w);
-    return qrn_rows(p) * qrn_cols(p) * h1                       /* the projection map */
-           + qrn_rows(p) * p->patches_w * h1                    /* row summaries */
-           + qrn_cols(p) * p->patches_h * h1                    /* column summaries */
+    return qrnnpool_group(p) * (qrn_rows(p) * qrn_cols(p) * h1  /* the projection maps */
+                                + qrn_rows(p) * p->patches_w * h1   /* row summaries */
+                                + qrn_cols(p) * p->patches_h * h1)  /* column summaries */
            + steps * h1 * QRN_LANES                             /* RNN2's summaries */
            + steps * hmax * QRN_LANES                           /* a sweep's inputs */
            + 4 * hmax * QRN_LANES                               /* its state, pre-activations, gates, h */
@@ -344,12 +353,13 @@ static uint64_t qrn_project1(const qrn_pool_t *p, const int8_t *x, int in_h, int
     return 0;
 }
 
-/* RNN1's final states of `count` segments of the projection map into sums[q][h1]: segment q
- * starts at cell (q / per) * major + (q % per) * minor and takes `steps` steps of `step` cells.
- * Lanes past the last segment repeat the first (their results are not used). */
-static uint64_t qrn_segments(const qrn_pool_t *p, const int64_t *map, int count, int per, ptrdiff_t major,
-                             ptrdiff_t minor, ptrdiff_t step, int steps, int64_t *sums, int64_t *buf, int64_t *state,
-                             int64_t *sweep)
+/* RNN1's final states of `count` segments of the projection maps into sums[q][h1]: segment q is
+ * segment r = q % per_map of map q / per_map (map_words apart), which starts at cell
+ * (r / per) * major + (r % per) * minor and takes `steps` steps of `step` cells. Lanes past the
+ * last segment repeat the first (their results are not used). */
+static uint64_t qrn_segments(const qrn_pool_t *p, const int64_t *map, int count, int per_map, ptrdiff_t map_words,
+                             int per, ptrdiff_t major, ptrdiff_t minor, ptrdiff_t step, int steps, int64_t *sums,
+                             int64_t *buf, int64_t *state, int64_t *sweep)
 {
     const int h1 = p->rnn1.hidden;
     ptrdiff_t off[QRN_LANES];
@@ -358,8 +368,8 @@ static uint64_t qrn_segments(const qrn_pool_t *p, const int64_t *map, int count,
     for (q = 0; q < count; q += QRN_LANES) {
         lanes = count - q < QRN_LANES ? count - q : QRN_LANES;
         for (s = 0; s < QRN_LANES; ++s) {
-            const int r = q + (s < lanes ? s : 0);
-            off[s] = ((r / per) * major + (r % per) * minor) * h1;
+            const int qs = q + (s < lanes ? s : 0), r = qs % per_map;
+            off[s] = (ptrdiff_t)(qs / per_map) * map_words + ((r / per) * major + (r % per) * minor) * h1;
         }
         qrn_gather(map, off, step * h1, steps, h1, buf);
         bad |= (uint64_t)qrn_sweep(p, &p->rnn1, buf, steps, state, sweep);
@@ -372,44 +382,54 @@ static uint64_t qrn_segments(const qrn_pool_t *p, const int64_t *map, int count,
     return bad;
 }
 
-/* One image: x (in_h, in_w, in_c) int8 -> out (patches_h + replicate_h, patches_w + replicate_w,
- * 4 * h2) int8. Returns 0, or 1 when a check of the reference fails. */
-static int qrn_image(const qrn_pool_t *p, const int8_t *x, int in_h, int in_w, int in_c, int8_t *out,
-                     int64_t *work)
+/* `group` images (at most qrnnpool_group(p)): x (in_h, in_w, in_c) int8 each -> out
+ * (patches_h + replicate_h, patches_w + replicate_w, 4 * h2) int8 each, their patches side by side
+ * in the lanes. Returns 0, or 1 when a check of the reference fails. */
+static int qrn_images(const qrn_pool_t *p, const int8_t *x, int group, int in_h, int in_w, int in_c, int8_t *out,
+                      int64_t *work)
 {
     const int h1 = p->rnn1.hidden, h2 = p->rnn2.hidden, out_c = 4 * h2;
     const int rows = (int)qrn_rows(p), cols = (int)qrn_cols(p);
     const int ph = p->patch_h, pw = p->patch_w, sr = p->stride_h, sc = p->stride_w;
     const int py_n = p->patches_h, px_n = p->patches_w, out_w = px_n + p->replicate_w;
     const int steps_max = (int)qrn_max(ph, pw), hmax = (int)qrn_max(h1, h2);
-    const ptrdiff_t part = (ptrdiff_t)h2 * QRN_LANES;
-    int64_t *const map = work;
-    int64_t *const row_sums = map + (ptrdiff_t)rows * cols * h1;       /* [y][px][h1] */
-    int64_t *const col_sums = row_sums + (ptrdiff_t)rows * px_n * h1;  /* [x][py][h1] */
-    int64_t *const sums = col_sums + (ptrdiff_t)cols * py_n * h1;      /* RNN2's summaries [t][k][lane] */
+    const int patches = py_n * px_n, groups_max = qrnnpool_group(p);
+    const ptrdiff_t part = (ptrdiff_t)h2 * QRN_LANES, map_words = (ptrdiff_t)rows * cols * h1;
+    const ptrdiff_t row_words = (ptrdiff_t)rows * px_n * h1, col_words = (ptrdiff_t)cols * py_n * h1;
+    const ptrdiff_t in_size = (ptrdiff_t)in_h * in_w * in_c, out_size = (ptrdiff_t)(py_n + p->replicate_h) * out_w * out_c;
+    int64_t *const map = work;                                          /* [image][y][x][h1] */
+    int64_t *const row_sums = map + groups_max * map_words;             /* [image][y][px][h1] */
+    int64_t *const col_sums = row_sums + groups_max * row_words;        /* [image][x][py][h1] */
+    int64_t *const sums = col_sums + groups_max * col_words;            /* RNN2's summaries [t][k][lane] */
     int64_t *const buf = sums + (ptrdiff_t)steps_max * h1 * QRN_LANES; /* a sweep's inputs [t][j][lane] */
     int64_t *const state = buf + (ptrdiff_t)steps_max * hmax * QRN_LANES;
     int64_t *const sweep = state + (ptrdiff_t)hmax * QRN_LANES;       /* the sweep's own 3 * hmax lanes */
     int64_t *const finals = sweep + 3 * (ptrdiff_t)hmax * QRN_LANES;  /* [4][h2][lane] */
     int64_t *const outs = finals + 4 * (ptrdiff_t)h2 * QRN_LANES;     /* the outputs [4 h2][lane] */
     ptrdiff_t off[QRN_LANES];
-    uint64_t bad = qrn_project1(p, x, in_h, in_w, in_c, map);
-    int q, j, s, lanes, i, dir, k, v;
+    uint64_t bad = 0;
+    int q, j, s, lanes, i, dir, k, v, g;
+    for (g = 0; g < group; ++g) {
+        bad |= qrn_project1(p, x + g * in_size, in_h, in_w, in_c, map + g * map_words);
+    }
 
     /* RNN1 over each distinct row segment (row y from column px * sc: q = y * px_n + px), then
      * each distinct column segment (column x from row py * sr: q = x * py_n + py) */
-    bad |= qrn_segments(p, map, rows * px_n, px_n, cols, sc, 1, pw, row_sums, buf, state, sweep);
-    bad |= qrn_segments(p, map, cols * py_n, py_n, 1, (ptrdiff_t)sr * cols, cols, ph, col_sums, buf, state, sweep);
-    /* RNN2 of the patches (q = py * px_n + px): the rows' summaries forward and backward, then the
-     * columns' */
-    for (q = 0; q < py_n * px_n; q += QRN_LANES) {
-        lanes = py_n * px_n - q < QRN_LANES ? py_n * px_n - q : QRN_LANES;
+    bad |= qrn_segments(p, map, group * rows * px_n, rows * px_n, map_words, px_n, cols, sc, 1, pw, row_sums, buf,
+                        state, sweep);
+    bad |= qrn_segments(p, map, group * cols * py_n, cols * py_n, map_words, py_n, 1, (ptrdiff_t)sr * cols, cols, ph,
+                        col_sums, buf, state, sweep);
+    /* RNN2 of the patches (q = image * patches + py * px_n + px): the rows' summaries forward and
+     * backward, then the columns' */
+    for (q = 0; q < group * patches; q += QRN_LANES) {
+        lanes = group * patches - q < QRN_LANES ? group * patches - q : QRN_LANES;
         for (dir = 0; dir < 2; ++dir) {
             const int steps = dir == 0 ? ph : pw;
             int lo, hi;
             for (s = 0; s < QRN_LANES; ++s) {
-                const int r = q + (s < lanes ? s : 0), py = r / px_n, px = r % px_n;
-                off[s] = dir == 0 ? ((ptrdiff_t)py * sr * px_n + px) * h1 : ((ptrdiff_t)px * sc * py_n + py) * h1;
+                const int qs = q + (s < lanes ? s : 0), im = qs / patches, r = qs % patches, py = r / px_n, px = r % px_n;
+                off[s] = dir == 0 ? im * row_words + ((ptrdiff_t)py * sr * px_n + px) * h1
+                                  : im * col_words + ((ptrdiff_t)px * sc * py_n + py) * h1;
             }
             qrn_gather(dir == 0 ? row_sums : col_sums, off, dir == 0 ? (ptrdiff_t)px_n * h1 : (ptrdiff_t)py_n * h1,
                        steps, h1, sums);
@@ -438,23 +458,27 @@ static int qrn_image(const qrn_pool_t *p, const int8_t *x, int in_h, int in_w, i
                 memcpy(outs + (ptrdiff_t)k * QRN_LANES + v * QRN_VW, &hv, sizeof hv);
             }
         }
-        for (s = 0; s < lanes; ++s) {   /* lane s's patch: its place in the output */
-            int8_t *const o = out + ((ptrdiff_t)((q + s) / px_n) * out_w + (q + s) % px_n) * out_c;
+        for (s = 0; s < lanes; ++s) {   /* lane s's patch: its place in its image's output */
+            const int im = (q + s) / patches, r = (q + s) % patches;
+            int8_t *const o = out + im * out_size + ((ptrdiff_t)(r / px_n) * out_w + r % px_n) * out_c;
             for (k = 0; k < out_c; ++k) {
                 o[k] = (int8_t)outs[(ptrdiff_t)k * QRN_LANES + s];
             }
         }
     }
-    for (q = 0; q < py_n; ++q) {   /* columns past the last patch repeat it */
-        for (i = 0; i < p->replicate_w; ++i) {
-            int8_t *const o = out + ((ptrdiff_t)q * out_w + px_n + i) * out_c;
-            memcpy(o, o - (ptrdiff_t)(i + 1) * out_c, (size_t)out_c);
+    for (g = 0; g < group; ++g) {
+        int8_t *const img = out + g * out_size;
+        for (q = 0; q < py_n; ++q) {   /* columns past the last patch repeat it */
+            for (i = 0; i < p->replicate_w; ++i) {
+                int8_t *const o = img + ((ptrdiff_t)q * out_w + px_n + i) * out_c;
+                memcpy(o, o - (ptrdiff_t)(i + 1) * out_c, (size_t)out_c);
+            }
         }
-    }
-    for (i = 0; i < p->replicate_h; ++i) {   /* then rows past the last patch row */
-        const size_t row_bytes = (size_t)out_w * (size_t)out_c;
-        int8_t *const r = out + (size_t)(py_n + i) * row_bytes;
-        memcpy(r, r - row_bytes, row_bytes);
+        for (i = 0; i < p->replicate_h; ++i) {   /* then rows past the last patch row */
+            const size_t row_bytes = (size_t)out_w * (size_t)out_c;
+            int8_t *const r = img + (size_t)(py_n + i) * row_bytes;
+            memcpy(r, r - row_bytes, row_bytes);
+        }
     }
     return bad != 0;
 }
@@ -467,9 +491,10 @@ int qrnnpool_run(const qrn_pool_t *p, const int8_t *x, int n, int in_h, int in_w
     const ptrdiff_t in_size = (ptrdiff_t)in_h * in_w * in_c;
     const ptrdiff_t out_size = (ptrdiff_t)(p->patches_h + p->replicate_h) * (p->patches_w + p->replicate_w)
                                * 4 * p->rnn2.hidden;
+    const int group = qrnnpool_group(p);
     int i;
-    for (i = 0; i < n; ++i) {
-        if (qrn_image(p, x + i * in_size, in_h, in_w, in_c, out + i * out_size, work)) {
+    for (i = 0; i < n; i += group) {
+        if (qrn_images(p, x + i * in_size, n - i < group ? n - i : group, in_h, in_w, in_c, out + i * out_size, work)) {
             return 1;
         }
     }
