@@ -342,6 +342,14 @@ static void qop_conv_depthwise(const qop_conv_t *p, const int8_t *img, int h, in
         }
         memset(r, 0, sizeof(int32_t) * (size_t)pad * c_up);
         memset(r + (ptrdiff_t)(pad + w) * c_up, 0, sizeof(int32_t) * (size_t)pad * c_up);
+        if (c == c_up) {   /* whole vectors of channels: the row is one run */
+            const int8_t *restrict const px = img + (ptrdiff_t)iy * w * c;
+            int32_t *restrict const o = r + (ptrdiff_t)pad * c_up;
+            for (x = 0; x < w * c; ++x) {
+                o[x] = (int32_t)px[x] - p->in_zp;
+            }
+            continue;
+        }
         for (x = 0; x < w; ++x) {
             const int8_t *restrict const px = img + ((ptrdiff_t)iy * w + x) * c;
             int32_t *restrict const o = r + (ptrdiff_t)(x + pad) * c_up;
