@@ -17,8 +17,8 @@ when the build fails) :func:`int8_runner` returns the reference itself and says 
 stdout. numpy and ctypes only: no torch.
 
 Speed: the kernels are written with GCC/Clang vector types of the host's width (16 int32 lanes
-with AVX-512, else 8; :func:`library`'s ``qop_lanes()`` says which and :class:`NativeConv`
-arranges the weights for it) and, on x86, convolutions multiply int16 pairs (vpmaddwd, VNNI's
+with AVX-512, 8 with AVX, else 4; :func:`library`'s ``qop_lanes()`` says which and
+:class:`NativeConv` arranges the weights for it) and, on x86, convolutions multiply int16 pairs (vpmaddwd, VNNI's
 vpdpwssd); ``benchmarks/bench_int8.py`` measures them against the reference, also the build of an
 AVX2 host or plain C (:func:`variant`).
 

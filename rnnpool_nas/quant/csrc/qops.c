@@ -34,13 +34,16 @@
 #include <immintrin.h>
 #endif
 
-/* GCC/Clang vector extensions, one vector of the host's width: QOP_V int32 lanes (16 with AVX-512,
- * else 8: wider vectors than the registers would go through memory), QOP_Q int64 lanes; the
- * library is built with -march=native. The caller reads QOP_V (qop_lanes) to arrange weights. */
+/* GCC/Clang vector extensions, one vector of the host's width: QOP_V int32 lanes (16 with
+ * AVX-512, 8 with AVX, else 4: wider vectors than the registers would go through memory), QOP_Q
+ * int64 lanes; the library is built with -march=native. The caller reads QOP_V (qop_lanes) to
+ * arrange weights. */
 #if defined(__AVX512F__) && !defined(QOP_GENERIC)
 #define QOP_V 16
-#else
+#elif (defined(__AVX__) || defined(__AVX2__)) && !defined(QOP_GENERIC)
 #define QOP_V 8
+#else
+#define QOP_V 4   /* 128-bit vector units (SSE, NEON) and the plain-C test build */
 #endif
 #define QOP_Q (QOP_V / 2)
 typedef int32_t qop_vi __attribute__((vector_size(4 * QOP_V)));
