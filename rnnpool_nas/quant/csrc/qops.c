@@ -61,7 +61,7 @@ int qop_lanes(void)
 #define QOP_PX 4
 
 typedef struct {
-    const int32_t *w;          /* arranged for the form (see qop_conv); 'g': int16 */
+    const int32_t *w;          /* arranged for the form (see qop_conv); 'g' and 't': int16 */
     const int32_t *bias;       /* 'g' and 'd': padded to whole vectors, as the weights' outputs */
     const int64_t *mult, *shift;   /* likewise */
     int32_t kernel, stride, groups, in_c, out_c, form;

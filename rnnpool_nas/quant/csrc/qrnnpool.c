@@ -117,15 +117,28 @@ int64_t qrnnpool_work_words(const qrn_pool_t *p)
            + 4 * h2 * QRN_LANES;                                /* the outputs of a lane group */
 }
 
-/* (a m + 2^(s-1)) >> s */
-static inline int64_t qrn_requant(int64_t a, int64_t m, int64_t s)
+/* the reference's checks, branch-free: nonzero lanes where v does not fit int32 / where
+ * |v| >= 2^47; qrn_any: whether any lane of the OR-ed checks is nonzero */
+static inline qrn_vu qrn_out32(qrn_v v)
 {
-    return (a * m + ((int64_t)1 << (s - 1))) >> s;
+    return ((qrn_vu)v + ((uint64_t)1 << 31)) >> 32;
 }
 
-/* nonzero when v does not fit int32 / when |v| >= 2^47 (branch-free: the loops stay vector loops) */
-#define QRN_OUT32(v) (((uint64_t)(v) + ((uint64_t)1 << 31)) >> 32)
-#define QRN_OUT47(v) (((uint64_t)(v) + (((uint64_t)1 << 47) - 1)) >> 48)
+static inline qrn_vu qrn_out47(qrn_v v)
+{
+    return ((qrn_vu)v + (((uint64_t)1 << 47) - 1)) >> 48;
+}
+
+static inline int qrn_any(qrn_vu bad)
+{
+    uint64_t lane[QRN_VW], any = 0;
+    int i;
+    memcpy(lane, &bad, sizeof lane);
+    for (i = 0; i < QRN_VW; ++i) {
+        any |= lane[i];
+    }
+    return any != 0;
+}
 
 /* the nonlinearity `code` of n values in place */
 static void qrn_nonlinearity(const qrn_pool_t *p, int code, int64_t *restrict v, int n)
@@ -168,7 +181,6 @@ static int qrn_sweep(const qrn_pool_t *p, const qrn_cell_t *c, const int64_t *wx
     int64_t *restrict const z = pre + n * QRN_LANES;
     double *restrict const hd = (double *)(z + n * QRN_LANES);   /* h as doubles */
     qrn_vu bad = {0};
-    uint64_t any = 0, lane[QRN_VW];
     int t, j, k, v, i;
     memset(h, 0, sizeof(int64_t) * (size_t)n * QRN_LANES);
     for (j = 0; j < n * QRN_LANES; ++j) {
@@ -208,7 +220,7 @@ static int qrn_sweep(const qrn_pool_t *p, const qrn_cell_t *c, const int64_t *wx
                     qrn_v xv, pv, zv, uv;
                     memcpy(&xv, x + at, sizeof xv);
                     pv = xv + ((av * m + rnd) >> sh);
-                    bad |= (((qrn_vu)av + (((uint64_t)1 << 47) - 1)) >> 48) | (((qrn_vu)pv + ((uint64_t)1 << 31)) >> 32);
+                    bad |= qrn_out47(av) | qrn_out32(pv);
                     zv = pv + bg;
                     uv = pv + bu;
                     memcpy(z + at, &zv, sizeof zv);
@@ -226,17 +238,13 @@ static int qrn_sweep(const qrn_pool_t *p, const qrn_cell_t *c, const int64_t *wx
             memcpy(&hv, h + j, sizeof hv);
             g = ((sz * (one - zv) + half) >> QRN_Q) + sn;
             hv = (g * cv + zv * hv + half) >> QRN_Q;
-            bad |= ((qrn_vu)hv + ((uint64_t)1 << 31)) >> 32;
+            bad |= qrn_out32(hv);
             hf = __builtin_convertvector(hv, qrn_vf);
             memcpy(h + j, &hv, sizeof hv);
             memcpy(hd + j, &hf, sizeof hf);
         }
     }
-    memcpy(lane, &bad, sizeof lane);
-    for (i = 0; i < QRN_VW; ++i) {
-        any |= lane[i];
-    }
-    return any != 0;
+    return qrn_any(bad);
 }
 
 /* out[t][j][lane] = src[off[lane] + t * step + j] (a sweep's inputs) */
@@ -261,7 +269,6 @@ static uint64_t qrn_project2(const qrn_cell_t *c, const int64_t *restrict x, int
 {
     const int n = c->hidden, n1 = c->input;
     qrn_vu bad = {0};
-    uint64_t any = 0, lanes[QRN_VW];
     int t, j, k, v, i;
     for (t = 0; t < steps; ++t) {
         const int64_t *restrict const xt = x + (ptrdiff_t)t * n1 * QRN_LANES;
@@ -287,24 +294,20 @@ static uint64_t qrn_project2(const qrn_cell_t *c, const int64_t *restrict x, int
                 int64_t *restrict const o = out + ((ptrdiff_t)t * n + jj) * QRN_LANES;
                 for (v = 0; v < QRN_NV; ++v) {
                     const qrn_v a = i ? a1[v] : a0[v], r = (a * m + rnd) >> sh;
-                    bad |= ((qrn_vu)a + (((uint64_t)1 << 47) - 1)) >> 48;
+                    bad |= qrn_out47(a);
                     memcpy(o + v * QRN_VW, &r, sizeof r);
                 }
             }
         }
     }
-    memcpy(lanes, &bad, sizeof lanes);
-    for (i = 0; i < QRN_VW; ++i) {
-        any |= lanes[i];
-    }
-    return any;
+    return (uint64_t)qrn_any(bad);
 }
 
 /* RNN1's projection of every pixel of the padded map (rows x cols, h1 words each), QRN_PV units
  * of QRN_PX pixels at a time in int32 vectors (GCC/Clang vector extensions): the caller has checked
  * 255 sum_k |W[j][k]| < 2^31 for every unit, so no sum of W (x - in_zp) leaves int32 (the
  * reference's check cannot fail). w1t: W transposed, (input, units padded to a multiple of QRN_PAD). */
-static uint64_t qrn_project1(const qrn_pool_t *p, const int8_t *x, int in_h, int in_w, int in_c, int64_t *map)
+static void qrn_project1(const qrn_pool_t *p, const int8_t *x, int in_h, int in_w, int in_c, int64_t *map)
 {
     const qrn_cell_t *const c = &p->rnn1;
     const int n = c->hidden, n_up = (n + QRN_PAD - 1) / QRN_PAD * QRN_PAD;
@@ -350,7 +353,6 @@ static uint64_t qrn_project1(const qrn_pool_t *p, const int8_t *x, int in_h, int
             }
         }
     }
-    return 0;
 }
 
 /* RNN1's final states of `count` segments of the projection maps into sums[q][h1]: segment q is
@@ -410,7 +412,7 @@ static int qrn_images(const qrn_pool_t *p, const int8_t *x, int group, int in_h,
     uint64_t bad = 0;
     int q, j, s, lanes, i, dir, k, v, g;
     for (g = 0; g < group; ++g) {
-        bad |= qrn_project1(p, x + g * in_size, in_h, in_w, in_c, map + g * map_words);
+        qrn_project1(p, x + g * in_size, in_h, in_w, in_c, map + g * map_words);
     }
 
     /* RNN1 over each distinct row segment (row y from column px * sc: q = y * px_n + px), then
