@@ -89,13 +89,13 @@ def test_the_trainers_own_checkpoint_loads_weights_only_and_resumes(tmp_path):
 
 
 def test_export_refuses_a_pickle_payload(tmp_path):
-    from rnnpool_nas.export.exporter import Source, _load_model
+    from rnnpool_nas.export.exporter import Source, load_model
 
     marker = tmp_path / "PWNED"
     torch.save({"model": Payload(marker)}, tmp_path / "checkpoint.pt")
     source = Source(get_preset("rnnpool-tiny"), tmp_path / "checkpoint.pt", "lines", None)
     with pytest.raises(UserError) as info:
-        _load_model(source)
+        load_model(source)
     one_line_error(info, "refused unread")
     assert not marker.exists()
 

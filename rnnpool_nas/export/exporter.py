@@ -101,7 +101,9 @@ def from_files(checkpoint: str | Path, arch: str | Path, dataset: str | None = N
     return Source(spec, checkpoint, dataset, data_dir, label=str(checkpoint))
 
 
-def _load_model(source: Source):
+def load_model(source: Source):
+    """``source``'s network with its checkpoint's weights, in eval mode; ``UserError`` when the
+    checkpoint does not match the architecture or the network cannot fit memory."""
     from ..arch.build import build
     from ..cost.memory import check_fits_memory
     from ..train.checkpoint import load_checkpoint
@@ -139,7 +141,7 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
     check_writable_folder(out)
     if out.exists() and any(out.iterdir()) and not (out / "export.json").exists():
         raise UserError(f"{out} exists and is not an earlier export; choose an empty or new --out")
-    model = _load_model(source)
+    model = load_model(source)
     dataset = load_data(spec, source.dataset, data_dir=source.data_dir, seed=source.seed, limit=source.limit)
     if spec.detection is None:
         rows = train_rows(len(dataset.x_train), source.train_limit, source.seed)
