@@ -285,9 +285,10 @@ class NativeConv:
             bias, mult, shift = (_pad_last(v.reshape(op.groups, cout_g), lanes, fill)
                                  for v, fill in ((bias, 0), (mult, 0), (shift, 1)))
         a = self.arrays
-        self.params = _Conv(a(arranged, np.int16 if self.form in ("g", "t") else np.int32), a(bias, np.int32), a(mult, np.int64),
-                            a(shift, np.int64), k, op.stride, op.groups, self.in_c, cout, ord(self.form),
-                            op.input.zero_point, op.output.zero_point, op.act_min, op.act_max)
+        w_type = np.int16 if self.form in ("g", "t") else np.int32
+        self.params = _Conv(a(arranged, w_type), a(bias, np.int32), a(mult, np.int64), a(shift, np.int64), k,
+                            op.stride, op.groups, self.in_c, cout, ord(self.form), op.input.zero_point,
+                            op.output.zero_point, op.act_min, op.act_max)
 
     @property
     def output(self):  # what QuantizedNet.detections dequantizes with
@@ -399,8 +400,8 @@ class NativeRNNPool:
                 p = _Pool(self._cell(op.rnn1), self._cell(op.rnn2), r, c, sr, sc, gy.pad_before, gx.pad_before,
                           gy.patches, gx.patches, gy.replicate, gx.replicate, op.input.zero_point,
                           op.output.zero_point, a(op.out_mult, np.int64), a(op.out_shift, np.int64),
-                          a(op.out_bias, np.int64), a(_pad_last(op.rnn1.w.T.astype(np.int64), PROJECTION_UNITS), np.int32),
-                          *tables)
+                          a(op.out_bias, np.int64),
+                          a(_pad_last(op.rnn1.w.T.astype(np.int64), PROJECTION_UNITS), np.int32), *tables)
                 self._shapes[(h, w)] = (p, int(self.lib.qrnnpool_work_words(ctypes.byref(p))))
             return self._shapes[(h, w)]
 
