@@ -4,8 +4,10 @@ a network trained once is never trained again."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
+import random
 from pathlib import Path
 
 import optuna
@@ -75,7 +77,7 @@ def test_a_network_is_trained_once(tmp_path, monkeypatch):
     cfg, space, store, study = _setup(tmp_path, "random", trials=6)
     fixed = _some_spec(space)
     monkeypatch.setattr(space, "build", lambda params: fixed)  # every proposal is the same network
-    ask_tell = make_ask_tell(space, cfg.budget, store, cfg, lambda line: None).attach(study)
+    ask_tell = make_ask_tell(space, cfg.budget, store, cfg, lambda line: None, workers=2).attach(study)
     searcher = TuneSearcher(ask_tell, 1)
     first = searcher.suggest("t0")
     second = searcher.suggest("t1")  # the original is still training: the duplicate waits for it
@@ -88,6 +90,76 @@ def test_a_network_is_trained_once(tmp_path, monkeypatch):
     assert [t.values[0] for t in study.trials] == [0.8] * 6  # Optuna heard the result for every one
     assert ask_tell.duplicates == 5
     assert [f["trial"] for f in store.write_pareto(["accuracy", "peak_ram"])] == [first["number"]]
+
+
+def _simulate(tmp_path: Path, durations_seed: int, workers: int = 2, trials: int = 24):
+    """A search with ``workers`` trials at a time whose trials take random times (seeded by
+    ``durations_seed``), so they finish in a different order for each seed; a trial's accuracy
+    is a fixed function of its network. Returns what the run directory and the study end with."""
+    cfg, space, store, study = _setup(tmp_path / f"run-{durations_seed}", "tpe", trials=trials, budget="2KB")
+    ask_tell = make_ask_tell(space, cfg.budget, store, cfg, lambda line: None, workers=workers).attach(study)
+    rng = random.Random(durations_seed)
+    running: list[tuple[float, int]] = []  # (finish time, trial number)
+    now, asked_all, waited = 0.0, False, 0
+    while True:
+        while not asked_all and len(running) < workers:
+            if not ask_tell.ready():
+                waited += 1
+                break
+            proposal = ask_tell.propose()
+            if proposal is None:
+                asked_all = True
+                break
+            running.append((now + rng.expovariate(1.0), proposal.number))
+        if not running:
+            break
+        running.sort()
+        now, number = running.pop(0)
+        key = store.rows[number]["spec_key"]
+        accuracy = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 16**8
+        (store.trial_dir(number) / "metrics.json").write_text(json.dumps(
+            {"status": "complete", "epochs_trained": 1, "accuracy": accuracy, "wall_time_s": 0.1}))
+        ask_tell.finish(number, json.loads((store.trial_dir(number) / "metrics.json").read_text()))
+    rows = sorted(({k: v for k, v in r.items() if k.startswith("param_") or k in ("trial", "status", "accuracy")}
+                   for r in store.rows.values()), key=lambda r: r["trial"])
+    told = [(t.number, t.state.name, t.values) for t in study.get_trials(deepcopy=False)]
+    return rows, told, waited
+
+
+def test_the_proposals_do_not_depend_on_which_trial_finishes_first(tmp_path):
+    """Two workers, trials of random lengths: whatever order they finish in, TPE proposes the
+    same candidates (Optuna is told results with a fixed lag), every trial is told in the end,
+    and a free worker seldom waits."""
+    runs = [_simulate(tmp_path, seed) for seed in (1, 2, 3)]
+    rows, told, _ = runs[0]
+    assert len(rows) == 24 and sum(r["status"] == "complete" for r in rows) >= 8
+    assert all(state != "RUNNING" for _, state, _ in told)
+    for other_rows, other_told, _ in runs[1:]:
+        assert other_rows == rows and other_told == told
+    assert sum(w for _, _, w in runs) <= 3 * 3
+
+
+def test_a_result_recorded_but_not_yet_told_reaches_optuna_on_resume(tmp_path):
+    """A trial that finished while an earlier one still trained is recorded at once but told to
+    Optuna later (the lag); if the run is killed in between, resuming tells Optuna what the
+    table says instead of failing the trial, and requeues only the interrupted ones."""
+    from rnnpool_nas.search.runner import _requeue_interrupted
+
+    cfg, space, store, study = _setup(tmp_path, "random", trials=8, budget="1MB")
+    ask_tell = make_ask_tell(space, cfg.budget, store, cfg, lambda line: None, workers=2).attach(study)
+    proposals = [ask_tell.propose() for _ in range(3)]
+    assert not ask_tell.ready()  # the 4th candidate waits for the 1st
+    second = proposals[1].number
+    (store.trial_dir(second) / "metrics.json").write_text(json.dumps(
+        {"status": "complete", "epochs_trained": 1, "accuracy": 0.625, "wall_time_s": 0.1}))
+    ask_tell.finish(second, json.loads((store.trial_dir(second) / "metrics.json").read_text()))
+    assert store.rows[second]["status"] == "complete"
+    assert study.trials[second].state == optuna.trial.TrialState.RUNNING  # held back
+    _requeue_interrupted(study, store, lambda line: None, epochs=1)  # what --resume does first
+    assert study.trials[second].state == optuna.trial.TrialState.COMPLETE and study.trials[second].values[0] == 0.625
+    requeued = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.WAITING]
+    assert sorted(t.user_attrs["resume_from"][-4:] for t in requeued) == sorted(
+        f"{p.number:04d}" for p in (proposals[0], proposals[2]))
 
 
 def test_spec_key_ignores_the_name_only():

@@ -38,7 +38,7 @@ from ..units import format_bytes
 from ..run.budget import Budget
 from ..run.pareto import OBJECTIVE_COLUMNS, accuracy_ram_hypervolume, direction
 from ..cluster import check_address, start_ray
-from .searcher import OptunaAskTell
+from .searcher import OptunaAskTell, tell_like
 from ..run.store import CONFIG, STUDY, RunStore, check_writable_folder, has_files, trial_path, write_atomic
 
 SAMPLERS = ("nsga2", "tpe", "random")
@@ -457,9 +457,10 @@ def _check_data(space, cfg: SearchConfig) -> None:
 
 
 def make_ask_tell(space, budget: Budget, store: RunStore, cfg: SearchConfig, printer,
-              on_record: Callable[[dict[str, Any]], None] | None = None) -> OptunaAskTell:
+              on_record: Callable[[dict[str, Any]], None] | None = None, workers: int = 1) -> OptunaAskTell:
     """The search's ask/tell over this run; every row it writes is printed as a progress line and
-    handed to ``on_record``."""
+    handed to ``on_record``. ``workers`` trials train at once: Optuna is told results with a lag
+    of 2·workers - 1 trained candidates, so the proposals do not depend on which finishes first."""
     started = time.perf_counter()
 
     def record(row: dict[str, Any]) -> None:
@@ -470,7 +471,7 @@ def make_ask_tell(space, budget: Budget, store: RunStore, cfg: SearchConfig, pri
     trial_config = {"dataset": cfg.dataset, "data_dir": cfg.data_dir, "limit": cfg.limit, "epochs": cfg.epochs,
                     "val_fraction": cfg.val_fraction, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed}
     return OptunaAskTell(space, budget, store, trials=cfg.trials, objectives=cfg.objectives, epochs=cfg.epochs,
-                         on_record=record, trial_config=trial_config)
+                         on_record=record, trial_config=trial_config, lag=2 * max(1, workers) - 1)
 
 
 def _score_only(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, printer, on_record=None) -> None:
@@ -494,18 +495,23 @@ def _requeue_interrupted(study, store: RunStore, printer, epochs: int) -> None:
 
     from ..train.checkpoint import check_training_checkpoint
 
+    objectives = store.config.get("objectives", ["accuracy", "peak_ram"])
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     for number in sorted(n for n, r in store.rows.items() if r.get("status") == "running"):
         trial = trials.get(number)
         row = store.reconcile(number, epochs, pruned=trial is not None and trial.state == TrialState.PRUNED)
         if row is not None:
             if trial is not None and trial.state == TrialState.RUNNING:
-                if row["status"] == "complete":
-                    study.tell(number, [float(row["accuracy"]) if c == "accuracy" else float(row[OBJECTIVE_COLUMNS[c]])
-                                        for c in store.config.get("objectives", ["accuracy", "peak_ram"])])
-                else:
-                    study.tell(number, state=TrialState.FAIL)
+                tell_like(study, number, row, objectives)
             printer(f"trial {number} had finished ({row['status']}) before the run stopped: recorded from its metrics.json")
+    # recorded but not yet told (the searcher tells results in a fixed order, see searcher.py),
+    # and duplicates that waited for such a trial: Optuna hears what the table says
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        row = store.rows.get(trial.number) or {}
+        if row.get("status") == "duplicate":
+            row = store.rows.get(int(row.get("duplicate_of", -1))) or {}
+        if row.get("status") in ("complete", "stopped", "failed"):
+            tell_like(study, trial.number, row, objectives)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         row = store.rows.get(trial.number)
         if row is not None and row.get("status") == "running":
@@ -540,7 +546,7 @@ def _run_tune(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, 
             workers = max(1, cpus // per_trial)
         from .tune_searcher import TuneSearcher
 
-        ask_tell = make_ask_tell(space, budget, store, cfg, printer, on_record).attach(study)
+        ask_tell = make_ask_tell(space, budget, store, cfg, printer, on_record, workers=workers).attach(study)
         searcher = TuneSearcher(ask_tell, per_trial)
         scheduler = (ASHAScheduler(metric="accuracy", mode="max", max_t=cfg.epochs, grace_period=max(1, cfg.epochs // 3),
                                    reduction_factor=3, time_attr="epoch")

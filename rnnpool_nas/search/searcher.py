@@ -16,11 +16,19 @@ Contract:
   space cannot build are recorded as ``invalid``.
 - A candidate whose built spec equals an earlier trial's (inactive hyperparameters differ, the
   network does not) never trains again: it is recorded as ``duplicate`` with ``duplicate_of``
-  pointing at the first trial, and Optuna is told that trial's result (at once when it is known,
-  else when it finishes).
-- :meth:`OptunaAskTell.finish` takes a trained trial's ``metrics.json`` and tells Optuna: a
-  complete trial its objectives, a trial the scheduler stopped *pruned* (multi-objective Optuna
-  would take its last intermediate accuracy as final), a failed one *failed*.
+  pointing at the first trial, and Optuna is told that trial's result when Optuna is told the
+  first trial's.
+- :meth:`OptunaAskTell.finish` takes a trained trial's ``metrics.json``, records it at once, and
+  tells Optuna: a complete trial its objectives, a trial the scheduler stopped *pruned*
+  (multi-objective Optuna would take its last intermediate accuracy as final), a failed one
+  *failed*.
+- Reproducible order (``lag``): the k-th candidate that trains is asked only when Optuna has been
+  told the results of exactly the trained candidates 0 .. k-``lag`` (:meth:`ready` is false until
+  those have finished), and a result is told no earlier than that, however the workers' trials
+  happen to finish. So with the same seed a search proposes the same candidates every time (with
+  ``workers`` in parallel, ``lag`` = 2·workers - 1: a free worker waits only for a trial that is
+  slower than ``lag`` - 1 trials started after it). Early stopping (ASHA) still depends on timing.
+  Once every trial is asked, results are told as they come.
 - Every row goes to the run directory as it changes and to ``on_record`` (progress, report).
 """
 
@@ -64,6 +72,20 @@ def trained_values(row: dict[str, Any], objectives: list[str]) -> list[float]:
     return [float(row["accuracy"]) if c == "accuracy" else float(row[OBJECTIVE_COLUMNS[c]]) for c in objectives]
 
 
+def tell_like(study, number: int, row: dict[str, Any], objectives: list[str]) -> None:
+    """Tell Optuna that trial ``number`` ended as ``row`` did: a complete trial's objectives, a
+    cost-only one's costs with accuracy 0, a stopped one *pruned*, anything else *failed*."""
+    from optuna.trial import TrialState
+
+    status = row.get("status")
+    if status == "complete":
+        study.tell(number, trained_values(row, objectives))
+    elif status == "scored":
+        study.tell(number, untrained_values(row, objectives))
+    else:
+        study.tell(number, state=TrialState.PRUNED if status == "stopped" else TrialState.FAIL)
+
+
 def cost_columns(costs) -> dict[str, Any]:
     return {"peak_ram_bytes": costs.peak_ram_bytes, "madds": costs.madds, "params": costs.params,
             "model_bytes": costs.model_bytes,
@@ -80,7 +102,7 @@ class OptunaAskTell:
 
     def __init__(self, space, budget: Budget, store: RunStore, *, trials: int, objectives: list[str],
                  epochs: int, on_record: Callable[[dict[str, Any]], None] | None = None,
-                 trial_config: dict[str, Any] | None = None) -> None:
+                 trial_config: dict[str, Any] | None = None, lag: int = 1) -> None:
         self.space = space
         self.budget = budget
         self.run_dir = str(store.root)
@@ -90,7 +112,10 @@ class OptunaAskTell:
         self.trial_config = dict(trial_config or {})
         self.asked = len(store.final_rows())
         self.in_flight: dict[int, dict[str, Any]] = {}  # trial number -> its row
-        self.waiting: dict[int, list[int]] = {}  # original trial -> duplicates told when it ends
+        self.waiting: dict[int, list[int]] = {}  # original trial -> duplicates told when it is told
+        self.lag = max(1, int(lag))
+        self.trained: list[int] = []  # the trial numbers of the candidates that train, in order
+        self.held: list[int] = []  # finished and recorded, not yet told to Optuna (see ``lag``)
         self.train_seconds = 0.0
         self.duplicates = sum(1 for r in store.final_rows() if r.get("status") == "duplicate")
         self._store: RunStore | None = store
@@ -130,11 +155,21 @@ class OptunaAskTell:
 
     # ------------------------------------------------------------------------- proposals
 
+    def ready(self) -> bool:
+        """Whether the next candidate may be asked: every trained candidate that Optuna must know
+        of by then (all but the last ``lag - 1``) has finished (see the module doc)."""
+        if self.asked >= self.trials:
+            return True
+        due = self.trained[: max(0, len(self.trained) - self.lag + 1)]
+        return not any(n in self.in_flight for n in due)
+
     def propose(self) -> Proposal | None:
-        """Ask Optuna until a candidate should train; ``None`` when all ``trials`` are asked."""
+        """Ask Optuna until a candidate should train; ``None`` when all ``trials`` are asked.
+        Call it only when :meth:`ready` (the searcher waits otherwise)."""
         from optuna.trial import TrialState
 
         study, store = self.study, self.store
+        self._release()
         while self.asked < self.trials:
             trial = study.ask()
             self.asked += 1
@@ -173,7 +208,9 @@ class OptunaAskTell:
             row.update(status="running", spec_path=str(trial_dir / "arch.json"))
             store.record(row)
             self.in_flight[trial.number] = row
+            self.trained.append(trial.number)
             return Proposal(trial.number, spec, row, trial_dir)
+        self._release()
         return None
 
     def _original_of(self, key: str, number: int) -> dict[str, Any] | None:
@@ -187,34 +224,25 @@ class OptunaAskTell:
         row.update(status="duplicate", duplicate_of=int(original["trial"]),
                    reason=f"same network as trial {int(original['trial'])}: its result is reused, not retrained")
         self.duplicates += 1
-        if original.get("status") == "running":
-            row["accuracy"] = math.nan
-            self.waiting.setdefault(int(original["trial"]), []).append(number)
-            self.store.record(row)
-            return
-        self._tell_like(number, original)
-        row.update(accuracy=original.get("accuracy", math.nan), epochs_trained=original.get("epochs_trained", 0))
+        first = int(original["trial"])
+        row.update(accuracy=original.get("accuracy", math.nan) if original.get("status") != "running" else math.nan,
+                   epochs_trained=original.get("epochs_trained", 0))
+        if first in self.in_flight or first in self.held:
+            self.waiting.setdefault(first, []).append(number)
+        else:
+            self._tell_like(number, original)
         self._record(row)
 
     def _tell_like(self, number: int, original: dict[str, Any]) -> None:
-        from optuna.trial import TrialState
-
-        status = original.get("status")
-        if status == "complete":
-            self.study.tell(number, trained_values(original, self.objectives))
-        elif status == "scored":  # --cost-only: the costs, accuracy 0
-            self.study.tell(number, untrained_values(original, self.objectives))
-        else:
-            self.study.tell(number, state=TrialState.PRUNED if status == "stopped" else TrialState.FAIL)
+        tell_like(self.study, number, original, self.objectives)
 
     # -------------------------------------------------------------------------- results
 
     def finish(self, number: int, metrics: dict[str, Any], error: bool = False,
                result: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        """Tell Optuna how a trained trial ended (its ``metrics.json``), record it, and settle
-        the duplicates that waited for it. Returns the row, ``None`` for an unknown trial."""
-        from optuna.trial import TrialState
-
+        """Record how a trained trial ended (its ``metrics.json``) and the duplicates that waited
+        for it; Optuna hears of them when ``lag`` allows. Returns the row, ``None`` for an
+        unknown trial."""
         row = self.in_flight.pop(number, None)
         if row is None:
             return None
@@ -234,17 +262,28 @@ class OptunaAskTell:
                    ray_node_id=metrics.get("ray_node_id", ""),
                    checkpoint_path=str(trial_dir / "checkpoint.pt") if status != "failed" else "")
         self.train_seconds += row["wall_time_s"]
-        if status == "complete":
-            self.study.tell(number, trained_values(row, self.objectives))
-        else:
-            self.study.tell(number, state=TrialState.PRUNED if status == "stopped" else TrialState.FAIL)
         self._record(row)
-        for dup in self.waiting.pop(number, []):
+        for dup in self.waiting.get(number, []):
             dup_row = self.store.rows[dup]
-            self._tell_like(dup, row)
             dup_row.update(accuracy=row["accuracy"], epochs_trained=epochs)
             self._record(dup_row)
+        self.held.append(number)
+        self._release()
         return row
+
+    def _release(self) -> None:
+        """Tell Optuna the held results it may know now (see ``lag`` in the module doc), and
+        the duplicates that waited for them."""
+        if self.asked >= self.trials:
+            due = set(self.held)
+        else:
+            due = set(self.trained[: max(0, len(self.trained) - self.lag + 1)]) & set(self.held)
+        for number in sorted(due):
+            self.held.remove(number)
+            row = self.store.rows[number]
+            self._tell_like(number, row)
+            for dup in self.waiting.pop(number, []):
+                self._tell_like(dup, row)
 
     def settle_untrained(self, proposal: Proposal, status: str, reason: str) -> None:
         """End a proposal without training it (``--cost-only``): Optuna hears its costs, accuracy 0."""
@@ -260,4 +299,4 @@ class OptunaAskTell:
             self._on_record(row)
 
 
-__all__ = ["OptunaAskTell", "Proposal", "cost_columns", "spec_key", "trained_values", "untrained_values"]
+__all__ = ["OptunaAskTell", "Proposal", "cost_columns", "spec_key", "tell_like", "trained_values", "untrained_values"]

@@ -23,6 +23,8 @@ class TuneSearcher(Searcher):
         self.numbers: dict[str, int] = {}  # Ray's trial id -> Optuna's trial number
 
     def suggest(self, trial_id: str):
+        if not self.ask_tell.ready():
+            return None  # Ray asks again after the next trial ends (see OptunaAskTell's ``lag``)
         proposal = self.ask_tell.propose()
         if proposal is None:
             return Searcher.FINISHED
