@@ -157,6 +157,63 @@ def test_bad_input_is_one_line(case, needle, tmp_path, capsys):
     assert len(err) == 1 and needle in err[0], err
 
 
+def test_plan_epochs_fits_the_time_budget():
+    """Each finalist gets budget / rounds of workers, less the overhead, in whole epochs at its
+    own speed; capped by --epochs, never below 1."""
+    from rnnpool_nas.finalize.runner import PLAN_OVERHEAD_S, plan_epochs
+
+    budget = 1200.0
+    plan = plan_epochs({0: 1000.0, 1: 250.0}, 10_000, budget, workers=2, max_epochs=30)
+    assert plan == {0: 30, 1: int((budget - PLAN_OVERHEAD_S) * 250 / 10_000)}  # 28
+    # three finalists on two workers run in two rounds: each gets half the budget
+    plan = plan_epochs({0: 250.0, 1: 250.0, 2: 250.0}, 10_000, budget, workers=2, max_epochs=30)
+    assert plan == {n: int((budget / 2 - PLAN_OVERHEAD_S) * 250 / 10_000) for n in range(3)}  # 13 each
+    assert plan_epochs({0: 1.0}, 10_000, 30.0, workers=1, max_epochs=30) == {0: 1}
+    # what the plan promises: rounds x (epochs x epoch time + overhead) within the budget
+    speeds = {0: 900.0, 1: 400.0, 2: 130.0}
+    plan = plan_epochs(speeds, 60_000, budget, workers=2, max_epochs=50)
+    assert all(plan[n] * 60_000 / speeds[n] + PLAN_OVERHEAD_S <= budget / 2 for n in speeds if plan[n] > 1)
+
+
+def _measured(run: Path, speeds: dict[int, float]) -> None:
+    """The search's metrics.json for these trials, with the training speed it measured."""
+    for number, speed in speeds.items():
+        (run / "trials" / f"{number:04d}" / "metrics.json").write_text(json.dumps(
+            {"status": "complete", "history": [{"epoch": 1, "images_per_second": speed},
+                                               {"epoch": 2, "images_per_second": speed * 3}]}))
+
+
+def test_time_budget_plans_each_finalists_epochs_from_the_search(tmp_path):
+    from rnnpool_nas.finalize.runner import PLAN_OVERHEAD_S, _planned_recipes, select_finalists
+
+    run = _run(tmp_path / "run")
+    _measured(run, {0: 5.0, 1: 50.0})  # images per second: 10 and 100 on average
+    cfg = FinalizeConfig(run=str(run), top=2, epochs=20, limit=256, time_budget=PLAN_OVERHEAD_S + 256)
+    store = RunStore.open(run)
+    lines: list[str] = []
+    recipes = _planned_recipes(store, cfg, select_finalists(store, cfg), recipe(cfg, "lines"), "lines", lines.append)
+    # 256 training images: trial 0 trains 10 images/s (25.6 s an epoch), trial 1 100
+    assert {n: r["epochs"] for n, r in recipes.items()} == {0: 10, 1: 20}
+    assert all(r["time_budget_s"] == cfg.time_budget and r["lr"] == recipe(cfg, "lines")["lr"] for r in recipes.values())
+    assert "trial 0 10 epoch(s)" in lines[0] and "trial 1 20 epoch(s)" in lines[0]
+    # the plan comes from the run directory alone: made again, it is the same (resume)
+    assert _planned_recipes(store, cfg, select_finalists(store, cfg), recipe(cfg, "lines"), "lines",
+                            lines.append) == recipes
+    store.close()
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--time-budget", "soon"], "--time-budget: bad duration 'soon'"),
+    (["--time-budget", "20min"], "trial 0 has none in its metrics.json"),
+])
+def test_time_budget_bad_input_is_one_line(argv, needle, tmp_path, capsys):
+    run = _run(tmp_path / "run")
+    assert main(["finalize", str(run), "--top", "2", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert not (run / "final").exists() or not any((run / "final").iterdir())
+
+
 @pytest.mark.slow
 def test_int8_loss_over_tolerance_fine_tunes_with_int8_rounding(tmp_path, capsys):
     """Forced (tolerance below any drop): QAT runs on training images' verdict, the checkpoint

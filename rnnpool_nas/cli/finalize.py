@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--trial", type=int, nargs="+", metavar="ID", help="these trials instead")
     p.add_argument("--epochs", type=int, metavar="N",
                    help="epochs of the full training (default per data set: fashion-mnist 30, cifar10 60, ...)")
+    p.add_argument("--time-budget", metavar="T",
+                   help="fit the whole finalize in T (20min, 1.5h, 900s): each finalist trains as many epochs "
+                        "(up to --epochs) as its share of T allows at the speed the search measured")
     p.add_argument("--workers", type=int, default=2, help="finalists trained at once (default 2)")
     p.add_argument("--batch-size", type=int, help="images per step (default 128; detectors 16)")
     p.add_argument("--lr", type=float, help="initial learning rate (default 0.05; detectors 0.01)")
@@ -40,10 +43,12 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..finalize import FinalizeConfig, run_finalize
+    from ..run.budget import parse_duration
 
+    budget = parse_duration(args.time_budget, "--time-budget") if args.time_budget is not None else None
     cfg = FinalizeConfig(run=args.run_dir, top=args.top, trials=list(args.trial or []), epochs=args.epochs,
                          workers=args.workers, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
-                         address=args.address, limit=args.limit)
+                         address=args.address, limit=args.limit, time_budget=budget)
     result = run_finalize(cfg)
     if args.json:
         print(json.dumps({"run": str(result.run_dir), "finalists": result.finalists}, indent=2))

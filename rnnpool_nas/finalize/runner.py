@@ -20,6 +20,15 @@ The finalists train as Ray Tune trials, ``workers`` at a time (``address``: an e
 cluster, as for the search). A finalize that is interrupted (Ctrl-C, a kill, a lost node) is
 resumed by running it again: finished finalists are kept, an unfinished one continues from its
 last epoch checkpoint (the recipe must be the same; a different one is a UserError).
+
+A ``time_budget`` (``--time-budget 18min``) caps the epochs so that the whole finalize fits it:
+each finalist gets an equal share of the workers' time (the budget divided by the rounds of
+``workers`` finalists it takes), less :data:`PLAN_OVERHEAD_S` for loading, quantizing and
+testing, and trains as many whole epochs (at most ``epochs``, at least 1) as fit in that share
+at the training speed the search measured for it (``images_per_second`` in its trial's
+``metrics.json``). The plan is made from the run directory alone, so a resumed finalize makes
+the same one; each finalist's ``metrics.json`` holds its epochs in ``recipe``. Fine-tuning with
+int8 rounding, when needed, comes on top (:data:`QAT_EPOCHS` epochs).
 """
 
 from __future__ import annotations
@@ -52,6 +61,11 @@ INT8_TOLERANCE = 0.005
 QAT_EPOCHS = 2
 #: Training images (evenly spaced, unaugmented) the post-training int8 drop is measured on.
 PTQ_CHECK_IMAGES = 2000
+#: Seconds a finalist spends besides its training epochs, set aside when a time budget is
+#: planned: loading the data, the int8 check on training images, quantizing, and scoring the test
+#: set in float and int8 (Fashion-MNIST's 10,000 test images: about 15 s on this project's 2-core
+#: machine; see ``test_seconds`` in each finalist's metrics.json).
+PLAN_OVERHEAD_S = 60.0
 
 
 @dataclass
@@ -67,6 +81,7 @@ class FinalizeConfig:
     address: str | None = None
     limit: int | None = None  # training images (tests and smoke runs only: None is the full set)
     int8_tolerance: float = INT8_TOLERANCE  # fine-tune with int8 rounding when PTQ loses more (training images)
+    time_budget: float | None = None  # seconds the whole finalize may take: caps each finalist's epochs (see above)
 
 
 @dataclass
@@ -105,6 +120,8 @@ def _validate(cfg: FinalizeConfig) -> None:
         raise UserError(f"--lr must be positive, got {cfg.lr}")
     if cfg.warmup is not None and cfg.warmup < 0:
         raise UserError(f"--warmup must be non-negative, got {cfg.warmup}")
+    if cfg.time_budget is not None and not (cfg.time_budget > 0 and math.isfinite(cfg.time_budget)):
+        raise UserError(f"--time-budget must be a positive duration, got {cfg.time_budget}")
     if cfg.top is not None and cfg.trials:
         raise UserError("give either --top K or --trial ID ..., not both")
 
@@ -128,6 +145,55 @@ def select_finalists(store, cfg: FinalizeConfig) -> list[dict[str, Any]]:
     columns = [OBJECTIVE_COLUMNS[o] for o in objectives]
     front = sorted(pareto_front(complete, columns), key=lambda r: (-float(r["accuracy"]), int(r["trial"])))
     return front[: cfg.top or 3]
+
+
+def search_speed(store, number: int) -> float | None:
+    """Training images per second the search measured for trial ``number`` (the mean over its
+    epochs, training only), or ``None`` when its metrics.json has none."""
+    try:
+        history = json.loads((trial_path(store.root, number) / "metrics.json").read_text()).get("history") or []
+        speeds = [float(h["images_per_second"]) for h in history if float(h.get("images_per_second") or 0) > 0]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return sum(speeds) / len(speeds) if speeds else None
+
+
+def plan_epochs(speeds: dict[int, float], train_images: int, budget_s: float, workers: int,
+                max_epochs: int) -> dict[int, int]:
+    """Epochs per finalist (``speeds``: trial -> training images per second) so that a finalize
+    of ``workers`` finalists at a time fits ``budget_s`` seconds: each finalist gets
+    ``budget_s / ceil(n / workers)`` seconds, less :data:`PLAN_OVERHEAD_S`, and as many whole
+    epochs of ``train_images`` as fit (at least 1, at most ``max_epochs``)."""
+    rounds = math.ceil(len(speeds) / max(1, workers)) if speeds else 1
+    share = budget_s / rounds - PLAN_OVERHEAD_S
+    return {n: int(min(max_epochs, max(1, math.floor(share * speed / max(1, train_images)))))
+            for n, speed in speeds.items()}
+
+
+def _planned_recipes(store, cfg: FinalizeConfig, rows: list[dict[str, Any]], rec: dict[str, Any],
+                     dataset: str, printer) -> dict[int, dict[str, Any]]:
+    """Each finalist's recipe: ``rec``, with its epochs capped by ``cfg.time_budget`` when given."""
+    numbers = [int(r["trial"]) for r in rows]
+    if cfg.time_budget is None:
+        return {n: rec for n in numbers}
+    speeds = {n: search_speed(store, n) for n in numbers}
+    unknown = [n for n, v in speeds.items() if v is None]
+    if unknown:
+        raise UserError(f"--time-budget needs the training speed the search measured, and trial {unknown[0]} has "
+                        f"none in its metrics.json; give --epochs alone")
+    from ..arch.spec import load_spec
+
+    spec = load_spec(trial_path(store.root, numbers[0]) / "arch.json")
+    config = {"dataset": dataset, "data_dir": store.config.get("data_dir"), "seed": int(store.config.get("seed") or 0),
+              "recipe": rec}
+    data = _load(config, spec)
+    images = len(data.train) if spec.detection is not None else len(data.x_train)
+    workers = min(cfg.workers, len(numbers), cfg.workers if cfg.address else (os.cpu_count() or 1))
+    epochs = plan_epochs(speeds, images, cfg.time_budget, workers, rec["epochs"])
+    printer(f"time budget {cfg.time_budget / 60:.1f} min for {len(numbers)} finalist(s), {workers} at a time: "
+            + ", ".join(f"trial {n} {epochs[n]} epoch(s) ({images / speeds[n]:.0f} s each as the search measured)"
+                        for n in numbers))
+    return {n: dict(rec, epochs=epochs[n], time_budget_s=float(cfg.time_budget)) for n in numbers}
 
 
 # ---------------------------------------------------------------------------- the trainable
@@ -156,7 +222,10 @@ def _curve(history) -> list[dict[str, Any]]:
 
 
 def finalize_trial(config: dict[str, Any]) -> None:
-    """One finalist (a Ray Tune trial): train, quantize, test once, leave ``metrics.json``."""
+    """One finalist (a Ray Tune trial): train, quantize, test once, leave ``metrics.json``.
+    ``config["recipes"]`` maps each finalist (a string key) to its recipe."""
+    if "recipes" in config:
+        config = dict(config, recipe=config["recipes"][str(config["number"])])
     out = final_dir(config["run"], config["number"])
     start = time.perf_counter()
     metrics: dict[str, Any] = {"trial": config["number"], "status": "running", "reason": "",
@@ -322,11 +391,13 @@ def _finalize(cfg: FinalizeConfig, store, printer: Callable[[str], None], start:
     dataset = store.config.get("dataset") or "fashion-mnist"
     rows = select_finalists(store, cfg)
     rec = recipe(cfg, dataset)
+    recipes = _planned_recipes(store, cfg, rows, rec, dataset, printer)
     root = store.root / FINAL_DIR
     root.mkdir(exist_ok=True)
     todo = []
     for row in rows:
         number = int(row["trial"])
+        rec = recipes[number]
         out = final_dir(store.root, number)
         done = read_final(store.root, number)
         if done is not None and done.get("status") == "complete":
@@ -341,8 +412,9 @@ def _finalize(cfg: FinalizeConfig, store, printer: Callable[[str], None], start:
         if done is not None and (out / "checkpoint.pt").exists():
             printer(f"trial {number}: resuming its interrupted finalize from epoch {done.get('epochs_trained', 0)}")
         todo.append(number)
+    rec = recipe(cfg, dataset) | ({"time_budget_s": float(cfg.time_budget)} if cfg.time_budget else {})
     if todo:
-        _run_tune(store, cfg, rec, dataset, todo, printer)
+        _run_tune(store, cfg, {n: recipes[n] for n in todo}, dataset, printer)
     finalists = _table(store, rows)
     _write(root / SUMMARY, {"recipe": rec, "dataset": dataset, "finalists": finalists})
     _summary(finalists, rec, dataset, time.perf_counter() - start, printer)
@@ -356,7 +428,8 @@ def _describe(rec: dict[str, Any] | None) -> str:
     if not rec:
         return "another recipe"
     return (f"--epochs {rec['epochs']} --batch-size {rec['batch_size']} --lr {rec['lr']:g} --warmup "
-            f"{rec['warmup_epochs']:g}" + (f" --limit {rec['limit']}" if rec.get("limit") else ""))
+            f"{rec['warmup_epochs']:g}" + (f" --limit {rec['limit']}" if rec.get("limit") else "")
+            + (f" (planned within --time-budget {rec['time_budget_s']:g}s)" if rec.get("time_budget_s") else ""))
 
 
 def _table(store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -377,21 +450,28 @@ def _table(store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _summary(finalists, rec, dataset: str, wall: float, printer) -> None:
     printer("")
+    epochs = sorted({f["epochs"] for f in finalists if f.get("epochs")}) or [rec["epochs"]]
+    how = f"{epochs[0]}" if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}"
+    if rec.get("time_budget_s"):
+        how += f" (at most {rec['epochs']} within the {rec['time_budget_s'] / 60:g}-min time budget)"
     printer(f"finalized {sum(f['status'] == 'complete' for f in finalists)}/{len(finalists)} in {wall / 60:.1f} min "
-            f"({rec['epochs']} epochs on the full training set of {dataset}; test set scored once):")
-    printer(f"  {'trial':>5}  {'peak RAM':>10}  {'MAdds':>7}  {'M4 ms':>7}  {'search val':>10}  {'test float':>10}  "
-            f"{'test int8':>9}")
+            f"({how} epochs on the full training set of {dataset}; test set scored once):")
+    printer(f"  {'trial':>5}  {'peak RAM':>10}  {'MAdds':>7}  {'M4 ms':>7}  {'epochs':>6}  {'search val':>10}  "
+            f"{'test float':>10}  {'test int8':>9}")
     for f in finalists:
         def acc(v):
             return "-" if v is None else f"{v:.4f}"
         lat = "-" if f["latency_ms"] is None else f"{f['latency_ms']:.1f}"
         printer(f"  {f['trial']:>5}  {kib(f['peak_ram_bytes']):>6} KiB  {f['madds'] / 1e6:>6.2f}M  {lat:>7}  "
-                f"{acc(f['search_accuracy']):>10}  {acc(f['float_test_accuracy']):>10}  {acc(f['int8_test_accuracy']):>9}"
+                f"{f.get('epochs') or '-':>6}  {acc(f['search_accuracy']):>10}  {acc(f['float_test_accuracy']):>10}  "
+                f"{acc(f['int8_test_accuracy']):>9}"
                 + ("" if f.get("int8_within_tolerance") in (None, True) else "  (int8 loses more than 0.5 points)"))
     sys.stdout.flush()
 
 
-def _run_tune(store, cfg: FinalizeConfig, rec: dict[str, Any], dataset: str, todo: list[int], printer) -> None:
+def _run_tune(store, cfg: FinalizeConfig, recipes: dict[int, dict[str, Any]], dataset: str, printer) -> None:
+    """Train the finalists ``recipes`` (trial -> its recipe) as Ray Tune trials."""
+    todo = list(recipes)
     started_here = start_ray(cfg.address)  # the search's way: an --address is probed and gets its token
     import ray
     from ray import tune
@@ -401,8 +481,10 @@ def _run_tune(store, cfg: FinalizeConfig, rec: dict[str, Any], dataset: str, tod
         workers = max(1, min(cfg.workers, cpus, len(todo))) if not cfg.address else max(1, min(cfg.workers, len(todo)))
         per_trial = max(1, cpus // workers)
         common = {"run": str(store.root.resolve()), "dataset": dataset, "data_dir": store.config.get("data_dir"), "seed": int(store.config.get("seed") or 0),
-                  "recipe": rec, "threads": per_trial}
-        printer(f"finalizing {len(todo)} trial(s) ({', '.join(map(str, todo))}): {rec['epochs']} epochs each on the full "
+                  "recipes": {str(n): r for n, r in recipes.items()}, "threads": per_trial}
+        epochs = sorted({r["epochs"] for r in recipes.values()})
+        printer(f"finalizing {len(todo)} trial(s) ({', '.join(map(str, todo))}): "
+                f"{epochs[0] if len(epochs) == 1 else f'{epochs[0]}-{epochs[-1]}'} epochs each on the full "
                 f"training set, {workers} worker(s) x {per_trial} core(s); results in {store.root / FINAL_DIR}/")
         shutil.rmtree(store.root / FINAL_DIR / "ray", ignore_errors=True)  # Tune's bookkeeping only
         space = {"number": tune.grid_search(todo), **common}
@@ -412,7 +494,7 @@ def _run_tune(store, cfg: FinalizeConfig, rec: dict[str, Any], dataset: str, tod
             tune_config=tune.TuneConfig(max_concurrent_trials=workers, reuse_actors=False),
             run_config=tune.RunConfig(name="ray", storage_path=str((store.root / FINAL_DIR).resolve()), verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=0),
-                                      callbacks=[_progress_callback(rec["epochs"], printer, time.perf_counter())]),
+                                      callbacks=[_progress_callback(printer, time.perf_counter())]),
         )
         tuner.fit()
     finally:
@@ -420,7 +502,7 @@ def _run_tune(store, cfg: FinalizeConfig, rec: dict[str, Any], dataset: str, tod
             ray.shutdown()
 
 
-def _progress_callback(epochs: int, printer, started: float):
+def _progress_callback(printer, started: float):
     from ray.tune import Callback
 
     class Progress(Callback):
@@ -428,6 +510,7 @@ def _progress_callback(epochs: int, printer, started: float):
             number = trial.config.get("number")
             elapsed = (time.perf_counter() - started) / 60
             if result.get("phase") == "train":
+                epochs = trial.config["recipes"][str(number)]["epochs"]
                 printer(f"trial {number}: epoch {result['epoch']}/{epochs}, train loss {result['train_loss']:.4f} "
                         f"({elapsed:.1f} min)")
             elif result.get("phase") == "test":

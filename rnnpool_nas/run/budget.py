@@ -53,6 +53,9 @@ _TIME_RE = re.compile(rf"^\s*{_NUMBER}\s*(s|ms|us|µs|)\s*$", re.IGNORECASE)
 BYTES_FORMS = "bytes (262144) or a number with B, KB/KiB, MB/MiB, GB/GiB (256KB, 0.25MiB; K = 1024)"
 MADDS_FORMS = "a count (60000000) or a number with k, M or G (500k, 60M, 1.5G)"
 LATENCY_FORMS = "seconds (1, 1.5s) or a number with s, ms or us (800ms, 250us)"
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_DURATION_RE = re.compile(rf"^\s*{_NUMBER}\s*(s|m|min|h|)\s*$", re.IGNORECASE)
+DURATION_FORMS = "seconds (900, 900s) or a number with s, m/min or h (20min, 20m, 1.5h)"
 
 
 def _split(text: Any, pattern: re.Pattern[str]) -> tuple[float, str] | None:
@@ -111,12 +114,23 @@ def parse_madds(text: str | int, what: str = "MAdds") -> int:
 def parse_latency(text: str | float, what: str = "latency") -> float:
     """A positive latency in seconds from ``1``, ``"1s"``, ``"1.5s"``, ``"800ms"``,
     ``"250us"``. One-line :class:`UserError` otherwise."""
-    parsed = _split(text, _TIME_RE)
-    if parsed is None or parsed[1] not in _TIME_UNITS:
-        raise _bad(what, "latency", text, LATENCY_FORMS)
-    value = parsed[0] * _TIME_UNITS[parsed[1]]
+    return _parse_seconds(text, _TIME_RE, _TIME_UNITS, what, "latency", LATENCY_FORMS)
+
+
+def parse_duration(text: str | float, what: str = "time") -> float:
+    """A positive wall-clock duration in seconds from ``900``, ``"900s"``, ``"20min"``,
+    ``"20m"``, ``"1.5h"`` (``m`` is minutes here). One-line :class:`UserError` otherwise."""
+    return _parse_seconds(text, _DURATION_RE, _DURATION_UNITS, what, "duration", DURATION_FORMS)
+
+
+def _parse_seconds(text: Any, pattern: re.Pattern[str], units: dict[str, float], what: str, kind: str,
+                   forms: str) -> float:
+    parsed = _split(text, pattern)
+    if parsed is None or parsed[1] not in units:
+        raise _bad(what, kind, text, forms)
+    value = parsed[0] * units[parsed[1]]
     if not math.isfinite(value) or value <= 0:
-        raise _bad(what, "latency", text, "a positive, finite " + LATENCY_FORMS)
+        raise _bad(what, kind, text, "a positive, finite " + forms)
     return value
 
 
@@ -345,5 +359,5 @@ def resolve_budget(
 
 __all__ = [
     "Budget", "CONSTRAINTS_DIR", "KIB", "MIB", "find_constraints", "format_bytes", "list_profiles", "load_constraints",
-    "parse_bytes", "parse_latency", "parse_madds", "resolve_budget",
+    "parse_bytes", "parse_duration", "parse_latency", "parse_madds", "resolve_budget",
 ]
