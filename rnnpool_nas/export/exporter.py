@@ -151,12 +151,14 @@ def export(source: Source, out: str | Path, *, force: bool = False, val_images: 
     qnet, scores = scored.qnet, scored.scores
     val = _sample_images(spec, dataset, max(1, val_images))
     classes = list(dataset.classes)
+    # a classifier's data set says whether x_val is its test split (always so here: no holdout)
+    split = "test" if getattr(dataset, "val_source", None) == "test" else "validation"
     if spec.detection is not None:
         log(f"{source.label}: float AP {scores['float_ap']:.4f}, int8 AP {scores['int8_ap']:.4f} (IoU 0.5, "
-            f"{scores['images']} validation images)")
+            f"{scores['images']} {split} images)")
     else:
         log(f"{source.label}: float accuracy {scores['float_accuracy']:.4f}, int8 {scores['int8_accuracy']:.4f}, "
-            f"top-1 agreement {scores['agreement']:.4f} ({scores['images']} validation images)")
+            f"top-1 agreement {scores['agreement']:.4f} ({scores['images']} {split} images)")
     dataset_name = dataset.name
     doc = write_project(qnet, spec, out, val, classes)
     doc.update(source=source.label, dataset=dataset_name, accuracy=scores)

@@ -451,11 +451,11 @@ def _table(store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _summary(finalists, rec, dataset: str, wall: float, printer) -> None:
     printer("")
     epochs = sorted({f["epochs"] for f in finalists if f.get("epochs")}) or [rec["epochs"]]
-    how = f"{epochs[0]}" if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}"
+    how = f"{epochs[0]} epochs" if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]} epochs"
     if rec.get("time_budget_s"):
-        how += f" (at most {rec['epochs']} within the {rec['time_budget_s'] / 60:g}-min time budget)"
+        how += f" (at most {rec['epochs']}, as many as fit the {rec['time_budget_s'] / 60:g}-min time budget)"
     printer(f"finalized {sum(f['status'] == 'complete' for f in finalists)}/{len(finalists)} in {wall / 60:.1f} min "
-            f"({how} epochs on the full training set of {dataset}; test set scored once):")
+            f"({how} on the full training set of {dataset}; test set scored once):")
     printer(f"  {'trial':>5}  {'peak RAM':>10}  {'MAdds':>7}  {'M4 ms':>7}  {'epochs':>6}  {'search val':>10}  "
             f"{'test float':>10}  {'test int8':>9}")
     for f in finalists:
