@@ -139,13 +139,25 @@ def test_the_proposals_do_not_depend_on_which_trial_finishes_first(tmp_path):
     assert sum(w for _, _, w in runs) <= 3 * 3
 
 
+def test_random_search_never_waits(tmp_path):
+    """Random proposals never depend on results: no worker waits, every result is told at once."""
+    cfg, space, store, study = _setup(tmp_path, "random", trials=8, budget="1MB")
+    ask_tell = make_ask_tell(space, cfg.budget, store, cfg, lambda line: None, workers=2).attach(study)
+    first = ask_tell.propose()
+    assert ask_tell.ready() and ask_tell.propose() is not None
+    (store.trial_dir(first.number) / "metrics.json").write_text(json.dumps(
+        {"status": "complete", "epochs_trained": 1, "accuracy": 0.5, "wall_time_s": 0.1}))
+    ask_tell.finish(first.number, json.loads((store.trial_dir(first.number) / "metrics.json").read_text()))
+    assert study.trials[first.number].state == optuna.trial.TrialState.COMPLETE
+
+
 def test_a_result_recorded_but_not_yet_told_reaches_optuna_on_resume(tmp_path):
     """A trial that finished while an earlier one still trained is recorded at once but told to
     Optuna later (the lag); if the run is killed in between, resuming tells Optuna what the
     table says instead of failing the trial, and requeues only the interrupted ones."""
     from rnnpool_nas.search.runner import _requeue_interrupted
 
-    cfg, space, store, study = _setup(tmp_path, "random", trials=8, budget="1MB")
+    cfg, space, store, study = _setup(tmp_path, "tpe", trials=8, budget="1MB")
     ask_tell = make_ask_tell(space, cfg.budget, store, cfg, lambda line: None, workers=2).attach(study)
     proposals = [ask_tell.propose() for _ in range(3)]
     assert not ask_tell.ready()  # the 4th candidate waits for the 1st

@@ -460,7 +460,8 @@ def make_ask_tell(space, budget: Budget, store: RunStore, cfg: SearchConfig, pri
               on_record: Callable[[dict[str, Any]], None] | None = None, workers: int = 1) -> OptunaAskTell:
     """The search's ask/tell over this run; every row it writes is printed as a progress line and
     handed to ``on_record``. ``workers`` trials train at once: Optuna is told results with a lag
-    of 2·workers - 1 trained candidates, so the proposals do not depend on which finishes first."""
+    of 2·workers - 1 trained candidates, so the proposals do not depend on which finishes first
+    (random search, whose proposals never depend on results, hears them at once)."""
     started = time.perf_counter()
 
     def record(row: dict[str, Any]) -> None:
@@ -471,7 +472,8 @@ def make_ask_tell(space, budget: Budget, store: RunStore, cfg: SearchConfig, pri
     trial_config = {"dataset": cfg.dataset, "data_dir": cfg.data_dir, "limit": cfg.limit, "epochs": cfg.epochs,
                     "val_fraction": cfg.val_fraction, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed}
     return OptunaAskTell(space, budget, store, trials=cfg.trials, objectives=cfg.objectives, epochs=cfg.epochs,
-                         on_record=record, trial_config=trial_config, lag=2 * max(1, workers) - 1)
+                         on_record=record, trial_config=trial_config,
+                         lag=None if cfg.sampler == "random" else 2 * max(1, workers) - 1)
 
 
 def _score_only(space, budget: Budget, store: RunStore, cfg: SearchConfig, study, printer, on_record=None) -> None:

@@ -28,7 +28,8 @@ Contract:
   happen to finish. So with the same seed a search proposes the same candidates every time (with
   ``workers`` in parallel, ``lag`` = 2·workers - 1: a free worker waits only for a trial that is
   slower than ``lag`` - 1 trials started after it). Early stopping (ASHA) still depends on timing.
-  Once every trial is asked, results are told as they come.
+  Once every trial is asked, results are told as they come; with ``lag=None`` (random search,
+  whose proposals never depend on results) always.
 - Every row goes to the run directory as it changes and to ``on_record`` (progress, report).
 """
 
@@ -102,7 +103,7 @@ class OptunaAskTell:
 
     def __init__(self, space, budget: Budget, store: RunStore, *, trials: int, objectives: list[str],
                  epochs: int, on_record: Callable[[dict[str, Any]], None] | None = None,
-                 trial_config: dict[str, Any] | None = None, lag: int = 1) -> None:
+                 trial_config: dict[str, Any] | None = None, lag: int | None = 1) -> None:
         self.space = space
         self.budget = budget
         self.run_dir = str(store.root)
@@ -113,7 +114,7 @@ class OptunaAskTell:
         self.asked = len(store.final_rows())
         self.in_flight: dict[int, dict[str, Any]] = {}  # trial number -> its row
         self.waiting: dict[int, list[int]] = {}  # original trial -> duplicates told when it is told
-        self.lag = max(1, int(lag))
+        self.lag = None if lag is None else max(1, int(lag))
         self.trained: list[int] = []  # the trial numbers of the candidates that train, in order
         self.held: list[int] = []  # finished and recorded, not yet told to Optuna (see ``lag``)
         self.train_seconds = 0.0
@@ -158,7 +159,7 @@ class OptunaAskTell:
     def ready(self) -> bool:
         """Whether the next candidate may be asked: every trained candidate that Optuna must know
         of by then (all but the last ``lag - 1``) has finished (see the module doc)."""
-        if self.asked >= self.trials:
+        if self.lag is None or self.asked >= self.trials:
             return True
         due = self.trained[: max(0, len(self.trained) - self.lag + 1)]
         return not any(n in self.in_flight for n in due)
@@ -274,7 +275,7 @@ class OptunaAskTell:
     def _release(self) -> None:
         """Tell Optuna the held results it may know now (see ``lag`` in the module doc), and
         the duplicates that waited for them."""
-        if self.asked >= self.trials:
+        if self.lag is None or self.asked >= self.trials:
             due = set(self.held)
         else:
             due = set(self.trained[: max(0, len(self.trained) - self.lag + 1)]) & set(self.held)
