@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rnnpool_nas.arch.presets import get_preset, list_presets
-from rnnpool_nas.arch.spec import ArchSpec, expand, head_name
+from rnnpool_nas.arch.spec import ArchSpec, SpecError, expand, head_name
 from rnnpool_nas.cost import evaluate
 from rnnpool_nas.cost.arena import INPUT, OUTPUT, head_specs, mbconv_scratch_bytes, plan, rnnpool_scratch_words
 from rnnpool_nas.errors import UserError
@@ -126,3 +126,41 @@ def test_detection_heads_write_to_the_output_buffer():
     first_head = next(i for i, s in enumerate(arena.steps) if s.layer == head_name(0))
     assert arena.steps[first_head - 1].layer == "2.0" and arena.steps[first_head].op == "l2norm"
     assert arena.arena_bytes < 188 * 1024  # the paper's RNNPool-Face-M4 on an STM32F439: 188 KB
+
+
+@pytest.mark.parametrize("space_name", ["fashion-mnist", "face-detection"])
+def test_the_streamed_sweep_is_the_direct_estimate(space_name):
+    """``segments`` scores every streamed segment from one start in one incremental sweep; it
+    must give exactly the figure of the direct per-segment estimate, for every end and split
+    (search candidates of a classifier space and a detector space, and every preset)."""
+    import importlib
+
+    import optuna
+
+    from rnnpool_nas.search.space import SearchSpace
+
+    P = importlib.import_module("rnnpool_nas.lower.plan")  # the package's `plan` is the function
+    space = SearchSpace.load(space_name)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    specs = [get_preset(name) for name in PRESETS]
+    while len(specs) < len(PRESETS) + 12:
+        try:
+            specs.append(space.build(space.suggest(study.ask())))
+        except (SpecError, UserError):  # a combination the space cannot build: draw again
+            continue
+    checked = 0
+    for spec in specs:
+        heads = head_specs(spec)
+        steps, sizes = P.lower(expand(spec), heads)
+        final = None if heads else steps[-1].output
+        readers = P._readers(steps)
+        for first in range(len(steps)):
+            end = first
+            while end + 1 < len(steps) and P.has_row_kernel(steps[end + 1]):
+                end += 1
+            for split in P.SPLITS:
+                sweep = P._streamed_sweep(steps, sizes, readers, first, end, final, split)
+                for last in range(first, end + 1):
+                    assert sweep[last - first] == P._estimate(steps, sizes, readers, first, last, True, final, split)
+                    checked += 1
+    assert checked > 1000

@@ -446,11 +446,62 @@ def _estimate(steps: list[Step], sizes: dict[str, int], readers: dict[str, list[
                for i in range(first, last + 1))
 
 
+def _streamed_sweep(steps: list[Step], sizes: dict[str, int], readers: dict[str, list[int]], first: int,
+                    end: int, final: str | None, split: int) -> list[int]:
+    """``[_estimate(first, last, streamed) for last in first..end]`` in one pass: the buffers a
+    streamed segment touches grow step by step, and a map becomes a ring of rows (never whole
+    again) once its last reader is inside the segment. Exactly :func:`_estimate`'s figures
+    (tests/test_arena.py compares them segment by segment)."""
+    size: dict[str, int] = {}
+    total = 0
+
+    def put(name: str, value: int) -> None:
+        nonlocal total
+        total += _align(value) - (_align(size[name]) if name in size else 0)
+        size[name] = value
+
+    ripe: dict[int, list[tuple[str, int]]] = {}  # step -> (map made inside, its ring's bytes): its last reader
+    image_shape: tuple[int, int, int] | None = None
+    image_need = 0
+    out = []
+    for i in range(first, end + 1):
+        step = steps[i]
+        for n in (*step.inputs, step.output, step.scratch):
+            if n is not None and n in sizes and n not in size:
+                put(n, sizes[n])
+        name = step.output
+        if name in sizes and name != final and not name.startswith(OUTPUT):
+            who = readers.get(name)
+            if who and who[0] >= first:
+                rows = max(_need(steps[r], split) for r in who)
+                if rows < step.out_shape[0]:
+                    ripe.setdefault(who[-1], []).append((name, rows * step.out_shape[1] * step.out_shape[2]))
+        if step.scratch is not None and _splits(step, split):
+            put(step.scratch, _split_scratch(step, split))
+        if step.global_pool:
+            put(f"{step.layer}/scratch", _pool_scratch(step))
+        for name, ring in ripe.pop(i, []):
+            put(name, ring)
+        if INPUT in step.inputs:
+            image_shape = image_shape or step.in_shape
+            image_need = max(image_need, _need(step, split))
+        image = 0
+        if image_shape is not None:
+            h, w, c = image_shape
+            image = min(h, image_need) * w * c
+        out.append(image + total)
+    return out
+
+
 def segments(steps: list[Step], sizes: dict[str, int], layers: list[Layer], heads: list[HeadSpec],
-             final: str | None, stream: bool = True, inplace: bool = True) -> list[Segment]:
+             final: str | None, stream: bool = True, inplace: bool = True,
+             streamed_estimates: dict[tuple[int, int, int], int] | None = None) -> list[Segment]:
     """Cut the layers into segments (module docstring): a dynamic programme over the cut points
     minimises the largest segment estimate, then (a second pass under that peak) the number of
-    streamed steps."""
+    streamed steps. Every streamed segment from one start is scored in one sweep
+    (:func:`_streamed_sweep`); ``streamed_estimates`` ((first step, last step, split) -> bytes)
+    is filled and reused: a streamed segment's estimate does not depend on ``inplace``, so
+    :func:`plan` shares it between its two plans of the same layers."""
     ranges = _layer_ranges(steps, layers, heads)
     n = len(layers)
 
@@ -459,27 +510,44 @@ def segments(steps: list[Step], sizes: dict[str, int], layers: list[Layer], head
         yield i + 1, False, 1
         if not stream:
             return
+        first = ranges[i][0]
+        splitting = {split: False for split in SPLITS}  # a step of first..last splits this way
         for j in range(i + 1, n + 1):
-            first, last = ranges[i][0], ranges[j - 1][1] - 1
-            if not all(has_row_kernel(steps[k]) for k in range(first, last + 1)):
+            added = range(ranges[j - 1][0], ranges[j - 1][1])  # the steps of layer j - 1
+            if not all(has_row_kernel(steps[k]) for k in added):
                 break
+            for split in SPLITS:
+                splitting[split] = splitting[split] or any(_splits(steps[k], split) for k in added)
+            last = ranges[j - 1][1] - 1
             if last > first or INPUT in steps[first].inputs:  # one step: worth it for the input's rows
                 for split in SPLITS:
-                    if split == 1 or any(_splits(steps[k], split) for k in range(first, last + 1)):
+                    if split == 1 or splitting[split]:
                         yield j, True, split
 
     readers = _readers(steps)
     cost: dict[tuple[int, int, bool, int], int] = {}
+    shared = streamed_estimates if streamed_estimates is not None else {}
     for i in range(n):
-        for j, streamed, split in options(i):
-            cost[(i, j, streamed, split)] = _estimate(steps, sizes, readers, ranges[i][0], ranges[j - 1][1] - 1,
-                                                      streamed, final, split, inplace)
+        first = ranges[i][0]
+        chosen = list(options(i))
+        for split in {split for _, streamed, split in chosen if streamed}:
+            if (first, first, split) not in shared:  # every streamed segment from `first`, in one sweep
+                end = max(ranges[j - 1][1] - 1 for j, streamed, _ in chosen if streamed)
+                for last, c in enumerate(_streamed_sweep(steps, sizes, readers, first, end, final, split), first):
+                    shared[(first, last, split)] = c
+        for j, streamed, split in chosen:
+            last = ranges[j - 1][1] - 1
+            cost[(i, j, streamed, split)] = (shared[(first, last, split)] if streamed else
+                                             _estimate(steps, sizes, readers, first, last, False, final, split, inplace))
+    starting: list[list[tuple[int, bool, int, int]]] = [[] for _ in range(n)]  # i -> (j, streamed, split, cost)
+    for (i, j, streamed, split), c in cost.items():
+        starting[i].append((j, streamed, split, c))
     inf = float("inf")
     best = [inf] * (n + 1)  # pass 1: the smallest peak of layers [0, j)
     best[0] = 0
     for i in range(n):
-        for (a, j, streamed, split), c in cost.items():
-            if a == i and best[i] < inf:
+        for j, streamed, split, c in starting[i]:
+            if best[i] < inf:
                 best[j] = min(best[j], max(best[i], c))
     peak = best[n]
     # pass 2, under that peak: the fewest split blocks (each re-expands rows), then streamed steps
@@ -488,8 +556,8 @@ def segments(steps: list[Step], sizes: dict[str, int], layers: list[Layer], head
     for i in range(n):
         if fewest[i][0] == inf:
             continue
-        for (a, j, streamed, split), c in cost.items():
-            if a != i or c > peak:
+        for j, streamed, split, c in starting[i]:
+            if c > peak:
                 continue
             first, last = ranges[i][0], ranges[j - 1][1] - 1
             count = fewest[i][0] + (last - first + 1 if streamed else 0)
@@ -516,12 +584,13 @@ def plan(layers: list[Layer], count_input: bool = False, heads: list[HeadSpec] |
     smaller (arena + streamed input rows) is kept."""
     if not stream:
         return _plan(layers, count_input, heads, False, False)
-    plans = [_plan(layers, count_input, heads, True, inplace) for inplace in (True, False)]
+    streamed_estimates: dict[tuple[int, int, int], int] = {}
+    plans = [_plan(layers, count_input, heads, True, inplace, streamed_estimates) for inplace in (True, False)]
     return min(plans, key=lambda p: (p.arena_bytes + p.stream_input_bytes, sum(s.streamed for s in p.segments)))
 
 
 def _plan(layers: list[Layer], count_input: bool, heads: list[HeadSpec] | None, stream: bool,
-          inplace: bool) -> ArenaPlan:
+          inplace: bool, streamed_estimates: dict[tuple[int, int, int], int] | None = None) -> ArenaPlan:
     heads = heads or []
     steps, sizes = lower(layers, heads)
     if not steps:
@@ -531,7 +600,7 @@ def _plan(layers: list[Layer], count_input: bool, heads: list[HeadSpec] | None, 
         final = steps[-1].output
         if final == INPUT:
             raise UserError("the architecture's output is its input")
-    cuts = segments(steps, sizes, layers, heads, final, stream, inplace)
+    cuts = segments(steps, sizes, layers, heads, final, stream, inplace, streamed_estimates)
     readers = _readers(steps)
     rename: dict[str, str] = {}
     for seg in cuts:
