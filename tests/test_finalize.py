@@ -160,19 +160,21 @@ def test_bad_input_is_one_line(case, needle, tmp_path, capsys):
 def test_plan_epochs_fits_the_time_budget():
     """Each finalist gets budget / rounds of workers, less the overhead, in whole epochs at its
     own speed; capped by --epochs, never below 1."""
-    from rnnpool_nas.finalize.runner import PLAN_OVERHEAD_S, plan_epochs
+    from rnnpool_nas.finalize.runner import PLAN_OVERHEAD_S, PLAN_SLOWDOWN, plan_epochs
 
     budget = 1200.0
     plan = plan_epochs({0: 1000.0, 1: 250.0}, 10_000, budget, workers=2, max_epochs=30)
-    assert plan == {0: 30, 1: int((budget - PLAN_OVERHEAD_S) * 250 / 10_000)}  # 28
+    assert plan == {0: 30, 1: int((budget - PLAN_OVERHEAD_S) * 250 / PLAN_SLOWDOWN / 10_000)}  # 24
     # three finalists on two workers run in two rounds: each gets half the budget
     plan = plan_epochs({0: 250.0, 1: 250.0, 2: 250.0}, 10_000, budget, workers=2, max_epochs=30)
-    assert plan == {n: int((budget / 2 - PLAN_OVERHEAD_S) * 250 / 10_000) for n in range(3)}  # 13 each
+    assert plan == {n: int((budget / 2 - PLAN_OVERHEAD_S) * 250 / PLAN_SLOWDOWN / 10_000) for n in range(3)}  # 11
     assert plan_epochs({0: 1.0}, 10_000, 30.0, workers=1, max_epochs=30) == {0: 1}
-    # what the plan promises: rounds x (epochs x epoch time + overhead) within the budget
+    # what the plan promises: rounds x (epochs x epoch time + overhead) within the budget, even when
+    # the epochs run PLAN_SLOWDOWN times slower than the search measured
     speeds = {0: 900.0, 1: 400.0, 2: 130.0}
     plan = plan_epochs(speeds, 60_000, budget, workers=2, max_epochs=50)
-    assert all(plan[n] * 60_000 / speeds[n] + PLAN_OVERHEAD_S <= budget / 2 for n in speeds if plan[n] > 1)
+    assert all(plan[n] * 60_000 / speeds[n] * PLAN_SLOWDOWN + PLAN_OVERHEAD_S <= budget / 2
+               for n in speeds if plan[n] > 1)
 
 
 def _measured(run: Path, speeds: dict[int, float]) -> None:
@@ -184,11 +186,11 @@ def _measured(run: Path, speeds: dict[int, float]) -> None:
 
 
 def test_time_budget_plans_each_finalists_epochs_from_the_search(tmp_path):
-    from rnnpool_nas.finalize.runner import PLAN_OVERHEAD_S, _planned_recipes, select_finalists
+    from rnnpool_nas.finalize.runner import PLAN_OVERHEAD_S, PLAN_SLOWDOWN, _planned_recipes, select_finalists
 
     run = _run(tmp_path / "run")
     _measured(run, {0: 5.0, 1: 50.0})  # images per second: 10 and 100 on average
-    cfg = FinalizeConfig(run=str(run), top=2, epochs=20, limit=256, time_budget=PLAN_OVERHEAD_S + 256)
+    cfg = FinalizeConfig(run=str(run), top=2, epochs=20, limit=256, time_budget=PLAN_OVERHEAD_S + 256 * PLAN_SLOWDOWN + 1)
     store = RunStore.open(run)
     lines: list[str] = []
     recipes = _planned_recipes(store, cfg, select_finalists(store, cfg), recipe(cfg, "lines"), "lines", lines.append)

@@ -26,7 +26,7 @@ each finalist gets an equal share of the workers' time (the budget divided by th
 ``workers`` finalists it takes), less :data:`PLAN_OVERHEAD_S` for loading, quantizing and
 testing, and trains as many whole epochs (at most ``epochs``, at least 1) as fit in that share
 at the training speed the search measured for it (``images_per_second`` in its trial's
-``metrics.json``). The plan is made from the run directory alone, so a resumed finalize makes
+``metrics.json``), taken :data:`PLAN_SLOWDOWN` times slower. The plan is made from the run directory alone, so a resumed finalize makes
 the same one; each finalist's ``metrics.json`` holds its epochs in ``recipe``. Fine-tuning with
 int8 rounding, when needed, comes on top (:data:`QAT_EPOCHS` epochs).
 """
@@ -66,6 +66,10 @@ PTQ_CHECK_IMAGES = 2000
 #: set in float and int8 (Fashion-MNIST's 10,000 test images: about 15 s on this project's 2-core
 #: machine; see ``test_seconds`` in each finalist's metrics.json).
 PLAN_OVERHEAD_S = 60.0
+#: How much slower a finalize epoch may run than the search's measured speed says, planned for so
+#: that the time budget holds: two fresh-clone main jobs trained at 0.95-1.13x the search's
+#: figure (trial 29: 42 s planned, 40 s run; 38 s planned, 43 s run, 1.5 min over an 18-min budget).
+PLAN_SLOWDOWN = 1.15
 
 
 @dataclass
@@ -163,10 +167,11 @@ def plan_epochs(speeds: dict[int, float], train_images: int, budget_s: float, wo
     """Epochs per finalist (``speeds``: trial -> training images per second) so that a finalize
     of ``workers`` finalists at a time fits ``budget_s`` seconds: each finalist gets
     ``budget_s / ceil(n / workers)`` seconds, less :data:`PLAN_OVERHEAD_S`, and as many whole
-    epochs of ``train_images`` as fit (at least 1, at most ``max_epochs``)."""
+    epochs of ``train_images`` as fit at its speed divided by :data:`PLAN_SLOWDOWN` (at least 1,
+    at most ``max_epochs``)."""
     rounds = math.ceil(len(speeds) / max(1, workers)) if speeds else 1
     share = budget_s / rounds - PLAN_OVERHEAD_S
-    return {n: int(min(max_epochs, max(1, math.floor(share * speed / max(1, train_images)))))
+    return {n: int(min(max_epochs, max(1, math.floor(share * speed / PLAN_SLOWDOWN / max(1, train_images)))))
             for n, speed in speeds.items()}
 
 
