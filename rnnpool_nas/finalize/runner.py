@@ -395,8 +395,8 @@ def run_finalize(cfg: FinalizeConfig, printer: Callable[[str], None] = print) ->
 def _finalize(cfg: FinalizeConfig, store, printer: Callable[[str], None], start: float) -> FinalizeResult:
     dataset = store.config.get("dataset") or "fashion-mnist"
     rows = select_finalists(store, cfg)
-    rec = recipe(cfg, dataset)
-    recipes = _planned_recipes(store, cfg, rows, rec, dataset, printer)
+    base = recipe(cfg, dataset)
+    recipes = _planned_recipes(store, cfg, rows, base, dataset, printer)
     root = store.root / FINAL_DIR
     root.mkdir(exist_ok=True)
     todo = []
@@ -417,12 +417,12 @@ def _finalize(cfg: FinalizeConfig, store, printer: Callable[[str], None], start:
         if done is not None and (out / "checkpoint.pt").exists():
             printer(f"trial {number}: resuming its interrupted finalize from epoch {done.get('epochs_trained', 0)}")
         todo.append(number)
-    rec = recipe(cfg, dataset) | ({"time_budget_s": float(cfg.time_budget)} if cfg.time_budget else {})
     if todo:
         _run_tune(store, cfg, {n: recipes[n] for n in todo}, dataset, printer)
     finalists = _table(store, rows)
-    _write(root / SUMMARY, {"recipe": rec, "dataset": dataset, "finalists": finalists})
-    _summary(finalists, rec, dataset, time.perf_counter() - start, printer)
+    summary = base | ({"time_budget_s": float(cfg.time_budget)} if cfg.time_budget else {})
+    _write(root / SUMMARY, {"recipe": summary, "dataset": dataset, "finalists": finalists})
+    _summary(finalists, summary, dataset, time.perf_counter() - start, printer)
     failed = [f for f in finalists if f["status"] != "complete"]
     for f in failed:
         printer(f"trial {f['trial']}: finalize {f['status']}: {f['reason']}")

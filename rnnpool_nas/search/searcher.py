@@ -156,13 +156,18 @@ class OptunaAskTell:
 
     # ------------------------------------------------------------------------- proposals
 
+    def _must_know(self) -> list[int] | None:
+        """The trained candidates Optuna must have been told of before the next ask (all but the
+        last ``lag - 1``); ``None``: every result, as it comes (see the module doc)."""
+        if self.lag is None or self.asked >= self.trials:
+            return None
+        return self.trained[: max(0, len(self.trained) - self.lag + 1)]
+
     def ready(self) -> bool:
         """Whether the next candidate may be asked: every trained candidate that Optuna must know
-        of by then (all but the last ``lag - 1``) has finished (see the module doc)."""
-        if self.lag is None or self.asked >= self.trials:
-            return True
-        due = self.trained[: max(0, len(self.trained) - self.lag + 1)]
-        return not any(n in self.in_flight for n in due)
+        of by then has finished."""
+        due = self._must_know()
+        return due is None or not any(n in self.in_flight for n in due)
 
     def propose(self) -> Proposal | None:
         """Ask Optuna until a candidate should train; ``None`` when all ``trials`` are asked.
@@ -275,11 +280,8 @@ class OptunaAskTell:
     def _release(self) -> None:
         """Tell Optuna the held results it may know now (see ``lag`` in the module doc), and
         the duplicates that waited for them."""
-        if self.lag is None or self.asked >= self.trials:
-            due = set(self.held)
-        else:
-            due = set(self.trained[: max(0, len(self.trained) - self.lag + 1)]) & set(self.held)
-        for number in sorted(due):
+        due = self._must_know()
+        for number in sorted(set(self.held) if due is None else set(due) & set(self.held)):
             self.held.remove(number)
             row = self.store.rows[number]
             self._tell_like(number, row)
